@@ -1,0 +1,3 @@
+from dpexplorer.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,241 @@
+"""`dpexplorer` command line: encode, decode, metrics, train, eval, download-kodak.
+
+Errors print one line (`dpexplorer: error: …`) and exit non-zero; no traceback. With several inputs
+or a folder, each bad file is reported (name: reason) and skipped, the rest are written, and the
+exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(msg: str) -> int:
+    print(f"dpexplorer: error: {msg}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def expand_inputs(inputs: list[str], suffixes: set[str]) -> tuple[list[Path], bool]:
+    """Files and folders → files (folders give their files with `suffixes`, sorted); batch mode?"""
+    files, batch = [], len(inputs) > 1
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            batch = True
+            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        else:
+            files.append(p)
+    return files, batch
+
+
+def _output_for(src: Path, out: str | None, batch: bool, suffix: str) -> Path:
+    if batch:
+        if out is None:
+            return src.with_suffix(suffix)
+        return Path(out) / (src.stem + suffix)
+    return Path(out) if out else src.with_suffix(suffix)
+
+
+def _run_batch(files: list[Path], batch: bool, out: str | None, suffix: str, work) -> int:
+    if batch and out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    if not files:
+        return _fail("no input files")
+    failures = 0
+    for src in files:
+        dst = _output_for(src, out, batch, suffix)
+        try:
+            message = work(src, dst)
+            print(message)
+        except Exception as exc:  # report and go on with the next file
+            failures += 1
+            reason = str(exc) if _is_user_error(exc) else f"{type(exc).__name__}: {exc}"
+            print(f"{src}: {reason}", file=sys.stderr)
+    if failures:
+        print(f"dpexplorer: {failures} of {len(files)} file(s) failed", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from dpexplorer.errors import DPExplorerError
+
+    return isinstance(exc, (DPExplorerError, OSError))
+
+
+# ---- commands ---------------------------------------------------------------------------------
+def cmd_encode(args) -> int:
+    from dpexplorer.imageio import IMAGE_SUFFIXES, load_image
+    from dpexplorer.models import get_codec
+
+    codec = get_codec(args.quality, args.arch, pretrained=args.pretrained)
+    files, batch = expand_inputs(args.inputs, IMAGE_SUFFIXES)
+
+    def work(src: Path, dst: Path) -> str:
+        img = load_image(src)
+        t0 = time.perf_counter()
+        data = codec.encode(img)
+        dt = time.perf_counter() - t0
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(data)
+        h, w = img.shape[:2]
+        return f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp, {dt:.2f} s"
+
+    return _run_batch(files, batch, args.output, ".dpx", work)
+
+
+def cmd_decode(args) -> int:
+    from dpexplorer.imageio import save_png
+    from dpexplorer.models import decode_file
+
+    files, batch = expand_inputs(args.inputs, {".dpx"})
+
+    def work(src: Path, dst: Path) -> str:
+        t0 = time.perf_counter()
+        image = decode_file(src.read_bytes(), pretrained=args.pretrained)
+        dt = time.perf_counter() - t0
+        save_png(image, dst)
+        return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
+
+    return _run_batch(files, batch, args.output, ".png", work)
+
+
+def cmd_metrics(args) -> int:
+    from dpexplorer import metrics
+    from dpexplorer.imageio import load_image
+    from dpexplorer.models import decode_file
+
+    ref = load_image(args.reference)
+    result = {}
+    test_path = Path(args.test)
+    bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
+    if test_path.suffix == ".dpx":
+        test = decode_file(test_path.read_bytes(), pretrained=args.pretrained)
+    else:
+        test = load_image(test_path)
+    if bitstream is not None:
+        result["bytes"] = bitstream.stat().st_size
+        result["bpp"] = metrics.bpp(result["bytes"], *ref.shape[:2])
+    result.update(metrics.all_metrics(ref, test, extra=args.extra))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:12s} {v:.4f}" if isinstance(v, float) else f"{k:12s} {v}")
+    return EXIT_OK
+
+
+def cmd_train_codec(args) -> int:
+    from dpexplorer.training.codec import config_from_args, train_codec
+
+    train_codec(config_from_args(args))
+    return EXIT_OK
+
+
+def cmd_train_export(args) -> int:
+    from dpexplorer.training.export import export_codec
+
+    entry = export_codec(args.checkpoint, notes=args.notes)
+    print(json.dumps(entry, indent=2))
+    return EXIT_OK
+
+
+def cmd_eval_codec(args) -> int:
+    from dpexplorer.evaluation.codec_eval import evaluate_codecs
+
+    evaluate_codecs(args.data, qualities=args.qualities, out_dir=args.out, arch=args.arch,
+                    pretrained=args.pretrained, limit=args.limit)
+    return EXIT_OK
+
+
+def cmd_download_kodak(args) -> int:
+    from dpexplorer.kodak import download_kodak
+
+    download_kodak(args.dest)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dpexplorer", description="See and steer the distortion–perception "
+                                "tradeoff of neural image compression.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def codec_options(sp, quality_required=False):
+        sp.add_argument("--arch", default=None, help="codec architecture (default: the shipped one)")
+        sp.add_argument("--pretrained", action="store_true",
+                        help="use CompressAI's published weights (needs internet once) instead of weights/")
+
+    e = sub.add_parser("encode", help="image(s) → .dpx bitstream(s)")
+    e.add_argument("inputs", nargs="+", help="image files and/or folders")
+    e.add_argument("-q", "--quality", type=int, required=True, help="quality level (1 = lowest rate)")
+    e.add_argument("-o", "--output", help="output file, or output folder with several inputs / a folder")
+    codec_options(e)
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help=".dpx bitstream(s) → PNG image(s)")
+    d.add_argument("inputs", nargs="+", help=".dpx files and/or folders")
+    d.add_argument("-o", "--output", help="output PNG, or output folder with several inputs / a folder")
+    codec_options(d)
+    d.set_defaults(func=cmd_decode)
+
+    m = sub.add_parser("metrics", help="PSNR, MS-SSIM, LPIPS of TEST against REF (bpp with a .dpx)")
+    m.add_argument("reference")
+    m.add_argument("test", help="an image, or a .dpx (decoded, and its bpp reported)")
+    m.add_argument("--bitstream", help="the .dpx that TEST was decoded from, for bpp")
+    m.add_argument("--extra", action="store_true", help="also FLIP, SSIMULACRA2, NLPD, MS-GMSD, HF ratio")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    codec_options(m)
+    m.set_defaults(func=cmd_metrics)
+
+    t = sub.add_parser("train", help="train models")
+    tsub = t.add_subparsers(dest="what", required=True)
+    tc = tsub.add_parser("codec", help="rate–distortion training of the base codec")
+    from dpexplorer.training.codec import add_arguments
+
+    add_arguments(tc)
+    tc.set_defaults(func=cmd_train_codec)
+    tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
+    tx.add_argument("checkpoint")
+    tx.add_argument("--notes", default="", help="free text for the model card")
+    tx.set_defaults(func=cmd_train_export)
+
+    ev = sub.add_parser("eval", help="evaluate on a folder (e.g. Kodak)")
+    esub = ev.add_subparsers(dest="what", required=True)
+    ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality, BD-rate vs CompressAI")
+    ec.add_argument("--data", required=True)
+    ec.add_argument("--qualities", type=int, nargs="+", default=None)
+    ec.add_argument("--out", default="results/codec")
+    ec.add_argument("--limit", type=int, default=None, help="only the first N images")
+    codec_options(ec)
+    ec.set_defaults(func=cmd_eval_codec)
+
+    k = sub.add_parser("download-kodak", help="fetch the 24 Kodak images (needs internet)")
+    k.add_argument("dest", nargs="?", default="data/kodak")
+    k.set_defaults(func=cmd_download_kodak)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    args = build_parser().parse_args(argv)
+    from dpexplorer.errors import DPExplorerError
+
+    try:
+        return args.func(args)
+    except (DPExplorerError, OSError, ValueError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

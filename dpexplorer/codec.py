@@ -1,0 +1,160 @@
+"""The base codec: a CompressAI mean-scale hyperprior model behind a bytes-in/bytes-out interface.
+
+    codec = Codec.load(quality=3)                  # shipped weights, verified by hash
+    data = codec.encode(image)                     # .dpx bytes (real entropy coding)
+    x_hat, y_hat = codec.decode(data)              # 8-bit image, quantized latent
+
+Images of any size are padded (replicate) to a multiple of 64 and cropped back after decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save as safetensors_bytes
+
+from dpexplorer.bitstream import Bitstream
+from dpexplorer.errors import BitstreamError, WeightsError
+from dpexplorer.imageio import ImageSource, load_image
+from dpexplorer.metrics import to_tensor, to_uint8
+from dpexplorer.weights import find_entry, load_weights
+from dpexplorer.zoo import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Replicate-pad N×C×H×W on the right and bottom up to a multiple (edges repeat: no false edges)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's canonical safetensors serialisation (for models not loaded from a file)."""
+    return hashlib.sha256(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()})).hexdigest()
+
+
+@dataclass
+class Decoded:
+    x_hat: np.ndarray  # H×W×3 uint8, what is shown and saved
+    y_hat: torch.Tensor  # 1×M×h×w quantized latent (padded grid)
+    bitstream: Bitstream
+
+    def __iter__(self):
+        return iter((self.x_hat, self.y_hat))
+
+
+class Codec:
+    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str):
+        self.model = model.eval().requires_grad_(False)
+        self.cfg = cfg
+        self.weights_sha256 = weights_sha256
+        self.source = source
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, quality: int, arch: str | None = None, weights_dir=None) -> "Codec":
+        """The shipped, trained model of `quality` from `weights/` (hash-checked)."""
+        name, entry = find_entry("codec", arch, quality, weights_dir)
+        cfg = codec_config(entry["arch"], quality, (entry["N"], entry["M"]))
+        model = build_model(cfg)
+        state = load_weights(entry, weights_dir)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise WeightsError(f"{name}: weights do not fit {cfg.arch} (N={cfg.N}, M={cfg.M}): {exc}") from None
+        return cls(model, cfg, entry["sha256"], f"weights/{entry['file']}")
+
+    @classmethod
+    def pretrained(cls, quality: int, arch: str = "bmshj2018-hyperprior") -> "Codec":
+        """CompressAI's published MSE weights (downloaded once to $TORCH_HOME/hub/checkpoints).
+
+        Loaded with `weights_only=True`: the checkpoint is a plain state dict, nothing is unpickled.
+        """
+        from compressai.zoo.image import model_urls
+        from compressai.zoo.pretrained import load_pretrained
+
+        cfg = codec_config(arch, quality)
+        url = model_urls[arch]["mse"][quality]
+        try:
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False,
+                                                       check_hash=True, weights_only=True)
+        except OSError as exc:  # offline and not cached
+            raise WeightsError(f"cannot fetch CompressAI's pretrained {arch} q{quality} ({exc}); "
+                               f"place {url.rsplit('/', 1)[-1]} in $TORCH_HOME/hub/checkpoints/") from None
+        state = load_pretrained(state)
+        model = type(build_model(cfg)).from_state_dict(state)
+        model.update(force=True)
+        return cls(model, cfg, state_fingerprint(model.state_dict()), url)
+
+    @classmethod
+    def untrained(cls, quality: int = 1, arch: str = DEFAULT_ARCH, channels: tuple[int, int] | None = None,
+                  seed: int = 0) -> "Codec":
+        """A freshly initialised model with its entropy tables built (tests; `channels` for tiny ones)."""
+        torch.manual_seed(seed)
+        cfg = codec_config(arch, quality, channels)
+        model = build_model(cfg)
+        model.update(force=True)
+        return cls(model, cfg, state_fingerprint(model.state_dict()), "untrained")
+
+    @property
+    def weights_id(self) -> bytes:
+        return bytes.fromhex(self.weights_sha256)[:8]
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.arch} q{self.cfg.quality}"
+
+    # ---- coding -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, image: ImageSource) -> bytes:
+        """Image → `.dpx` bytes."""
+        img = load_image(image)
+        h, w = img.shape[:2]
+        x = pad_to_multiple(to_tensor(img))
+        out = self.model.compress(x)
+        z_shape = tuple(int(s) for s in out["shape"])
+        strings = (out["strings"][0][0], out["strings"][1][0])
+        return Bitstream(self.cfg.arch, self.cfg.quality, self.weights_id, h, w, z_shape, strings).to_bytes()
+
+    def parse(self, data: bytes) -> Bitstream:
+        """Parse and check that `data` was made by this very model (architecture, quality, weights)."""
+        bs = Bitstream.from_bytes(data)
+        if (bs.arch, bs.quality) != (self.cfg.arch, self.cfg.quality):
+            raise BitstreamError(f"bitstream was made by {bs.arch} q{bs.quality}, this decoder is {self.name}")
+        if bs.weights_id != self.weights_id:
+            raise BitstreamError(f"bitstream was made with other weights ({bs.weights_id.hex()}); "
+                                 f"this decoder's are {self.weights_id.hex()}")
+        return bs
+
+    @torch.inference_mode()
+    def decode_latent(self, data: bytes | Bitstream) -> tuple[torch.Tensor, Bitstream]:
+        """Entropy decoding only: the quantized latent ŷ (the receiver's whole knowledge of the image)."""
+        bs = data if isinstance(data, Bitstream) else self.parse(data)
+        m = self.model
+        try:
+            z_hat = m.entropy_bottleneck.decompress([bs.strings[1]], bs.z_shape)
+            params = m.h_s(z_hat)
+            if self.cfg.arch == "mbt2018-mean":
+                scales, means = params.chunk(2, 1)
+            else:
+                scales, means = params, None
+            indexes = m.gaussian_conditional.build_indexes(scales)
+            y_hat = m.gaussian_conditional.decompress([bs.strings[0]], indexes, z_hat.dtype, means=means)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise BitstreamError(f"entropy decoding failed: {exc}") from None
+        return y_hat, bs
+
+    @torch.inference_mode()
+    def synthesize(self, y_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved."""
+        x_hat = self.model.g_s(y_hat)[..., :height, :width]
+        return to_uint8(x_hat)
+
+    def decode(self, data: bytes | Bitstream) -> Decoded:
+        y_hat, bs = self.decode_latent(data)
+        return Decoded(self.synthesize(y_hat, bs.height, bs.width), y_hat, bs)
+

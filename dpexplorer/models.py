@@ -1,0 +1,48 @@
+"""One place that loads models, once per process (the CLI, the app and eval all come through here)."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from dpexplorer.bitstream import Bitstream
+from dpexplorer.codec import Codec
+from dpexplorer.weights import find_entry, load_manifest, weights_dir
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _cached_codec(quality: int, arch: str, pretrained: bool, directory: str) -> Codec:
+    if pretrained:
+        return Codec.pretrained(quality, arch)
+    return Codec.load(quality, arch, Path(directory))
+
+
+def get_codec(quality: int, arch: str | None = None, pretrained: bool = False) -> Codec:
+    """The codec of `quality` (shipped weights, or CompressAI's with `pretrained`), loaded once."""
+    if arch is None:  # resolve first, so that "default" and its explicit name share one cache entry
+        arch = "bmshj2018-hyperprior" if pretrained else find_entry("codec", None, quality)[1]["arch"]
+    with _lock:
+        return _cached_codec(quality, arch, pretrained, str(weights_dir()))
+
+
+def shipped_qualities() -> list[int]:
+    """Qualities with trained codec weights in weights/, ascending."""
+    models = load_manifest()["models"].values()
+    return sorted({e["quality"] for e in models if e.get("kind") == "codec"})
+
+
+def codec_for(data: bytes, pretrained: bool = False) -> tuple[Codec, Bitstream]:
+    """The codec that made `data` (from its header), with the parsed, checked bitstream."""
+    header = Bitstream.from_bytes(data)
+    codec = get_codec(header.quality, header.arch, pretrained)
+    return codec, codec.parse(data)
+
+
+def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
+    codec, bs = codec_for(data, pretrained)
+    return codec.decode(bs).x_hat

@@ -1,0 +1,167 @@
+"""Rate–distortion training of the base codec (λ·255²·MSE + bpp), resumable, CPU/GPU/DDP.
+
+Checkpoints (model + both optimizers + step + wall time) go to `--workdir`, outside the repo;
+`dpexplorer train export` turns one into shipped safetensors weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from compressai.losses import RateDistortionLoss
+
+from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
+from dpexplorer.training.data import CropSampler
+from dpexplorer.zoo import DEFAULT_ARCH, build_model, codec_config
+
+
+@dataclass
+class CodecTrainConfig:
+    data: str
+    quality: int
+    arch: str = DEFAULT_ARCH
+    workdir: str = "~/.cache/dpexplorer/train"
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 128
+    final_crop: int = 256  # larger crops for the last `final_crop_frac` of training
+    final_crop_frac: float = 0.2
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    lr_drop_frac: float = 0.9  # lr ×0.1 from this fraction of `steps` on
+    init_from: str | None = None  # checkpoint of another quality to fine-tune from
+    checkpoint_every_s: float = 300.0
+    seed: int = 0
+    threads: int | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(os.path.expanduser(self.workdir)) / f"codec-{self.arch}-q{self.quality}"
+
+
+def _optimizers(model, cfg: CodecTrainConfig):
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+    return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr)
+
+
+def train_codec(cfg: CodecTrainConfig) -> Path:
+    device, rank, world = setup_device(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    codec_cfg = codec_config(cfg.arch, cfg.quality)
+    model = build_model(codec_cfg).to(device)
+    opt, aux_opt = _optimizers(model, cfg)
+    run_dir = cfg.run_dir
+    ckpt_path = run_dir / "last.pt"
+    log = TrainLogger(run_dir / "train.log", enabled=rank == 0)
+
+    step, wall = 0, 0.0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        step, wall = state["step"], state["wall_s"]
+        log(f"resumed from {ckpt_path} at step {step} ({wall / 3600:.2f} h)")
+    elif cfg.init_from:
+        state = load_checkpoint(Path(os.path.expanduser(cfg.init_from)), device)
+        model.load_state_dict(state["model"])
+        log(f"initialised from {cfg.init_from} (step {state['step']}), fine-tuning to q{cfg.quality}")
+    log(f"config {asdict(cfg)} device={device} world={world}")
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    criterion = RateDistortionLoss(lmbda=codec_cfg.lmbda)
+    samplers = {}
+
+    def sampler_for(crop):
+        if crop not in samplers:
+            samplers[crop] = CropSampler(cfg.data, crop, seed=cfg.seed * 1000 + rank + step)
+        return samplers[crop]
+
+    last_ckpt = time.time()
+    t0 = time.time() - wall
+    running = {}
+    model.train()
+    while step < cfg.steps:
+        frac = step / cfg.steps
+        crop = cfg.final_crop if frac >= 1 - cfg.final_crop_frac else cfg.crop
+        # Same pixels per step whatever the crop, so the step time stays flat.
+        batch = max(1, cfg.batch * cfg.crop**2 // crop**2)
+        lr = cfg.lr * (0.1 if frac >= cfg.lr_drop_frac else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sampler_for(crop).batch(batch).to(device)
+
+        opt.zero_grad(set_to_none=True)
+        aux_opt.zero_grad(set_to_none=True)
+        out = ddp_model(x)
+        losses = criterion(out, x)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        aux_loss = model.aux_loss()
+        aux_loss.backward()
+        aux_opt.step()
+        step += 1
+
+        for k in ("loss", "bpp_loss", "mse_loss"):
+            running[k] = running.get(k, 0.0) + float(losses[k])
+        if step % 50 == 0:
+            n = 50
+            mse = running["mse_loss"] / n
+            psnr = -10 * math.log10(max(mse, 1e-10))
+            log(f"step {step} loss {running['loss'] / n:.4f} bpp {running['bpp_loss'] / n:.4f} "
+                f"psnr {psnr:.2f} aux {float(aux_loss):.1f} lr {lr:.1e} crop {crop} "
+                f"{(time.time() - t0) / 3600:.2f} h")
+            running = {}
+        now = time.time()
+        if rank == 0 and (now - last_ckpt > cfg.checkpoint_every_s or step == cfg.steps):
+            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(),
+                         "aux_opt": aux_opt.state_dict(), "step": step, "wall_s": now - t0,
+                         "arch": cfg.arch, "quality": cfg.quality, "N": codec_cfg.N, "M": codec_cfg.M,
+                         "data": str(cfg.data)}, ckpt_path)
+            last_ckpt = now
+    log(f"done: {step} steps in {(time.time() - t0) / 3600:.2f} h")
+    if world > 1:
+        dist.destroy_process_group()
+    return ckpt_path
+
+
+def add_arguments(parser) -> None:
+    d = CodecTrainConfig
+    parser.add_argument("--data", required=True, help="folder of training photos")
+    parser.add_argument("--quality", "-q", type=int, required=True, help="quality 1..8 (sets λ)")
+    parser.add_argument("--arch", default=d.arch, help="bmshj2018-hyperprior or mbt2018-mean")
+    parser.add_argument("--workdir", default=d.workdir, help="checkpoints and log (outside the repo)")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--batch", type=int, default=d.batch)
+    parser.add_argument("--crop", type=int, default=d.crop)
+    parser.add_argument("--final-crop", type=int, default=d.final_crop)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--init-from", default=None, help="checkpoint to fine-tune from (e.g. another quality)")
+    parser.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s, help="seconds")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def config_from_args(args) -> CodecTrainConfig:
+    return CodecTrainConfig(data=args.data, quality=args.quality, arch=args.arch, workdir=args.workdir,
+                            steps=args.steps, batch=args.batch, crop=args.crop, final_crop=args.final_crop,
+                            lr=args.lr, init_from=args.init_from, checkpoint_every_s=args.checkpoint_every,
+                            seed=args.seed, threads=args.threads)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    add_arguments(p)
+    train_codec(config_from_args(p.parse_args()))

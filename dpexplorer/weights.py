@@ -1,0 +1,99 @@
+"""Shipped weights: safetensors files listed in `weights/manifest.json` and verified by SHA-256.
+
+Each manifest entry names its file, hash, kind ("codec", "latent" …), architecture, quality, λ,
+training data and measured Kodak metrics. Nothing here unpickles: safetensors holds tensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dpexplorer.errors import WeightsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = "manifest.json"
+
+
+def weights_dir() -> Path:
+    """`$DPEXPLORER_WEIGHTS` if set, else the repository's `weights/`."""
+    return Path(os.environ.get("DPEXPLORER_WEIGHTS", REPO_ROOT / "weights"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(directory: Path | None = None) -> dict:
+    path = (directory or weights_dir()) / MANIFEST
+    if not path.is_file():
+        return {"models": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc})") from None
+
+
+def save_manifest(manifest: dict, directory: Path | None = None) -> None:
+    path = (directory or weights_dir()) / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def model_name(kind: str, arch: str, quality: int) -> str:
+    return f"{kind}-{arch}-q{quality}"
+
+
+def find_entry(kind: str, arch: str | None, quality: int, directory: Path | None = None) -> tuple[str, dict]:
+    """The manifest entry of (kind, arch, quality); `arch=None` takes whichever is shipped."""
+    models = load_manifest(directory)["models"]
+    for name, entry in sorted(models.items()):
+        if entry.get("kind") == kind and entry.get("quality") == quality and arch in (None, entry.get("arch")):
+            return name, entry
+    shipped = sorted(f"{e.get('arch')} q{e.get('quality')}" for e in models.values() if e.get("kind") == kind)
+    raise WeightsError(f"no shipped {kind} weights for {arch or 'any architecture'} q{quality} "
+                       f"(shipped: {', '.join(shipped) or 'none'})")
+
+
+def load_weights(entry: dict, directory: Path | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a manifest entry, checked against its SHA-256, cast back to float32."""
+    path = (directory or weights_dir()) / entry["file"]
+    if not path.is_file():
+        raise WeightsError(f"weights file missing: {path}")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise WeightsError(f"{path.name}: SHA-256 {digest[:12]}… does not match the manifest's "
+                           f"{entry['sha256'][:12]}… (corrupted or replaced file)")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise WeightsError(f"{path.name}: not a readable safetensors file ({exc})") from None
+    return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}
+
+
+def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lambda key: False,
+                 directory: Path | None = None) -> dict:
+    """Write `name.safetensors` (float32 tensors whose key passes `fp16` stored as float16) + manifest entry."""
+    directory = directory or weights_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for k, v in state.items():
+        v = v.detach().cpu().contiguous()
+        if v.dtype == torch.float32 and fp16(k):
+            v = v.half()
+        out[k] = v
+    path = directory / f"{name}.safetensors"
+    save_file(out, str(path))
+    manifest = load_manifest(directory)
+    entry = {**meta, "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest["models"][name] = entry
+    save_manifest(manifest, directory)
+    return entry

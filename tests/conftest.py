@@ -1,0 +1,59 @@
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DPEXPLORER_SHARED", REPO.parent / "shared"))
+KODAK = SHARED / "kodak"
+LPIPS_REF = SHARED / "lpips_reference"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kodak_dir() -> Path:
+    return need(KODAK)
+
+
+@pytest.fixture(scope="session")
+def tiny_codec():
+    from dpexplorer.codec import Codec
+
+    return Codec.untrained(quality=1, channels=(16, 24), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory):
+    """A weights/ folder holding a tiny, untrained q1 codec, exported the way real weights are."""
+    from dpexplorer.weights import model_name, save_weights
+    from dpexplorer.zoo import build_model, codec_config
+
+    directory = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    cfg = codec_config("mbt2018-mean", 1, (16, 24))
+    model = build_model(cfg)
+    model.update(force=True)
+    meta = {"kind": "codec", "arch": cfg.arch, "quality": 1, "lambda": cfg.lmbda, "N": 16, "M": 24}
+    save_weights(model.state_dict(), model_name("codec", cfg.arch, 1), meta, directory=directory)
+    return directory
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A small synthetic 'photo' (smooth gradients + texture), 96×128."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:128]
+    base = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2).astype(np.float64)
+    img = base + rng.normal(0, 12, base.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
