@@ -93,13 +93,13 @@ def cmd_encode(args) -> int:
 
 def cmd_decode(args) -> int:
     from dpexplorer.imageio import save_png
-    from dpexplorer.models import decode_file
+    from dpexplorer.models import reconstruct_file
 
     files, batch = expand_inputs(args.inputs, {".dpx"})
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
-        image = decode_file(src.read_bytes(), pretrained=args.pretrained)
+        image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained)
         dt = time.perf_counter() - t0
         save_png(image, dst)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
@@ -110,14 +110,15 @@ def cmd_decode(args) -> int:
 def cmd_metrics(args) -> int:
     from dpexplorer import metrics
     from dpexplorer.imageio import load_image
-    from dpexplorer.models import decode_file
+    from dpexplorer.models import reconstruct_file
 
     ref = load_image(args.reference)
     result = {}
     test_path = Path(args.test)
     bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
     if test_path.suffix == ".dpx":
-        test = decode_file(test_path.read_bytes(), pretrained=args.pretrained)
+        test = reconstruct_file(test_path.read_bytes(), args.tau, args.sampler, args.steps, args.seed,
+                                args.pretrained)
     else:
         test = load_image(test_path)
     if bitstream is not None:
@@ -151,7 +152,7 @@ def cmd_eval_codec(args) -> int:
     from dpexplorer.evaluation.codec_eval import evaluate_codecs
 
     evaluate_codecs(args.data, qualities=args.qualities, out_dir=args.out, arch=args.arch,
-                    pretrained=args.pretrained, limit=args.limit)
+                    pretrained=args.pretrained, limit=args.limit, update_manifest=args.update_manifest)
     return EXIT_OK
 
 
@@ -167,10 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 "tradeoff of neural image compression.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def codec_options(sp, quality_required=False):
+    def codec_options(sp):
         sp.add_argument("--arch", default=None, help="codec architecture (default: the shipped one)")
         sp.add_argument("--pretrained", action="store_true",
                         help="use CompressAI's published weights (needs internet once) instead of weights/")
+
+    def decoder_options(sp):
+        from dpexplorer.latent.schedulers import SAMPLERS
+
+        sp.add_argument("--tau", type=float, default=0.0,
+                        help="0 = base decoder (best PSNR) … 1 = full latent diffusion (best realism)")
+        sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
+        sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
+        sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")
 
     e = sub.add_parser("encode", help="image(s) → .dpx bitstream(s)")
     e.add_argument("inputs", nargs="+", help="image files and/or folders")
@@ -183,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("inputs", nargs="+", help=".dpx files and/or folders")
     d.add_argument("-o", "--output", help="output PNG, or output folder with several inputs / a folder")
     codec_options(d)
+    decoder_options(d)
     d.set_defaults(func=cmd_decode)
 
     m = sub.add_parser("metrics", help="PSNR, MS-SSIM, LPIPS of TEST against REF (bpp with a .dpx)")
@@ -192,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--extra", action="store_true", help="also FLIP, SSIMULACRA2, NLPD, MS-GMSD, HF ratio")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     codec_options(m)
+    decoder_options(m)
     m.set_defaults(func=cmd_metrics)
 
     t = sub.add_parser("train", help="train models")
@@ -213,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--qualities", type=int, nargs="+", default=None)
     ec.add_argument("--out", default="results/codec")
     ec.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ec.add_argument("--update-manifest", action="store_true", help="record the means in weights/manifest.json")
     codec_options(ec)
     ec.set_defaults(func=cmd_eval_codec)
 

@@ -46,3 +46,45 @@ def codec_for(data: bytes, pretrained: bool = False) -> tuple[Codec, Bitstream]:
 def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
     codec, bs = codec_for(data, pretrained)
     return codec.decode(bs).x_hat
+
+
+@lru_cache(maxsize=None)
+def _cached_latent(quality: int, arch: str, directory: str):
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.latent.pipeline import LatentPipeline
+    from dpexplorer.weights import load_weights
+
+    codec = _cached_codec(quality, arch, False, directory)
+    name, entry = find_entry("latent", arch, quality, Path(directory))
+    if entry.get("codec_sha256") != codec.weights_sha256:
+        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
+    denoiser = LatentDenoiser(**entry["config"])
+    denoiser.load_state_dict(load_weights(entry, Path(directory)))
+    return LatentPipeline(codec, denoiser)
+
+
+def get_latent_pipeline(quality: int, arch: str | None = None):
+    """The τ pipeline (codec + latent denoiser) of a shipped quality, loaded once."""
+    if arch is None:
+        arch = find_entry("codec", None, quality)[1]["arch"]
+    with _lock:
+        return _cached_latent(quality, arch, str(weights_dir()))
+
+
+def latent_qualities() -> list[int]:
+    models = load_manifest()["models"].values()
+    return sorted({e["quality"] for e in models if e.get("kind") == "latent"})
+
+
+def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
+                     pretrained: bool = False, progress=None) -> np.ndarray:
+    """Decode a .dpx: the base decoder at τ = 0, the latent diffusion decoder at τ > 0."""
+    if tau == 0.0:
+        return decode_file(data, pretrained)
+    if pretrained:
+        raise ValueError("τ > 0 needs the shipped codec (the latent model is trained for its latent space)")
+    header = Bitstream.from_bytes(data)
+    pipeline = get_latent_pipeline(header.quality, header.arch)
+    pipeline.codec.parse(data)
+    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)

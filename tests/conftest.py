@@ -45,7 +45,15 @@ def tiny_weights_dir(tmp_path_factory):
     model = build_model(cfg)
     model.update(force=True)
     meta = {"kind": "codec", "arch": cfg.arch, "quality": 1, "lambda": cfg.lmbda, "N": 16, "M": 24}
-    save_weights(model.state_dict(), model_name("codec", cfg.arch, 1), meta, directory=directory)
+    entry = save_weights(model.state_dict(), model_name("codec", cfg.arch, 1), meta, directory=directory)
+
+    from dpexplorer.latent.denoiser import LatentDenoiser
+
+    denoiser = LatentDenoiser(latent_channels=24, width=16, blocks=1)
+    torch.nn.init.normal_(denoiser.out.weight, std=0.05)  # an untrained but non-trivial residual
+    meta = {"kind": "latent", "arch": cfg.arch, "quality": 1, "codec_sha256": entry["sha256"],
+            "config": denoiser.config()}
+    save_weights(denoiser.state_dict(), model_name("latent", cfg.arch, 1), meta, directory=directory)
     return directory
 
 

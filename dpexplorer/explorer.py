@@ -1,0 +1,218 @@
+"""What the app does, without the UI: encode, decode with a chosen decoder family, measure, plot.
+
+Decoder families are entries of `FAMILIES`; each turns (bitstream, τ, sampler, steps, seed) into an
+8-bit image. A new family (e.g. a pixel-space diffusion decoder) is one more entry; the app builds its
+controls from this table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dpexplorer import metrics
+from dpexplorer.bitstream import Bitstream
+from dpexplorer.imageio import load_image
+from dpexplorer.latent.schedulers import SAMPLERS
+from dpexplorer.weights import REPO_ROOT
+
+CURVES_PATH = REPO_ROOT / "assets" / "kodak_curves.json"
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    original: np.ndarray | None  # None when the user brought a .dpx (no reference to compare with)
+    encode_s: float = 0.0
+    header: Bitstream = field(init=False)
+
+    def __post_init__(self):
+        self.header = Bitstream.from_bytes(self.data)
+
+    @property
+    def quality(self) -> int:
+        return self.header.quality
+
+    @property
+    def bpp(self) -> float:
+        return metrics.bpp(len(self.data), self.header.height, self.header.width)
+
+    def summary(self) -> str:
+        h = self.header
+        text = f"{h.arch} q{h.quality} · {h.width}×{h.height} px · {len(self.data):,} bytes · {self.bpp:.4f} bpp"
+        return text + (f" · encoded in {self.encode_s:.2f} s" if self.encode_s else "")
+
+
+def encode(image, quality: int) -> Encoded:
+    from dpexplorer.models import get_codec
+
+    img = load_image(image)
+    codec = get_codec(quality)
+    t0 = time.perf_counter()
+    data = codec.encode(img)
+    return Encoded(data, img, time.perf_counter() - t0)
+
+
+def open_bitstream(data: bytes) -> Encoded:
+    from dpexplorer.models import codec_for
+
+    codec_for(data)  # checks the header, the weights and the checksum before anything is shown
+    return Encoded(data, None)
+
+
+# ---- decoder families --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecoderFamily:
+    key: str
+    label: str
+    description: str
+    uses_sampler: bool
+    qualities: Callable[[], list[int]]
+    reconstruct: Callable[..., np.ndarray]  # (data, tau, sampler, steps, seed, progress) -> uint8 image
+    is_cached: Callable[..., bool] = lambda *a: True
+
+
+def _latent_reconstruct(data, tau, sampler, steps, seed, progress=None):
+    from dpexplorer.models import reconstruct_file
+
+    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress)
+
+
+def _latent_is_cached(data, sampler, steps, seed) -> bool:
+    from dpexplorer.models import get_latent_pipeline
+
+    return get_latent_pipeline(Bitstream.from_bytes(data).quality).is_cached(data, sampler, steps, seed)
+
+
+def _latent_qualities():
+    from dpexplorer.models import latent_qualities
+
+    return latent_qualities()
+
+
+FAMILIES: dict[str, DecoderFamily] = {
+    "latent": DecoderFamily(
+        "latent", "Latent diffusion + τ fusion",
+        "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
+        "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
+        True, _latent_qualities, _latent_reconstruct, _latent_is_cached),
+}
+
+
+def base_reconstruction(enc: Encoded) -> np.ndarray:
+    from dpexplorer.models import decode_file
+
+    return decode_file(enc.data)
+
+
+def sampler_choices() -> list[tuple[str, str]]:
+    return [(label, key) for key, (label, _) in SAMPLERS.items()]
+
+
+# ---- measuring and showing ---------------------------------------------------------------------
+def measure(original: np.ndarray | None, recon: np.ndarray) -> dict[str, float]:
+    if original is None:
+        return {}
+    return metrics.all_metrics(original, recon)
+
+
+def zoom_crop(image: np.ndarray, cx: float, cy: float, size: int = 96, scale: int = 4) -> np.ndarray:
+    """A size×size crop around the relative centre (cx, cy), enlarged by `scale` (nearest: no smoothing)."""
+    h, w = image.shape[:2]
+    s = min(size, h, w)
+    x0 = int(np.clip(round(cx * w - s / 2), 0, w - s))
+    y0 = int(np.clip(round(cy * h - s / 2), 0, h - s))
+    crop = image[y0:y0 + s, x0:x0 + s]
+    return np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1)
+
+
+def load_curves(path: Path = CURVES_PATH) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "this image"):
+    """Distortion–perception plane (PSNR → right is better, LPIPS ↓ is better) with the Kodak curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    if curves:
+        for series in curves.get("series", []):
+            pts = series["points"]
+            ax.plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], series.get("style", "o-"),
+                    label=series["label"], alpha=0.8, markersize=4)
+        ax.set_title(f"Kodak ({curves.get('images', '?')} images) distortion–perception plane", fontsize=10)
+    else:
+        ax.set_title("No precomputed curves (run `dpexplorer eval`)", fontsize=10)
+    if live:
+        for label, point in live.items():
+            ax.plot([point["psnr"]], [point["lpips"]], "*", markersize=16, label=label, zorder=5)
+    ax.set_xlabel("PSNR (dB) →")
+    ax.set_ylabel("LPIPS (AlexNet) ↓")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def tau_curve(enc: Encoded, family: DecoderFamily, sampler: str, steps: int, seed: int,
+              taus=(0.0, 0.25, 0.5, 0.75, 1.0)):
+    """This image's own τ sweep: (PSNR, LPIPS) at each τ, as a figure and the numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []
+    for tau in taus:
+        recon = family.reconstruct(enc.data, tau, sampler, steps, seed)
+        m = measure(enc.original, recon)
+        points.append({"tau": tau, "psnr": m["psnr"], "lpips": m["lpips"]})
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot([p["psnr"] for p in points], [p["lpips"] for p in points], "o-")
+    for p in points:
+        ax.annotate(f"τ={p['tau']:g}", (p["psnr"], p["lpips"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("PSNR (dB) →")
+    ax.set_ylabel("LPIPS ↓")
+    ax.set_title(f"This image, {sampler}, {steps} steps, seed {seed}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig, points
+
+
+def example_images() -> list[tuple[str, Path]]:
+    """Redistributable example photos, loaded at run time from installed packages (not Kodak)."""
+    out = []
+    try:
+        import skimage
+
+        data = Path(skimage.__file__).parent / "data"
+        for name, label in (("astronaut.png", "Astronaut (NASA, public domain)"),
+                            ("coffee.png", "Coffee (Rachel Michetti, CC0)"),
+                            ("chelsea.png", "Chelsea the cat (Stefan van der Walt, CC0)"),
+                            ("rocket.jpg", "Rocket (NASA, public domain)")):
+            if (data / name).is_file():
+                out.append((label, data / name))
+    except ImportError:
+        pass
+    try:
+        import matplotlib
+
+        hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        if hopper.is_file():
+            out.append(("Grace Hopper (US Navy, public domain)", hopper))
+    except ImportError:
+        pass
+    return out

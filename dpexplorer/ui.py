@@ -1,0 +1,216 @@
+"""The Gradio app (the only module that imports Gradio). `app.py` builds it with `build_demo()`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from dpexplorer import explorer
+from dpexplorer.errors import DPExplorerError
+from dpexplorer.imageio import load_image, save_png
+
+MAX_UPLOAD = "25mb"
+# Larger uploads are downscaled for the interactive demo (the CLI codes any size up to 48 MP):
+# a 2-core CPU encodes and decodes ~2 MP in a few seconds.
+APP_MAX_PIXELS = 2_000_000
+OUT_DIR = Path(tempfile.gettempdir()) / "dpexplorer-app"
+
+INTRO = """# DP Explorer
+Encode once, then steer the **distortion–perception tradeoff at the receiver**: the codec's own
+decoder gives the best PSNR, a diffusion decoder gives realistic texture, and **τ** moves between them —
+the bitstream never changes. Upload a photo (PNG/JPEG/…, up to 25 MB; images over 2 MP are
+downscaled for this demo) or pick an example."""
+
+
+def _out_path(suffix: str) -> Path:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    return OUT_DIR / f"{uuid.uuid4().hex}{suffix}"
+
+
+def _fit_for_app(img: np.ndarray) -> tuple[np.ndarray, str]:
+    h, w = img.shape[:2]
+    if h * w <= APP_MAX_PIXELS:
+        return img, ""
+    f = (APP_MAX_PIXELS / (h * w)) ** 0.5
+    nw, nh = max(1, int(w * f)), max(1, int(h * f))
+    small = np.asarray(Image.fromarray(img).resize((nw, nh), Image.LANCZOS))
+    return small, f" · downscaled from {w}×{h} for the demo (the CLI codes full size)"
+
+
+def _user_error(exc: Exception) -> gr.Error:
+    return gr.Error(str(exc) if isinstance(exc, (DPExplorerError, ValueError, OSError)) else
+                    f"{type(exc).__name__}: {exc}")
+
+
+def _families_for(quality: int) -> list[tuple[str, str]]:
+    return [(f.label, f.key) for f in explorer.FAMILIES.values() if quality in f.qualities()]
+
+
+# ---- event handlers ----------------------------------------------------------------------------
+def encode_upload(file, quality):
+    if file is None:
+        raise gr.Error("Upload an image first.")
+    try:
+        img, note = _fit_for_app(load_image(Path(file)))
+        enc = explorer.encode(img, int(quality))
+    except Exception as exc:
+        raise _user_error(exc) from None
+    dpx = _out_path(".dpx")
+    dpx.write_bytes(enc.data)
+    return {"enc": enc}, img, enc.summary() + note, str(dpx)
+
+
+def open_dpx(file):
+    if file is None:
+        raise gr.Error("Upload a .dpx file.")
+    try:
+        path = Path(file)
+        if path.stat().st_size > 25 * 2**20:
+            raise ValueError("file larger than 25 MB")
+        enc = explorer.open_bitstream(path.read_bytes())
+    except Exception as exc:
+        raise _user_error(exc) from None
+    return {"enc": enc}, None, enc.summary() + " · decoded from an uploaded bitstream (no original to compare)", file
+
+
+def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progress=gr.Progress()):
+    """Both reconstructions, zoomed crops, numbers and the live point on the Kodak curves."""
+    if not state or "enc" not in state:
+        return None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
+    enc: explorer.Encoded = state["enc"]
+    family = explorer.FAMILIES.get(family_key)
+    try:
+        base = explorer.base_reconstruction(enc)
+        if family is None or enc.quality not in family.qualities():
+            recon, label = base, "codec decoder (no diffusion decoder shipped for this quality)"
+        else:
+            def report(i, n):
+                progress(i / n, desc=f"diffusion step {i}/{n}")
+
+            recon = family.reconstruct(enc.data, float(tau), sampler, int(steps), int(seed), report)
+            label = f"{family.label}, τ={float(tau):.2f}"
+    except Exception as exc:
+        raise _user_error(exc) from None
+
+    recon_png = _out_path(".png")
+    save_png(recon, recon_png)  # the download is exactly the pixels measured below
+    crops = [(explorer.zoom_crop(im, zoom_x, zoom_y), name) for im, name in
+             ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
+
+    live, rows = {}, []
+    if enc.original is not None:
+        m_base = explorer.measure(enc.original, base)
+        m_rec = explorer.measure(enc.original, recon)
+        live = {f"codec decoder (q{enc.quality})": m_base, "diffusion decoder (now)": m_rec}
+        rows = [("codec decoder", m_base), (label, m_rec)]
+        table = "| | PSNR (dB) ↑ | MS-SSIM ↑ | LPIPS ↓ |\n|---|---|---|---|\n" + "\n".join(
+            f"| {name} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['lpips']:.4f} |" for name, m in rows)
+        table += f"\n\n{enc.bpp:.4f} bpp for both: one bitstream."
+    else:
+        table = "No original (a .dpx was uploaded): nothing to measure against."
+    plot = explorer.dp_plot(explorer.load_curves(), live)
+    return (base, recon), crops, table, plot, str(recon_png)
+
+
+def own_tau_curve(state, family_key, sampler, steps, seed):
+    if not state or "enc" not in state or state["enc"].original is None:
+        raise gr.Error("Encode an image first (a τ curve needs the original).")
+    family = explorer.FAMILIES.get(family_key)
+    if family is None or state["enc"].quality not in family.qualities():
+        raise gr.Error("No diffusion decoder is shipped for this quality.")
+    fig, _ = explorer.tau_curve(state["enc"], family, sampler, int(steps), int(seed))
+    return fig
+
+
+def update_families(quality):
+    choices = _families_for(int(quality))
+    return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+
+# ---- layout ------------------------------------------------------------------------------------
+def build_demo() -> gr.Blocks:
+    from dpexplorer.models import shipped_qualities
+
+    qualities = shipped_qualities() or [1]
+    default_q = qualities[0]
+    families = _families_for(default_q)
+    examples = explorer.example_images()
+
+    with gr.Blocks(title="DP Explorer") as demo:
+        gr.Markdown(INTRO)
+        state = gr.State({})
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
+                if examples:
+                    gr.Examples([[str(p)] for _, p in examples], inputs=[upload],
+                                example_labels=[label for label, _ in examples], label="Examples")
+                quality = gr.Dropdown([(f"q{q}", q) for q in qualities], value=default_q, label="Quality",
+                                      elem_id="quality")
+                encode_btn = gr.Button("Encode", variant="primary", elem_id="encode-btn")
+                info = gr.Markdown(elem_id="encode-info")
+                dpx_out = gr.File(label="Bitstream (.dpx) to download", interactive=False, elem_id="dpx-download")
+                dpx_in = gr.File(label="…or decode a .dpx", file_types=[".dpx"], type="filepath",
+                                 elem_id="dpx-upload")
+            with gr.Column(scale=1):
+                family = gr.Radio(families, value=families[0][1] if families else None, label="Diffusion decoder",
+                                  elem_id="family")
+                tau = gr.Slider(0, 1, value=1.0, step=0.05, label="τ: codec decoder (0) … full perception (1)",
+                                elem_id="tau")
+                sampler = gr.Dropdown(explorer.sampler_choices(), value="ddim", label="Sampler", elem_id="sampler")
+                steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps", elem_id="steps")
+                seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+                with gr.Row():
+                    zoom_x = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom x", elem_id="zoom-x")
+                    zoom_y = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom y", elem_id="zoom-y")
+        with gr.Row():
+            compare = gr.ImageSlider(label="codec decoder ↔ diffusion decoder", format="png", elem_id="compare")
+            original = gr.Image(label="Original", format="png", interactive=False, elem_id="original")
+        zoom = gr.Gallery(label="Zoomed crops (×4, nearest)", columns=3, format="png", elem_id="zoom")
+        recon_file = gr.File(label="Diffusion reconstruction (PNG, exactly the pixels measured)",
+                             interactive=False, elem_id="recon-download")
+        with gr.Row():
+            with gr.Column():
+                numbers = gr.Markdown(elem_id="metrics")
+                curve_btn = gr.Button("This image's τ curve", elem_id="tau-curve-btn")
+                curve_plot = gr.Plot(label="τ curve of this image", elem_id="tau-curve")
+            dp = gr.Plot(label="Distortion–perception plane", elem_id="dp-plot")
+
+        controls = [state, family, tau, sampler, steps, seed, zoom_x, zoom_y]
+        outputs = [compare, zoom, numbers, dp, recon_file]
+        heavy = dict(concurrency_id="heavy")  # one queue for everything that runs a network
+        gr.on([upload.upload, encode_btn.click, quality.input], encode_upload, [upload, quality],
+              [state, original, info, dpx_out], api_name="encode", **heavy) \
+            .success(render, controls, outputs, api_name="render_encoded", api_visibility="private", **heavy)
+        quality.input(update_families, quality, family, api_visibility="private")
+        dpx_in.upload(open_dpx, dpx_in, [state, original, info, dpx_out], api_name="open_dpx", **heavy) \
+            .success(render, controls, outputs, api_name="render_opened", api_visibility="private", **heavy)
+        # Dragging τ (or a zoom slider) re-renders on release only, the latest value winning; the
+        # sample is cached, so this is one g_s pass.
+        gr.on([tau.release, zoom_x.release, zoom_y.release, family.input, sampler.input, steps.input, seed.input],
+              render, controls, outputs, trigger_mode="always_last", api_name="render", **heavy)
+        curve_btn.click(own_tau_curve, [state, family, sampler, steps, seed], curve_plot, api_name="tau_curve",
+                        **heavy)
+        demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
+    demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+def configure_threads() -> None:
+    """Use CPU_CORES (Spaces sets it) or all cores for torch."""
+    import torch
+
+    cores = int(os.environ.get("CPU_CORES", os.cpu_count() or 1))
+    torch.set_num_threads(max(1, cores))
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    kwargs.setdefault("allowed_paths", [str(OUT_DIR)])
+    return demo.launch(**kwargs)

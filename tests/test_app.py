@@ -1,0 +1,97 @@
+"""The app launched on 127.0.0.1 and driven through gradio_client, on tiny untrained models."""
+
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from dpexplorer.imageio import load_image, save_png
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_weights_dir):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    from dpexplorer.ui import build_demo, launch
+
+    demo = build_demo()
+    port = _free_port()
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    mp.undo()
+
+
+@pytest.fixture
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture
+def photo_file(photo, tmp_path):
+    return save_png(photo, tmp_path / "photo.png")
+
+
+def test_encode_change_tau_switch_sampler(client, photo, photo_file):
+    original, info, dpx = client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    assert np.array_equal(load_image(original), photo)  # shown as lossless PNG
+    data = open(dpx, "rb").read()
+    assert f"{len(data):,} bytes" in info and f"{len(data) * 8 / photo[..., 0].size:.4f} bpp" in info
+
+    pair, crops, table, plot, recon_png = client.predict("latent", 1.0, "ddim", 4, 0, 0.5, 0.5, api_name="/render")
+    base, recon = load_image(pair[0]), load_image(pair[1])
+    assert base.shape == recon.shape == photo.shape
+    assert not np.array_equal(base, recon)
+    assert np.array_equal(load_image(recon_png), recon)  # download = pixels shown
+    assert "PSNR" in table and "LPIPS" in table and len(crops) == 3
+
+    pair0, *_ = client.predict("latent", 0.0, "ddim", 4, 0, 0.5, 0.5, api_name="/render")
+    assert np.array_equal(load_image(pair0[1]), base)  # τ = 0 is the codec decoder, bit for bit
+
+    pair_dpm, *_ = client.predict("latent", 1.0, "dpmsolver++", 4, 0, 0.5, 0.5, api_name="/render")
+    assert load_image(pair_dpm[1]).shape == photo.shape
+
+
+def test_pngs_not_webp(client, photo_file):
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    pair, crops, *_ = client.predict("latent", 0.5, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    for path in (*pair, crops[0]["image"]):
+        assert Image.open(path).format == "PNG"
+
+
+def test_bitstream_download_and_upload(client, photo_file, tmp_path):
+    _, _, dpx = client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    pair_a, *_ = client.predict("latent", 0.7, "ddim", 3, 5, 0.5, 0.5, api_name="/render")
+    other = Client(client.src, verbose=False)  # a different user, who only has the .dpx
+    original, info, _ = other.predict(handle_file(dpx), api_name="/open_dpx")
+    assert original is None and "uploaded bitstream" in info
+    pair_b, _, table, *_ = other.predict("latent", 0.7, "ddim", 3, 5, 0.5, 0.5, api_name="/render")
+    assert np.array_equal(load_image(pair_a[1]), load_image(pair_b[1]))  # same decode at the receiver
+    assert "No original" in table
+
+
+def test_bad_uploads_show_an_error_and_the_server_keeps_serving(client, photo_file, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    with pytest.raises(Exception, match="not an image"):
+        client.predict(handle_file(str(bad)), 1, api_name="/encode")
+    corrupt = tmp_path / "x.dpx"
+    corrupt.write_bytes(b"DPX\x89" + b"\x01" * 60)
+    with pytest.raises(Exception, match="corrupted|inconsistent|truncated"):
+        client.predict(handle_file(str(corrupt)), api_name="/open_dpx")
+    original, *_ = client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    assert original is not None
+
+
+def test_own_tau_curve(client, photo_file):
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    plot = client.predict("latent", "ddim", 2, 0, api_name="/tau_curve")
+    assert plot and plot.get("type") == "matplotlib"
