@@ -156,6 +156,19 @@ def cmd_eval_codec(args) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args) -> int:
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+
+    if not args.data:
+        return _fail("eval needs --data DIR")
+    decoders = args.decoders or (["plain", "latent"] if args.what == "latent" else
+                                 ["plain", "latent", "jpeg", "webp"])
+    run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
+                          samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
+                          extra=not args.no_extra, limit=args.limit, assets=args.assets))
+    return EXIT_OK
+
+
 def cmd_download_kodak(args) -> int:
     from dpexplorer.kodak import download_kodak
 
@@ -218,8 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_argument("--notes", default="", help="free text for the model card")
     tx.set_defaults(func=cmd_train_export)
 
-    ev = sub.add_parser("eval", help="evaluate on a folder (e.g. Kodak)")
-    esub = ev.add_subparsers(dest="what", required=True)
+    def eval_options(sp, default_out):
+        from dpexplorer.latent.schedulers import SAMPLERS
+
+        sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
+        sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
+        sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
+        sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "jpeg", "webp"], default=None)
+        sp.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=["ddim", "ddpm", "dpmsolver++"])
+        sp.add_argument("--steps", type=int, default=10)
+        sp.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--no-extra", action="store_true", help="skip FLIP/SSIMULACRA2/NLPD/MS-GMSD/HF ratio")
+        sp.add_argument("--limit", type=int, default=None, help="only the first N images")
+        sp.add_argument("--assets", default=None, help="also write the app's curves file here "
+                        "(assets/kodak_curves.json)")
+        sp.set_defaults(func=cmd_eval)
+
+    ev = sub.add_parser("eval", help="evaluate on a folder: every quality × decoder (see subcommands)")
+    eval_options(ev, "results/eval")
+    esub = ev.add_subparsers(dest="what", required=False)
+    el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
+    eval_options(el, "results/latent")
     ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality, BD-rate vs CompressAI")
     ec.add_argument("--data", required=True)
     ec.add_argument("--qualities", type=int, nargs="+", default=None)

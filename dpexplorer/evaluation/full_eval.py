@@ -1,0 +1,295 @@
+"""`dpexplorer eval`: every distortion–perception number and figure for a folder of images.
+
+For each shipped quality and each image: the .dpx (real bytes), the plain decoder, the latent τ sweep
+per sampler (where latent weights are shipped), and JPEG/WebP at the matched rate. Each (image,
+quality, decoder, sampler, steps, τ, seed) cell is appended to `cells.jsonl` as soon as it is
+measured, so an interrupted run resumes where it stopped. Then means, CSV, figures, and — with
+`--assets` — the `assets/kodak_curves.json` the app plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from dpexplorer import metrics
+from dpexplorer.evaluation import baselines
+from dpexplorer.evaluation.bd import bd_rate
+from dpexplorer.evaluation.codec_eval import list_images
+from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
+from dpexplorer.imageio import load_image
+
+CURVES_SCHEMA = 1
+CELL_KEY = ("image", "quality", "decoder", "sampler", "steps", "tau", "seed")
+QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
+
+
+@dataclass
+class EvalSettings:
+    data: str
+    out_dir: str = "results/eval"
+    qualities: list[int] | None = None
+    decoders: list[str] = field(default_factory=lambda: ["plain", "latent", "jpeg", "webp"])
+    samplers: list[str] = field(default_factory=lambda: ["ddim", "ddpm", "dpmsolver++"])
+    steps: int = 10
+    taus: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    seed: int = 0
+    extra: bool = True
+    limit: int | None = None
+    assets: str | None = None  # where to write the app's curves file
+
+
+def _key(cell: dict) -> tuple:
+    return tuple(cell.get(k) for k in CELL_KEY)
+
+
+def _measure(ref: np.ndarray, test: np.ndarray, extra: bool) -> dict:
+    return metrics.all_metrics(ref, test, extra=extra)
+
+
+class CellStore:
+    """Append-only JSONL of measured cells (resumability)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cells = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    cell = json.loads(line)
+                    self.cells[_key(cell)] = cell
+
+    def __contains__(self, key) -> bool:
+        return key in self.cells
+
+    def add(self, cell: dict) -> None:
+        self.cells[_key(cell)] = cell
+        with open(self.path, "a") as f:
+            f.write(json.dumps(cell) + "\n")
+
+
+def run_eval(settings: EvalSettings) -> dict:
+    from tqdm import tqdm
+
+    from dpexplorer.models import get_codec, get_latent_pipeline, latent_qualities, shipped_qualities
+
+    out = Path(settings.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = list_images(settings.data, settings.limit)
+    qualities = settings.qualities or shipped_qualities()
+    if not qualities:
+        raise FileNotFoundError("no shipped codec weights to evaluate")
+    store = CellStore(out / "cells.jsonl")
+    with_latent = "latent" in settings.decoders
+    provenance = {}
+
+    total = len(images) * len(qualities)
+    with tqdm(total=total, desc="eval", disable=None) as bar:
+        for q in qualities:
+            codec = get_codec(q)
+            provenance[f"codec-q{q}"] = codec.weights_sha256
+            pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
+            if pipeline is not None:
+                from dpexplorer.weights import find_entry
+
+                provenance[f"latent-q{q}"] = find_entry("latent", codec.cfg.arch, q)[1]["sha256"]
+            for path in images:
+                _eval_image(path, q, codec, pipeline, settings, store, out)
+                bar.update(1)
+
+    cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in {p.name for p in images}]
+    result = summarize(cells, settings, provenance, len(images))
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_csv(cells, out / "results.csv")
+    plot_all(result, out)
+    if settings.assets:
+        write_curves(result, Path(settings.assets))
+    print(format_summary(result))
+    return result
+
+
+def _eval_image(path: Path, q: int, codec, pipeline, s: EvalSettings, store: CellStore, out: Path) -> None:
+    base_key = dict(image=path.name, quality=q, seed=s.seed)
+    wanted = []
+    if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
+        wanted.append(dict(base_key, decoder="plain", sampler=None, steps=None, tau=None))
+    if pipeline is not None:
+        wanted += [dict(base_key, decoder="latent", sampler=smp, steps=s.steps, tau=t)
+                   for smp in s.samplers for t in s.taus]
+    for fmt in ("jpeg", "webp"):
+        if fmt in s.decoders:
+            wanted.append(dict(base_key, decoder=fmt, sampler=None, steps=None, tau=None))
+    todo = [c for c in wanted if _key(c) not in store]
+    if not todo:
+        return
+
+    img = load_image(path)
+    dpx = out / "bitstreams" / f"q{q}" / (path.stem + ".dpx")
+    if dpx.exists():
+        data = dpx.read_bytes()
+    else:
+        data = codec.encode(img)
+        dpx.parent.mkdir(parents=True, exist_ok=True)
+        dpx.write_bytes(data)
+    bpp = metrics.bpp(len(data), *img.shape[:2])
+    base = codec.decode(data).x_hat
+    for cell in todo:
+        if cell["decoder"] == "plain":
+            m = {"bpp": bpp, **_measure(img, base, s.extra)}
+        elif cell["decoder"] == "latent":
+            recon = pipeline.reconstruct(data, cell["tau"], cell["sampler"], cell["steps"], cell["seed"])
+            m = {"bpp": bpp, **_measure(img, recon, s.extra)}
+        else:
+            matched = baselines.match_rate(img, cell["decoder"], bpp)
+            m = {"bpp": matched["bpp"], "setting": matched["setting"], **_measure(img, matched["image"], s.extra)}
+        store.add({**cell, **m})
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_images: int) -> dict:
+    groups = defaultdict(list)
+    for c in cells:
+        groups[(c["quality"], c["decoder"], c["sampler"], c["steps"], c["tau"])].append(c)
+    means = []
+    for (q, dec, smp, steps, tau), rows in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        entry = {"quality": q, "decoder": dec, "sampler": smp, "steps": steps, "tau": tau, "n": len(rows)}
+        entry.update({k: _mean([r.get(k) for r in rows]) for k in QUALITY_KEYS})
+        means.append(entry)
+    result = {
+        "generated_by": "dpexplorer eval", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": Path(settings.data).name, "images": n_images, "settings": asdict(settings),
+        "weights": provenance, "means": means,
+    }
+    result["bd_rate"] = bd_rates(means)
+    return result
+
+
+def bd_rates(means: list[dict]) -> dict:
+    """PSNR BD-rate of the plain decoder vs CompressAI, and LPIPS BD-rate of each curve vs the plain decoder."""
+    plain = sorted((m for m in means if m["decoder"] == "plain"), key=lambda m: m["bpp"])
+    out = {}
+    if len(plain) >= 2:
+        ref = COMPRESSAI_KODAK["bmshj2018-hyperprior"]
+        out["plain_psnr_vs_compressai_hyperprior"] = bd_rate(ref["bpp"][:4], ref["psnr"][:4],
+                                                             [m["bpp"] for m in plain], [m["psnr"] for m in plain])
+        curves = defaultdict(list)
+        for m in means:
+            if m["decoder"] == "latent":
+                curves[f"latent {m['sampler']} tau={m['tau']:g}"].append(m)
+            elif m["decoder"] in ("jpeg", "webp"):
+                curves[m["decoder"]].append(m)
+        for name, pts in curves.items():
+            pts = sorted(pts, key=lambda m: m["bpp"])
+            if len(pts) >= 2:
+                out[f"{name}_lpips_vs_plain"] = bd_rate([m["bpp"] for m in plain], [m["lpips"] for m in plain],
+                                                        [m["bpp"] for m in pts], [m["lpips"] for m in pts],
+                                                        higher_is_better=False)
+    return out
+
+
+def write_csv(cells: list[dict], path: Path) -> None:
+    keys = list(CELL_KEY) + ["setting"] + list(QUALITY_KEYS)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for c in sorted(cells, key=lambda c: tuple(str(c.get(k)) for k in CELL_KEY)):
+            w.writerow(c)
+
+
+def curve_series(result: dict) -> list[dict]:
+    """The series the app draws: plain decoder over qualities, τ sweep per (quality, sampler), baselines."""
+    means = result["means"]
+    series = []
+    plain = sorted((m for m in means if m["decoder"] == "plain"), key=lambda m: m["bpp"])
+    if plain:
+        series.append({"label": "codec decoder (q" + ",".join(str(m["quality"]) for m in plain) + ")",
+                       "kind": "plain", "style": "ko-", "points": [_point(m) for m in plain]})
+    for q in sorted({m["quality"] for m in means}):
+        for smp in sorted({m["sampler"] for m in means if m["decoder"] == "latent" and m["quality"] == q}):
+            pts = sorted((m for m in means if m["decoder"] == "latent" and m["quality"] == q and m["sampler"] == smp),
+                         key=lambda m: m["tau"])
+            series.append({"label": f"q{q} latent τ sweep ({smp}, {pts[0]['steps']} steps)", "kind": "latent",
+                           "quality": q, "sampler": smp, "style": "o-", "points": [_point(m) for m in pts]})
+    for fmt, style in (("jpeg", "v--"), ("webp", "^--")):
+        pts = sorted((m for m in means if m["decoder"] == fmt), key=lambda m: m["bpp"])
+        if pts:
+            series.append({"label": f"{fmt.upper()} at matched rates", "kind": fmt, "style": style,
+                           "points": [_point(m) for m in pts]})
+    return series
+
+
+def _point(m: dict) -> dict:
+    p = {k: round(m[k], 5) for k in ("bpp", "psnr", "ms_ssim", "lpips") if not math.isnan(m[k])}
+    p["quality"] = m["quality"]
+    if m.get("tau") is not None:
+        p["tau"] = m["tau"]
+    return p
+
+
+def write_curves(result: dict, path: Path) -> dict:
+    curves = {"schema": CURVES_SCHEMA, "generated_by": result["generated_by"], "date": result["date"],
+              "data": result["data"], "images": result["images"], "weights": result["weights"],
+              "settings": {k: result["settings"][k] for k in ("decoders", "samplers", "steps", "taus", "seed")},
+              "series": curve_series(result)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curves, indent=2) + "\n")
+    return curves
+
+
+def plot_all(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = curve_series(result)
+    ref = COMPRESSAI_KODAK["bmshj2018-hyperprior"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    for s in series:
+        pts = s["points"]
+        if s["kind"] in ("plain", "jpeg", "webp"):
+            for ax, key in zip(axes[:2], ("psnr", "lpips")):
+                ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], s["style"], label=s["label"])
+        axes[2].plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], s["style"], label=s["label"],
+                     markersize=4)
+    for q in sorted({m["quality"] for m in result["means"]}):
+        taus1 = [m for m in result["means"] if m["decoder"] == "latent" and m["quality"] == q and m["tau"] == 1.0]
+        for m in taus1:
+            for ax, key in zip(axes[:2], ("psnr", "lpips")):
+                ax.plot([m["bpp"]], [m[key]], "*", markersize=9, label=f"q{q} latent τ=1 ({m['sampler']})")
+    axes[0].plot(ref["bpp"][:4], ref["psnr"][:4], "s:", color="gray", label="CompressAI hyperprior (published)")
+    for ax, (x, y) in zip(axes, (("bpp", "PSNR (dB) ↑"), ("bpp", "LPIPS ↓"), ("PSNR (dB) →", "LPIPS ↓"))):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("rate–PSNR")
+    axes[1].set_title("rate–LPIPS")
+    axes[2].set_title("distortion–perception plane")
+    axes[2].legend(fontsize=6)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{result['data']}: {result['images']} images")
+    fig.tight_layout()
+    fig.savefig(out / "dp_curves.png", dpi=110)
+    plt.close(fig)
+
+
+def format_summary(result: dict) -> str:
+    lines = [f"{'q':>2} {'decoder':8} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5}"]
+    for m in result["means"]:
+        tau = "" if m["tau"] is None else f"{m['tau']:.2f}"
+        lines.append(f"{m['quality']:>2} {m['decoder']:8} {m['sampler'] or '':12} {tau:>5} {m['bpp']:7.4f} "
+                     f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
+    for k, v in result["bd_rate"].items():
+        lines.append(f"BD-rate {k}: {v:+.1f}%")
+    return "\n".join(lines)
