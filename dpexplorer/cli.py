@@ -140,6 +140,17 @@ def cmd_train_codec(args) -> int:
     return EXIT_OK
 
 
+def cmd_train_latent(args) -> int:
+    from dpexplorer.training.latent import LatentTrainConfig, train_latent
+
+    cfg = LatentTrainConfig(data=args.data, quality=args.quality, arch=args.arch, workdir=args.workdir,
+                            aux_steps=args.aux_steps, diffusion_steps=args.diffusion_steps, batch=args.batch,
+                            crop=args.crop, w_mse=args.w_mse, w_lpips=args.w_lpips, w_adv=args.w_adv,
+                            seed=args.seed, threads=args.threads)
+    print(json.dumps(train_latent(cfg), indent=2, default=str))
+    return EXIT_OK
+
+
 def cmd_train_export(args) -> int:
     from dpexplorer.training.export import export_codec
 
@@ -226,6 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(tc)
     tc.set_defaults(func=cmd_train_codec)
+    tl = tsub.add_parser("latent", help="auxiliary encoder + latent diffusion for a shipped codec quality")
+    tl.add_argument("--data", required=True, help="folder of training photos")
+    tl.add_argument("--quality", "-q", type=int, required=True)
+    tl.add_argument("--arch", default=None)
+    tl.add_argument("--workdir", default="~/.cache/dpexplorer/train", help="checkpoints and log (outside the repo)")
+    tl.add_argument("--aux-steps", type=int, default=3000, help="stage 1: auxiliary encoder steps")
+    tl.add_argument("--diffusion-steps", type=int, default=6000, help="stage 2: denoiser steps")
+    tl.add_argument("--batch", type=int, default=8)
+    tl.add_argument("--crop", type=int, default=128)
+    tl.add_argument("--w-mse", type=float, default=0.3)
+    tl.add_argument("--w-lpips", type=float, default=1.0)
+    tl.add_argument("--w-adv", type=float, default=0.05)
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--threads", type=int, default=None)
+    tl.set_defaults(func=cmd_train_latent)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
     tx.add_argument("--notes", default="", help="free text for the model card")
@@ -261,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--update-manifest", action="store_true", help="record the means in weights/manifest.json")
     codec_options(ec)
     ec.set_defaults(func=cmd_eval_codec)
+
+    from dpexplorer.bench import add_arguments as bench_arguments, run_from_args as bench
+
+    b = sub.add_parser("bench", help="speed and memory figures at 768×512, side by side in one run")
+    bench_arguments(b)
+    b.set_defaults(func=bench)
 
     k = sub.add_parser("download-kodak", help="fetch the 24 Kodak images (needs internet)")
     k.add_argument("dest", nargs="?", default="data/kodak")

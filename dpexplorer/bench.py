@@ -1,0 +1,125 @@
+"""`dpexplorer bench`: speed and memory on this machine, measured side by side in one run.
+
+Prints, for one 768×512 image: encode, entropy decoding, one g_s pass, a τ change with a cached
+sample, a fresh latent sample (10 steps) — each also as a ratio to the g_s pass — plus the app's cold
+start and peak memory. Timings are medians of `--repeat` runs. It prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def _median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _test_image(path: str | None) -> np.ndarray:
+    from dpexplorer.imageio import load_image
+
+    if path:
+        img = load_image(path)
+    else:  # a textured synthetic 768×512 image, so the bench runs anywhere
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:512, 0:768]
+        img = np.stack([128 + 60 * np.sin(xx / 17.0), 128 + 60 * np.cos(yy / 23.0), (xx + yy) % 256], 2)
+        img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+    if img.shape[:2] != (512, 768):
+        from PIL import Image
+
+        img = np.asarray(Image.fromarray(img).resize((768, 512), Image.LANCZOS))
+    return img
+
+
+def _pipeline(codec):
+    """The shipped latent pipeline of this quality, else an untrained one of the shipped size (speed only)."""
+    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.latent.pipeline import LatentPipeline
+    from dpexplorer.models import get_latent_pipeline, latent_qualities
+
+    if codec.cfg.quality in latent_qualities():
+        return get_latent_pipeline(codec.cfg.quality), "shipped"
+    return LatentPipeline(codec, LatentDenoiser(codec.cfg.M)), "untrained, default size (no latent weights shipped)"
+
+
+def _cold_start() -> float:
+    code = "import time; t=time.perf_counter(); import app; print(time.perf_counter()-t)"
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    return wall if r.returncode == 0 else float("nan")
+
+
+def run_bench(image: str | None = None, quality: int | None = None, repeat: int = 3, steps: int = 10,
+              cold_start: bool = True) -> dict:
+    from dpexplorer.models import get_codec, shipped_qualities
+
+    quality = quality or shipped_qualities()[0]
+    codec = get_codec(quality)
+    img = _test_image(image)
+    pipeline, latent_source = _pipeline(codec)
+
+    data = codec.encode(img)
+    y_hat, bs = codec.decode_latent(data)
+    r = {"threads": torch.get_num_threads(), "quality": quality, "image": image or "synthetic 768x512",
+         "latent_model": latent_source, "bytes": len(data)}
+    r["encode_s"] = _median_time(lambda: codec.encode(img), repeat)
+    r["entropy_decode_s"] = _median_time(lambda: codec.decode_latent(data), repeat)
+    r["g_s_s"] = _median_time(lambda: codec.synthesize(y_hat, bs.height, bs.width), repeat)
+    pipeline.reconstruct(data, 1.0, "ddim", steps, 0)  # fills the cache
+    taus = iter(np.linspace(0.05, 0.95, 100))
+    r["tau_change_cached_s"] = _median_time(lambda: pipeline.reconstruct(data, float(next(taus)), "ddim", steps, 0),
+                                            repeat)
+    seeds = iter(range(1, 1000))
+    r[f"fresh_sample_{steps}_steps_s"] = _median_time(
+        lambda: pipeline.reconstruct(data, 1.0, "ddim", steps, next(seeds)), repeat)
+    if cold_start:
+        r["app_cold_start_s"] = _cold_start()
+    r["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return r
+
+
+def format_bench(r: dict, steps: int = 10) -> str:
+    g = r["g_s_s"]
+    rows = [("encode", r["encode_s"]), ("entropy decoding (ŷ)", r["entropy_decode_s"]), ("g_s decode (one pass)", g),
+            ("τ change, cached sample", r["tau_change_cached_s"]),
+            (f"fresh latent sample ({steps} steps) + g_s", r[f"fresh_sample_{steps}_steps_s"])]
+    lines = [f"DP Explorer bench — q{r['quality']}, {r['image']}, {r['threads']} torch threads, "
+             f"latent model: {r['latent_model']}",
+             f"{'what':42s} {'seconds':>8s} {'× g_s':>7s}"]
+    lines += [f"{name:42s} {t:8.3f} {t / g:7.2f}" for name, t in rows]
+    if "app_cold_start_s" in r:
+        lines.append(f"{'app cold start (python -c import app)':42s} {r['app_cold_start_s']:8.2f}")
+    lines.append(f"{'peak memory of this process (MiB)':42s} {r['peak_rss_mib']:8.0f}")
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--image", help="a 768×512 image (default: synthetic)")
+    p.add_argument("--quality", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--no-cold-start", action="store_true")
+    p.add_argument("--json", help="also write the figures to this file")
+
+
+def run_from_args(args) -> int:
+    r = run_bench(args.image, args.quality, args.repeat, args.steps, not args.no_cold_start)
+    print(format_bench(r, args.steps))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=2)
+    return 0

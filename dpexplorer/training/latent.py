@@ -1,0 +1,255 @@
+"""Training the decoder-side latent module of paper 000, in two stages, with the codec frozen.
+
+Stage 1 — auxiliary encoder g'_a (training only, never shipped): initialised from g_a, it learns
+latents ŷ' = Q(g'_a(x)) whose *frozen* synthesis g_s(ŷ') looks better than g_s(ŷ), while their rate
+under the frozen entropy model stays within `rate_slack` (+10%) of ŷ's. Because LPIPS-AlexNet alone is
+easy to fool through a frozen decoder, the objective combines
+
+    w_mse·255²·MSE + w_lpips·LPIPS + w_adv·(non-saturating GAN loss of a small PatchGAN, from scratch)
+    + w_rate·relu(bpp(ŷ') − (1 + rate_slack)·bpp(ŷ))
+
+Stage 2 — latent diffusion: the denoiser learns p(r | ŷ) for the residual r = ŷ' − ŷ with x₀
+(sample) prediction under the shared noise schedule. It runs at latent resolution only, so pairs
+(ŷ, ŷ') are computed once per crop and training is cheap.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
+from dpexplorer.training.data import CropSampler
+
+
+@dataclass
+class LatentTrainConfig:
+    data: str
+    quality: int
+    arch: str | None = None
+    workdir: str = "~/.cache/dpexplorer/train"
+    aux_steps: int = 3000
+    diffusion_steps: int = 6000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-4
+    disc_lr: float = 2e-4
+    w_mse: float = 0.3  # relative to the codec's own λ·255²·MSE weighting
+    w_lpips: float = 1.0
+    w_adv: float = 0.05
+    w_rate: float = 10.0
+    rate_slack: float = 0.10
+    width: int = 128
+    blocks: int = 6
+    checkpoint_every_s: float = 300.0
+    seed: int = 0
+    threads: int | None = None
+
+    def run_dir(self, arch: str) -> Path:
+        return Path(os.path.expanduser(self.workdir)) / f"latent-{arch}-q{self.quality}"
+
+
+class PatchDiscriminator(nn.Module):
+    """A small spectral-normalised PatchGAN (HiFiC-style), trained from scratch."""
+
+    def __init__(self, ch: int = 64):
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(4 * ch, 1, 3, 1, 1)))
+
+    def forward(self, x):
+        return self.net(x * 2 - 1)
+
+
+def quantize_around_means(y: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
+    """Rounding as the codec's entropy coder does it, with a straight-through gradient."""
+    m = means if means is not None else torch.zeros_like(y)
+    q = torch.round(y - m) + m
+    return y + (q - y).detach()
+
+
+def latent_and_rate(model, y: torch.Tensor, arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen hyperprior on latent y: its quantized ŷ and its rate in bits, both differentiable in y.
+
+    Quantization is the entropy coder's rounding (around the predicted means) with straight-through
+    gradients, and the rate is the frozen model's likelihood of exactly those symbols.
+    """
+    z = model.h_a(y if arch == "mbt2018-mean" else torch.abs(y))
+    z_q, z_lik = model.entropy_bottleneck(z, training=False)  # rounded around the medians
+    z_hat = z + (z_q - z).detach()
+    params = model.h_s(z_hat)
+    if arch == "mbt2018-mean":
+        scales, means = params.chunk(2, 1)
+    else:
+        scales, means = params, None
+    y_hat = quantize_around_means(y, means)
+    gc = model.gaussian_conditional
+    y_lik = gc._likelihood(y_hat, scales, means)
+    if gc.use_likelihood_bound:
+        y_lik = gc.likelihood_lower_bound(y_lik)
+    bits = -(torch.log2(y_lik).sum(dim=(1, 2, 3)) + torch.log2(z_lik).sum(dim=(1, 2, 3)))
+    return y_hat, bits
+
+
+def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -> nn.Module:
+    """Stage 1. Returns g'_a (also checkpointed, resumable)."""
+    from dpexplorer.metrics import lpips_tensor
+
+    arch = codec.cfg.arch
+    model = codec.model.to(device).eval().requires_grad_(False)
+    ckpt = cfg.run_dir(arch) / "aux.pt"
+    g_a2 = copy.deepcopy(model.g_a).train().requires_grad_(True)
+    disc = PatchDiscriminator().to(device)
+    opt = torch.optim.Adam(g_a2.parameters(), lr=cfg.lr)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
+    step, wall = 0, 0.0
+    if ckpt.exists():
+        state = load_checkpoint(ckpt, device)
+        g_a2.load_state_dict(state["g_a2"])
+        disc.load_state_dict(state["disc"])
+        opt.load_state_dict(state["opt"])
+        opt_d.load_state_dict(state["opt_d"])
+        step, wall = state["step"], state["wall_s"]
+        log(f"stage 1 resumed at step {step}")
+    sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + step)
+    lmbda = codec.cfg.lmbda
+    t0, last = time.time() - wall, time.time()
+    while step < cfg.aux_steps:
+        x = sampler.batch(cfg.batch).to(device)
+        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        with torch.no_grad():
+            _, bits_base = latent_and_rate(model, model.g_a(x), arch)
+            bpp_base = bits_base.sum() / pixels
+        y_hat2, bits2 = latent_and_rate(model, g_a2(x), arch)
+        bpp2 = bits2.sum() / pixels
+        x2 = model.g_s(y_hat2)
+
+        # discriminator step
+        opt_d.zero_grad(set_to_none=True)
+        d_loss = F.softplus(-disc(x)).mean() + F.softplus(disc(x2.detach().clamp(0, 1))).mean()
+        d_loss.backward()
+        opt_d.step()
+
+        # auxiliary-encoder step
+        opt.zero_grad(set_to_none=True)
+        mse = F.mse_loss(x2, x)
+        lp = lpips_tensor(x2.clamp(0, 1), x).mean()
+        adv = F.softplus(-disc(x2.clamp(0, 1))).mean()
+        rate_excess = F.relu(bpp2 - (1 + cfg.rate_slack) * bpp_base)
+        loss = cfg.w_mse * lmbda * 255**2 * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_rate * rate_excess
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(g_a2.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            log(f"aux step {step} psnr {-10 * math.log10(max(float(mse), 1e-10)):.2f} lpips {float(lp):.4f} "
+                f"adv {float(adv):.3f} d {float(d_loss):.3f} bpp' {float(bpp2):.4f} bpp {float(bpp_base):.4f}")
+        if time.time() - last > cfg.checkpoint_every_s or step == cfg.aux_steps:
+            atomic_save({"g_a2": g_a2.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
+                         "opt_d": opt_d.state_dict(), "step": step, "wall_s": time.time() - t0}, ckpt)
+            last = time.time()
+    return g_a2.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, device):
+    """(ŷ, ŷ') pairs for training crops: the decoder's latent and the auxiliary encoder's target."""
+    arch = codec.cfg.arch
+    model = codec.model
+    ys, ys2 = [], []
+    for _ in range(n_batches):
+        x = sampler.batch(batch).to(device)
+        y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
+        y_hat2, _ = latent_and_rate(model, g_a2(x), arch)
+        ys.append(y_hat.cpu())
+        ys2.append(y_hat2.cpu())
+    return torch.cat(ys), torch.cat(ys2)
+
+
+def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: torch.Tensor,
+                   log: TrainLogger, device):
+    """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ."""
+    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.latent.schedulers import training_scheduler
+
+    residual = y_hat2 - y_hat
+    denoiser = LatentDenoiser(codec.cfg.M, cfg.width, cfg.blocks).to(device)
+    denoiser.residual_scale.copy_(residual.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    denoiser.cond_scale.copy_(y_hat.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    scheduler = training_scheduler()
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=2e-4, weight_decay=1e-4)
+    ckpt = cfg.run_dir(codec.cfg.arch) / "denoiser.pt"
+    step = 0
+    if ckpt.exists():
+        state = load_checkpoint(ckpt, device)
+        denoiser.load_state_dict(state["denoiser"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(f"stage 2 resumed at step {step}")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = y_hat.shape[0]
+    last = time.time()
+    while step < cfg.diffusion_steps:
+        idx = torch.randint(n, (cfg.batch * 4,), generator=gen)
+        cond = y_hat[idx].to(device)
+        r0 = residual[idx].to(device) / denoiser.residual_scale[None, :, None, None]
+        noise = torch.randn(r0.shape, generator=gen).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (r0.shape[0],), generator=gen).to(device)
+        r_t = scheduler.add_noise(r0, noise, t)
+        loss = F.mse_loss(denoiser(r_t, t, cond), r0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            log(f"diffusion step {step} loss {float(loss):.4f}")
+        if time.time() - last > cfg.checkpoint_every_s or step == cfg.diffusion_steps:
+            atomic_save({"denoiser": denoiser.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            last = time.time()
+    return denoiser.eval()
+
+
+def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dict:
+    """Both stages for one shipped quality, then (optionally) export to weights/."""
+    from dpexplorer.models import get_codec
+
+    device, _, _ = setup_device(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    codec = codec or get_codec(cfg.quality, cfg.arch)
+    run_dir = cfg.run_dir(codec.cfg.arch)
+    log = TrainLogger(run_dir / "train.log")
+    log(f"config {asdict(cfg)}")
+    t0 = time.time()
+    g_a2 = train_aux_encoder(cfg, codec, log, device)
+    sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + 12345)
+    n_batches = max(1, min(4 * len(sampler) // cfg.batch, 400))
+    y_hat, y_hat2 = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
+    log(f"{y_hat.shape[0]} latent pairs; residual std {float((y_hat2 - y_hat).std()):.4f}")
+    denoiser = train_denoiser(cfg, codec, y_hat, y_hat2, log, device)
+    info = {"wall_hours": round((time.time() - t0) / 3600, 3), "aux_steps": cfg.aux_steps,
+            "diffusion_steps": cfg.diffusion_steps}
+    if not export:
+        return {"denoiser": denoiser, **info}
+    from dpexplorer.weights import model_name, save_weights
+
+    meta = {"kind": "latent", "arch": codec.cfg.arch, "quality": cfg.quality, "codec_sha256": codec.weights_sha256,
+            "config": denoiser.config(), "training": {**info, "data": cfg.data,
+                                                      "weights": {k: getattr(cfg, k) for k in
+                                                                  ("w_mse", "w_lpips", "w_adv", "w_rate",
+                                                                   "rate_slack")}}}
+    entry = save_weights(denoiser.state_dict(), model_name("latent", codec.cfg.arch, cfg.quality), meta,
+                         fp16=lambda k: k.endswith(".weight"))
+    log(f"exported {entry['file']}")
+    return entry
