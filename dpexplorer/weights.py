@@ -92,8 +92,40 @@ def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lam
         out[k] = v
     path = directory / f"{name}.safetensors"
     save_file(out, str(path))
+    path.chmod(0o644)
     manifest = load_manifest(directory)
     entry = {**meta, "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest["models"][name] = entry
     save_manifest(manifest, directory)
     return entry
+
+
+def write_model_card(directory: Path | None = None) -> Path:
+    """weights/README.md, generated from the manifest (data, steps, wall time, measured metrics)."""
+    directory = directory or weights_dir()
+    models = load_manifest(directory)["models"]
+    lines = ["# Model card: shipped weights", "",
+             "Generated from `manifest.json` by `dpexplorer.weights.write_model_card()`; every number is "
+             "measured by `dpexplorer eval codec --update-manifest` on the shipped files.", "",
+             "All models were trained here from scratch on CPU (no pretrained weights were available), on "
+             "`shared/train_photos/` (584 photos: BSDS500, Sun-Hays 80, 4 of Urban100; research/training use "
+             "only). Kodak was used for evaluation only.", "",
+             "| file | kind | arch | q | λ | steps | wall (h) | Kodak bpp | PSNR | MS-SSIM | LPIPS | SHA-256 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in sorted(models.items()):
+        t, ev = e.get("training", {}), e.get("eval", {})
+
+        def f(key, fmt):
+            return format(ev[key], fmt) if key in ev else "–"
+
+        lines.append(f"| {e['file']} | {e.get('kind')} | {e.get('arch')} | {e.get('quality')} | {e.get('lambda', '–')} | "
+                     f"{t.get('steps', t.get('aux_steps', '–'))} | {t.get('wall_hours', '–')} | {f('bpp', '.4f')} | "
+                     f"{f('psnr', '.2f')} | {f('ms_ssim', '.4f')} | {f('lpips', '.4f')} | `{e['sha256'][:12]}…` |")
+    notes = [f"- {e['file']}: {e['training']['notes']}" for e in models.values() if e.get("training", {}).get("notes")]
+    if notes:
+        lines += ["", "## Notes", *notes]
+    lines += ["", "Storage: safetensors; convolution kernels in float16, entropy-model parameters, CDF tables "
+              "and GDN parameters in float32. Loading checks each file's SHA-256 against the manifest."]
+    path = directory / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -119,3 +119,11 @@ def test_pretrained_weights_are_not_unpickled(tmp_path, monkeypatch):
 def test_untrained_codec_reconstructs_something(tiny_codec, photo):
     x_hat, _ = tiny_codec.decode(tiny_codec.encode(photo))
     assert np.isfinite(psnr(photo, x_hat))
+
+
+def test_a_12_megapixel_photo_round_trips(tiny_codec):
+    """4000×3000 works (memory of the shipped model at this size is in the README: ~6 GiB)."""
+    img = np.full((3000, 4000, 3), 128, dtype=np.uint8)
+    img[::7, ::5] = 200
+    x_hat, y_hat = tiny_codec.decode(tiny_codec.encode(img))
+    assert x_hat.shape == img.shape and y_hat.shape[-2:] == (188, 252)

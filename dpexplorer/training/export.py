@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from dpexplorer.training.common import load_checkpoint
-from dpexplorer.weights import model_name, save_weights
+from dpexplorer.weights import model_name, save_weights, write_model_card
 from dpexplorer.zoo import build_model, codec_config
 
 # Convolution kernels of the four transforms go to float16 (halves the file; measured effect on
@@ -27,5 +27,7 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
         "training": {"data": state.get("data", ""), "steps": int(state["step"]),
                      "wall_hours": round(float(state["wall_s"]) / 3600, 3), "notes": notes},
     }
-    return save_weights(model.state_dict(), model_name("codec", cfg.arch, cfg.quality), meta,
-                        fp16=lambda k: bool(_FP16_KEY.match(k)), directory=directory)
+    entry = save_weights(model.state_dict(), model_name("codec", cfg.arch, cfg.quality), meta,
+                         fp16=lambda k: bool(_FP16_KEY.match(k)), directory=directory)
+    write_model_card(directory)
+    return entry

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+
+from dpexplorer.evaluation import baselines
+from dpexplorer.evaluation.bd import bd_rate
+from dpexplorer.imageio import save_png
+
+from conftest import REPO
+
+
+def test_bd_rate_of_a_curve_needing_20_percent_more_bits():
+    rate = [0.1, 0.2, 0.3, 0.45]
+    psnr = [27.0, 29.0, 30.5, 32.0]
+    assert bd_rate(rate, psnr, [r * 1.2 for r in rate], psnr) == pytest.approx(20.0, abs=0.5)
+    lp = [0.45, 0.35, 0.28, 0.2]  # lower is better
+    assert bd_rate(rate, lp, [r * 0.8 for r in rate], lp, higher_is_better=False) == pytest.approx(-20.0, abs=0.5)
+
+
+def test_baseline_rate_matching(photo):
+    for fmt in ("jpeg", "webp"):
+        low = baselines.match_rate(photo, fmt, 1.0)
+        high = baselines.match_rate(photo, fmt, 3.0)
+        assert low["bpp"] < high["bpp"]
+        assert low["image"].shape == photo.shape
+        assert abs(high["bpp"] - 3.0) < 1.0
+
+
+def _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_png(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), data / f"im{i}.png")
+    settings = EvalSettings(data=str(data), out_dir=str(tmp_path / "out"), samplers=["ddim", "ddpm"], steps=2,
+                            taus=[0.0, 1.0], extra=False, assets=str(tmp_path / "curves.json"))
+    return settings, run_eval(settings)
+
+
+def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.evaluation.full_eval import run_eval
+
+    settings, result = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
+    cells = (tmp_path / "out" / "cells.jsonl").read_text().splitlines()
+    assert len(cells) == 2 * (1 + 2 * 2 + 2)  # plain + samplers×taus + jpeg + webp, per image
+    run_eval(settings)  # a second run measures nothing new
+    assert (tmp_path / "out" / "cells.jsonl").read_text().splitlines() == cells
+    tau0 = [m for m in result["means"] if m["decoder"] == "latent" and m["tau"] == 0.0]
+    plain = [m for m in result["means"] if m["decoder"] == "plain"][0]
+    assert all(m["psnr"] == pytest.approx(plain["psnr"]) for m in tau0)  # τ = 0 is the base decoder
+    for name in ("results.json", "results.csv", "dp_curves.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert curves["schema"] == 1 and curves["generated_by"] == "dpexplorer eval"
+    assert curves["weights"]["codec-q1"] and curves["weights"]["latent-q1"]
+    kinds = {s["kind"] for s in curves["series"]}
+    assert kinds == {"plain", "latent", "jpeg", "webp"}
+
+
+def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, monkeypatch):
+    """assets/kodak_curves.json has the schema the command writes and the hashes of the shipped weights."""
+    shipped = REPO / "assets" / "kodak_curves.json"
+    if not shipped.exists():
+        pytest.skip("no curves file shipped yet")
+    from dpexplorer.weights import load_manifest
+
+    _, _ = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
+    fresh = json.loads((tmp_path / "curves.json").read_text())
+    committed = json.loads(shipped.read_text())
+    assert set(committed) == set(fresh)
+    assert committed["schema"] == fresh["schema"] and committed["generated_by"] == fresh["generated_by"]
+    assert set(committed["settings"]) == set(fresh["settings"])
+    for series in committed["series"]:
+        assert set(series) <= {"label", "kind", "style", "points", "quality", "sampler"}
+        assert all({"bpp", "psnr", "lpips", "quality"} <= set(p) for p in series["points"])
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS")
+    shipped_hashes = {e["sha256"] for e in load_manifest()["models"].values()}
+    assert set(committed["weights"].values()) <= shipped_hashes, "curves were made with other weights"
