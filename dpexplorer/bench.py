@@ -58,7 +58,9 @@ def _pipeline(codec):
 def _cold_start() -> float:
     code = "import time; t=time.perf_counter(); import app; print(time.perf_counter()-t)"
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    from dpexplorer.weights import REPO_ROOT
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     wall = time.perf_counter() - t0
     return wall if r.returncode == 0 else float("nan")
 

@@ -180,6 +180,13 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def cmd_report(args) -> int:
+    from dpexplorer.report import run_report
+
+    run_report(args.data, out=args.out, bench_image=args.bench_image)
+    return EXIT_OK
+
+
 def cmd_download_kodak(args) -> int:
     from dpexplorer.kodak import download_kodak
 
@@ -293,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed and memory figures at 768×512, side by side in one run")
     bench_arguments(b)
     b.set_defaults(func=bench)
+
+    r = sub.add_parser("report", help="regenerate every number and figure of the README and assets/")
+    r.add_argument("--data", required=True, help="evaluation folder (../shared/kodak)")
+    r.add_argument("--out", default="results/report")
+    r.add_argument("--bench-image", default=None, help="768×512 image for the bench (default: first of --data)")
+    r.set_defaults(func=cmd_report)
 
     k = sub.add_parser("download-kodak", help="fetch the 24 Kodak images (needs internet)")
     k.add_argument("dest", nargs="?", default="data/kodak")

@@ -1,0 +1,85 @@
+"""`dpexplorer report --data ../shared/kodak`: the one command that regenerates every number and figure
+in the README's results section and in `assets/` from the shipped weights.
+
+It runs the full evaluation (resumable), writes `assets/kodak_curves.json` (what the app plots) and
+`assets/kodak_dp_curves.png`, records each codec's Kodak means in `weights/manifest.json` (and the
+model card), runs the benchmark, and rewrites the README between its `<!-- results:begin/end -->`
+and `<!-- bench:begin/end -->` markers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+from dpexplorer.weights import REPO_ROOT
+
+
+def _fmt(v, spec):
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def results_markdown(result: dict) -> str:
+    means = result["means"]
+    lines = [f"Measured on {result['data']} ({result['images']} images) on {result['date'][:10]} with the shipped "
+             f"weights; bpp counts every byte of each `.dpx` file. Regenerate with "
+             f"`dpexplorer report --data ../shared/kodak`.", "",
+             "![Kodak rate–PSNR, rate–LPIPS and distortion–perception plane](assets/kodak_dp_curves.png)", "",
+             "| q | decoder | sampler | τ | bpp | PSNR | MS-SSIM | LPIPS | HF ratio | FLIP | SSIMULACRA2 | NLPD | MS-GMSD |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {"plain": 0, "latent": 1, "jpeg": 2, "webp": 3}
+    for m in sorted(means, key=lambda m: (m["quality"], order[m["decoder"]], m["sampler"] or "", m["tau"] or 0)):
+        lines.append(f"| {m['quality']} | {m['decoder']} | {m['sampler'] or ''} | "
+                     f"{'' if m['tau'] is None else format(m['tau'], '.2f')} | {_fmt(m['bpp'], '.4f')} | "
+                     f"{_fmt(m['psnr'], '.2f')} | {_fmt(m['ms_ssim'], '.4f')} | {_fmt(m['lpips'], '.4f')} | "
+                     f"{_fmt(m['hf_ratio'], '.2f')} | {_fmt(m['flip'], '.4f')} | {_fmt(m['ssimulacra2'], '.2f')} | "
+                     f"{_fmt(m['nlpd'], '.4f')} | {_fmt(m['ms_gmsd'], '.4f')} |")
+    lines += ["", "JPEG/WebP rows: Pillow, quality searched per image to match the codec's bpp at that quality.",
+              "CompressAI reference: published Kodak results of `bmshj2018-hyperprior` (MSE), "
+              "CompressAI's `results/image/kodak/compressai-bmshj2018-hyperprior_mse_cuda.json`.", ""]
+    for k, v in result["bd_rate"].items():
+        lines.append(f"- BD-rate {k.replace('_', ' ')}: **{_fmt(v, '+.1f')}%**")
+    return "\n".join(lines)
+
+
+def bench_markdown(r: dict) -> str:
+    from dpexplorer.bench import format_bench
+
+    return "```\n" + format_bench(r) + "\n```"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README has no <!-- {name}:begin/end --> markers")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def run_report(data: str, readme: Path = REPO_ROOT / "README.md", out: str = "results/report",
+               bench_image: str | None = None, extra: bool = True) -> None:
+    from dpexplorer.bench import run_bench
+    from dpexplorer.evaluation.codec_eval import list_images, record_in_manifest
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+
+    assets = REPO_ROOT / "assets"
+    result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json")))
+    shutil.copyfile(Path(out) / "dp_curves.png", assets / "kodak_dp_curves.png")
+
+    plain = {str(m["quality"]): m for m in result["means"] if m["decoder"] == "plain"}
+    codecs = {q.removeprefix("codec-q"): {"weights_sha256": h} for q, h in result["weights"].items()
+              if q.startswith("codec-")}
+    record_in_manifest({"data": data, "images": result["images"], "codecs": codecs,
+                        "mean": {q: {k: plain[q][k] for k in ("bpp", "psnr", "ms_ssim", "lpips")} for q in plain}})
+
+    if bench_image is None:  # a landscape 768×512 image of the set, else the synthetic one
+        from PIL import Image
+
+        bench_image = next((str(p) for p in list_images(data) if Image.open(p).size == (768, 512)), None)
+    bench = run_bench(bench_image)
+    text = readme.read_text()
+    text = replace_section(text, "results", results_markdown(result))
+    text = replace_section(text, "bench", bench_markdown(bench))
+    readme.write_text(text)
+    print(f"updated {readme}, {assets / 'kodak_curves.json'}, {assets / 'kodak_dp_curves.png'}")
