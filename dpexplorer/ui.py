@@ -53,8 +53,10 @@ def _families_for(quality: int) -> list[tuple[str, str]]:
 
 
 # ---- event handlers ----------------------------------------------------------------------------
-def encode_upload(file, quality):
-    if file is None:
+def encode_upload(file, quality, state):
+    if file is None:  # the upload box was cleared: keep what is shown
+        if state:
+            return state, gr.skip(), gr.skip(), gr.skip()
         raise gr.Error("Upload an image first.")
     try:
         img, note = _fit_for_app(load_image(Path(file)))
@@ -185,7 +187,8 @@ def build_demo() -> gr.Blocks:
         controls = [state, family, tau, sampler, steps, seed, zoom_x, zoom_y]
         outputs = [compare, zoom, numbers, dp, recon_file]
         heavy = dict(concurrency_id="heavy")  # one queue for everything that runs a network
-        gr.on([upload.upload, encode_btn.click, quality.input], encode_upload, [upload, quality],
+        # `change` also fires for an example click, not only for an upload.
+        gr.on([upload.change, encode_btn.click, quality.input], encode_upload, [upload, quality, state],
               [state, original, info, dpx_out], api_name="encode", **heavy) \
             .success(render, controls, outputs, api_name="render_encoded", api_visibility="private", **heavy)
         quality.input(update_families, quality, family, api_visibility="private")

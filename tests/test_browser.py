@@ -55,6 +55,9 @@ def test_drag_tau_with_the_mouse(tiny_weights_dir, photo, tmp_path, monkeypatch)
             sync_api.expect(metrics).to_contain_text(f"τ={value:.2f}", timeout=60_000)
             assert page.locator("#compare img").count() >= 1
             page.screenshot(path=str(ARTIFACTS / "browser_tau_drag.png"), full_page=True)
+
+            page.get_by_text("Chelsea the cat").first.click()  # an example encodes without a button press
+            sync_api.expect(page.locator("#encode-info")).to_contain_text("451×300", timeout=60_000)
             browser.close()
     finally:
         demo.close()
