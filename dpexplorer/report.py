@@ -36,6 +36,8 @@ def results_markdown(result: dict) -> str:
                      f"{_fmt(m['psnr'], '.2f')} | {_fmt(m['ms_ssim'], '.4f')} | {_fmt(m['lpips'], '.4f')} | "
                      f"{_fmt(m['hf_ratio'], '.2f')} | {_fmt(m['flip'], '.4f')} | {_fmt(m['ssimulacra2'], '.2f')} | "
                      f"{_fmt(m['nlpd'], '.4f')} | {_fmt(m['ms_gmsd'], '.4f')} |")
+    for crops in sorted((REPO_ROOT / "assets").glob("kodak_tau_crops_q*.png")):
+        lines += ["", f"![zoomed crops across τ]({crops.relative_to(REPO_ROOT)})"]
     lines += ["", "JPEG/WebP rows: Pillow, quality searched per image to match the codec's bpp at that quality.",
               "CompressAI reference: published Kodak results of `bmshj2018-hyperprior` (MSE), "
               "CompressAI's `results/image/kodak/compressai-bmshj2018-hyperprior_mse_cuda.json`.", ""]
@@ -66,6 +68,8 @@ def run_report(data: str, readme: Path = REPO_ROOT / "README.md", out: str = "re
     assets = REPO_ROOT / "assets"
     result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json")))
     shutil.copyfile(Path(out) / "dp_curves.png", assets / "kodak_dp_curves.png")
+    for crops in sorted(Path(out).glob("tau_crops_q*.png")):
+        shutil.copyfile(crops, assets / f"kodak_{crops.name}")
 
     plain = {str(m["quality"]): m for m in result["means"] if m["decoder"] == "plain"}
     codecs = {q.removeprefix("codec-q"): {"weights_sha256": h} for q, h in result["weights"].items()

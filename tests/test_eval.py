@@ -52,7 +52,7 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     tau0 = [m for m in result["means"] if m["decoder"] == "latent" and m["tau"] == 0.0]
     plain = [m for m in result["means"] if m["decoder"] == "plain"][0]
     assert all(m["psnr"] == pytest.approx(plain["psnr"]) for m in tau0)  # τ = 0 is the base decoder
-    for name in ("results.json", "results.csv", "dp_curves.png"):
+    for name in ("results.json", "results.csv", "dp_curves.png", "tau_crops_q1.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     curves = json.loads((tmp_path / "curves.json").read_text())
     assert curves["schema"] == 1 and curves["generated_by"] == "dpexplorer eval"

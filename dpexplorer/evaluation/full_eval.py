@@ -104,6 +104,11 @@ def run_eval(settings: EvalSettings) -> dict:
                 _eval_image(path, q, codec, pipeline, settings, store, out)
                 bar.update(1)
 
+    for q in qualities:
+        if with_latent and q in latent_qualities():
+            tau_crops_figure(images[0], get_codec(q), get_latent_pipeline(q), settings,
+                             out / f"tau_crops_q{q}.png")
+
     cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in {p.name for p in images}]
     result = summarize(cells, settings, provenance, len(images))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -150,6 +155,33 @@ def _eval_image(path: Path, q: int, codec, pipeline, s: EvalSettings, store: Cel
             matched = baselines.match_rate(img, cell["decoder"], bpp)
             m = {"bpp": matched["bpp"], "setting": matched["setting"], **_measure(img, matched["image"], s.extra)}
         store.add({**cell, **m})
+
+
+def tau_crops_figure(path: Path, codec, pipeline, s: EvalSettings, dest: Path, size: int = 128) -> None:
+    """Zoomed crops (×3, nearest) of one image across τ, for each sampler: what the numbers mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dpexplorer.explorer import zoom_crop
+
+    img = load_image(path)
+    data = codec.encode(img)
+    cols = [("original", img)] + [(f"τ={t:g}", None) for t in s.taus]
+    fig, axes = plt.subplots(len(s.samplers), len(cols), figsize=(2.2 * len(cols), 2.4 * len(s.samplers)),
+                             squeeze=False)
+    for row, smp in enumerate(s.samplers):
+        for col, (title, im) in enumerate(cols):
+            if im is None:
+                im = pipeline.reconstruct(data, s.taus[col - 1], smp, s.steps, s.seed)
+            axes[row, col].imshow(zoom_crop(im, 0.5, 0.5, size, 3), interpolation="nearest")
+            axes[row, col].set_title(f"{title}" + (f"\n{smp}" if col else ""), fontsize=8)
+            axes[row, col].axis("off")
+    fig.suptitle(f"{path.name}, q{codec.cfg.quality}, {s.steps} steps, seed {s.seed}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=100)
+    plt.close(fig)
 
 
 def _mean(values):
