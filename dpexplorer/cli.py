@@ -1,4 +1,4 @@
-"""`dpexplorer` command line: encode, decode, metrics, train, eval, download-kodak.
+"""`dpexplorer` command line: encode, decode, metrics, train, eval, report, bench, download-kodak.
 
 Errors print one line (`dpexplorer: error: …`) and exit non-zero; no traceback. With several inputs
 or a folder, each bad file is reported (name: reason) and skipped, the rest are written, and the
@@ -154,7 +154,12 @@ def cmd_train_latent(args) -> int:
 def cmd_train_export(args) -> int:
     from dpexplorer.training.export import export_codec
 
-    entry = export_codec(args.checkpoint, notes=args.notes)
+    images = None
+    if args.check_data:
+        from dpexplorer.evaluation.codec_eval import list_images
+
+        images = list_images(args.check_data, 4)
+    entry = export_codec(args.checkpoint, notes=args.notes, check_images=images)
     print(json.dumps(entry, indent=2))
     return EXIT_OK
 
@@ -262,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
     tx.add_argument("--notes", default="", help="free text for the model card")
+    tx.add_argument("--check-data", default=None, help="measure fp16-vs-fp32 PSNR/bpp on 4 images of this folder")
     tx.set_defaults(func=cmd_train_export)
 
     def eval_options(sp, default_out):

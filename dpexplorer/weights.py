@@ -122,6 +122,9 @@ def write_model_card(directory: Path | None = None) -> Path:
                      f"{t.get('steps', t.get('aux_steps', '–'))} | {t.get('wall_hours', '–')} | {f('bpp', '.4f')} | "
                      f"{f('psnr', '.2f')} | {f('ms_ssim', '.4f')} | {f('lpips', '.4f')} | `{e['sha256'][:12]}…` |")
     notes = [f"- {e['file']}: {e['training']['notes']}" for e in models.values() if e.get("training", {}).get("notes")]
+    notes += [f"- {e['file']}: float16 kernels vs the float32 checkpoint on {len(c['images'])} images: "
+              f"ΔPSNR {c['mean_delta_psnr_db']:+.4f} dB, Δbpp {c['mean_delta_bpp']:+.5f}"
+              for e in models.values() if (c := e.get("fp16_check"))]
     if notes:
         lines += ["", "## Notes", *notes]
     lines += ["", "Storage: safetensors; convolution kernels in float16, entropy-model parameters, CDF tables "

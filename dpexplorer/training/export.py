@@ -15,7 +15,25 @@ from dpexplorer.zoo import build_model, codec_config
 _FP16_KEY = re.compile(r"^(g_a|g_s|h_a|h_s)\.\d+\.weight$")
 
 
-def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None = None) -> dict:
+def fp16_check(model_fp32, codec_fp16, images: list[Path]) -> dict:
+    """Kodak-style check that float16 kernels are lossless enough: PSNR and bpp, fp32 vs shipped."""
+    from dpexplorer import metrics
+    from dpexplorer.codec import Codec, state_fingerprint
+    from dpexplorer.imageio import load_image
+
+    ref = Codec(model_fp32, codec_fp16.cfg, state_fingerprint(model_fp32.state_dict()), "fp32 checkpoint")
+    dpsnr, dbpp = [], []
+    for path in images:
+        img = load_image(path)
+        a, b = ref.encode(img), codec_fp16.encode(img)
+        dpsnr.append(metrics.psnr(img, codec_fp16.decode(b).x_hat) - metrics.psnr(img, ref.decode(a).x_hat))
+        dbpp.append(metrics.bpp(len(b) - len(a), *img.shape[:2]))
+    return {"images": [p.name for p in images], "mean_delta_psnr_db": round(sum(dpsnr) / len(dpsnr), 4),
+            "mean_delta_bpp": round(sum(dbpp) / len(dbpp), 5)}
+
+
+def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None = None,
+                 check_images: list[Path] | None = None) -> dict:
     state = load_checkpoint(Path(checkpoint).expanduser())
     cfg = codec_config(state["arch"], int(state["quality"]), (int(state["N"]), int(state["M"])))
     model = build_model(cfg)
@@ -27,7 +45,17 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
         "training": {"data": state.get("data", ""), "steps": int(state["step"]),
                      "wall_hours": round(float(state["wall_s"]) / 3600, 3), "notes": notes},
     }
-    entry = save_weights(model.state_dict(), model_name("codec", cfg.arch, cfg.quality), meta,
-                         fp16=lambda k: bool(_FP16_KEY.match(k)), directory=directory)
+    name = model_name("codec", cfg.arch, cfg.quality)
+    entry = save_weights(model.state_dict(), name, meta, fp16=lambda k: bool(_FP16_KEY.match(k)),
+                         directory=directory)
+    if check_images:
+        from dpexplorer.codec import Codec
+        from dpexplorer.weights import load_manifest, save_manifest
+
+        shipped = Codec.load(cfg.quality, cfg.arch, directory)
+        entry["fp16_check"] = fp16_check(model.eval(), shipped, check_images)
+        manifest = load_manifest(directory)
+        manifest["models"][name] = entry
+        save_manifest(manifest, directory)
     write_model_card(directory)
     return entry
