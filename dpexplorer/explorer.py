@@ -30,6 +30,9 @@ class Encoded:
     original: np.ndarray | None  # None when the user brought a .dpx (no reference to compare with)
     encode_s: float = 0.0
     header: Bitstream = field(init=False)
+    # The codec decoder's image and its metrics never change for a bitstream: computed once.
+    _base: np.ndarray | None = field(default=None, init=False, repr=False)
+    _base_metrics: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.header = Bitstream.from_bytes(self.data)
@@ -107,7 +110,15 @@ FAMILIES: dict[str, DecoderFamily] = {
 def base_reconstruction(enc: Encoded) -> np.ndarray:
     from dpexplorer.models import decode_file
 
-    return decode_file(enc.data)
+    if enc._base is None:
+        enc._base = decode_file(enc.data)
+    return enc._base
+
+
+def base_metrics(enc: Encoded) -> dict[str, float]:
+    if enc._base_metrics is None:
+        enc._base_metrics = measure(enc.original, base_reconstruction(enc))
+    return enc._base_metrics
 
 
 def sampler_choices() -> list[tuple[str, str]]:

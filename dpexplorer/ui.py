@@ -91,6 +91,8 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progres
         base = explorer.base_reconstruction(enc)
         if family is None or enc.quality not in family.qualities():
             recon, label = base, "codec decoder (no diffusion decoder shipped for this quality)"
+        elif float(tau) == 0.0:
+            recon, label = base, f"{family.label}, τ=0.00 (= codec decoder)"
         else:
             def report(i, n):
                 progress(i / n, desc=f"diffusion step {i}/{n}")
@@ -107,8 +109,8 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progres
 
     live, rows = {}, []
     if enc.original is not None:
-        m_base = explorer.measure(enc.original, base)
-        m_rec = explorer.measure(enc.original, recon)
+        m_base = explorer.base_metrics(enc)
+        m_rec = m_base if recon is base else explorer.measure(enc.original, recon)
         live = {f"codec decoder (q{enc.quality})": m_base, "diffusion decoder (now)": m_rec}
         rows = [("codec decoder", m_base), (label, m_rec)]
         table = "| | PSNR (dB) ↑ | MS-SSIM ↑ | LPIPS ↓ |\n|---|---|---|---|\n" + "\n".join(
