@@ -139,10 +139,11 @@ def update_families(quality):
 
 # ---- layout ------------------------------------------------------------------------------------
 def build_demo() -> gr.Blocks:
-    from dpexplorer.models import shipped_qualities
+    from dpexplorer.models import latent_qualities, shipped_qualities
 
     qualities = shipped_qualities() or [1]
-    default_q = qualities[0]
+    with_diffusion = [q for q in qualities if q in latent_qualities()]
+    default_q = (with_diffusion or qualities)[0]  # open on a quality that shows both decoders
     families = _families_for(default_q)
     examples = explorer.example_images()
 
