@@ -81,7 +81,7 @@ def run_report(data: str, readme: Path = REPO_ROOT / "README.md", out: str = "re
         from PIL import Image
 
         bench_image = next((str(p) for p in list_images(data) if Image.open(p).size == (768, 512)), None)
-    bench = run_bench(bench_image)
+    bench = run_bench(bench_image, large=True)
     text = readme.read_text()
     text = replace_section(text, "results", results_markdown(result))
     text = replace_section(text, "bench", bench_markdown(bench))
