@@ -68,3 +68,17 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert pipeline.reconstruct(data_bytes, 1.0, "ddpm", 3, 0).shape == img.shape
     log = (cfg.run_dir("mbt2018-mean") / "train.log").read_text()
     assert "latent pairs" in log
+
+
+def test_codec_training_starts_from_shipped_weights(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.training import codec as codec_training
+    from dpexplorer.training.codec import CodecTrainConfig, train_codec
+    from dpexplorer.zoo import codec_config
+
+    monkeypatch.setattr(codec_training, "codec_config", lambda arch, q: codec_config(arch, q, (16, 24)))
+    data = _photos(tmp_path / "photos")
+    cfg = CodecTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "work"), steps=1, batch=1, crop=64,
+                           final_crop=64, threads=1,
+                           init_from=str(tiny_weights_dir / "codec-mbt2018-mean-q1.safetensors"))
+    train_codec(cfg)
+    assert "initialised from shipped weights" in (cfg.run_dir / "train.log").read_text()

@@ -35,7 +35,7 @@ class CodecTrainConfig:
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_drop_frac: float = 0.9  # lr ×0.1 from this fraction of `steps` on
-    init_from: str | None = None  # checkpoint of another quality to fine-tune from
+    init_from: str | None = None  # a checkpoint (e.g. of another quality) or shipped .safetensors to start from
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
@@ -70,9 +70,16 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         step, wall = state["step"], state["wall_s"]
         log(f"resumed from {ckpt_path} at step {step} ({wall / 3600:.2f} h)")
     elif cfg.init_from:
-        state = load_checkpoint(Path(os.path.expanduser(cfg.init_from)), device)
-        model.load_state_dict(state["model"])
-        log(f"initialised from {cfg.init_from} (step {state['step']}), fine-tuning to q{cfg.quality}")
+        source = Path(os.path.expanduser(cfg.init_from))
+        if source.suffix == ".safetensors":  # shipped weights: how a fresh machine resumes training
+            from safetensors.torch import load_file
+
+            model.load_state_dict({k: v.float() for k, v in load_file(str(source), device=str(device)).items()})
+            log(f"initialised from shipped weights {source}, training q{cfg.quality}")
+        else:
+            state = load_checkpoint(source, device)
+            model.load_state_dict(state["model"])
+            log(f"initialised from {source} (step {state['step']}), training q{cfg.quality}")
     log(f"config {asdict(cfg)} device={device} world={world}")
 
     ddp_model = model
@@ -146,7 +153,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop", type=int, default=d.crop)
     parser.add_argument("--final-crop", type=int, default=d.final_crop)
     parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--init-from", default=None, help="checkpoint to fine-tune from (e.g. another quality)")
+    parser.add_argument("--init-from", default=None,
+                        help="checkpoint or shipped weights/*.safetensors to start from (e.g. another quality)")
     parser.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s, help="seconds")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, default=None)
