@@ -105,9 +105,9 @@ def _large_image(quality: int) -> dict:
 
 def run_bench(image: str | None = None, quality: int | None = None, repeat: int = 3, steps: int = 10,
               cold_start: bool = True, large: bool = False) -> dict:
-    from dpexplorer.models import get_codec, shipped_qualities
+    from dpexplorer.models import get_codec, latent_qualities, shipped_qualities
 
-    quality = quality or shipped_qualities()[0]
+    quality = quality or (latent_qualities() or shipped_qualities())[0]  # prefer one with a latent model
     codec = get_codec(quality)
     img = _test_image(image)
     pipeline, latent_source = _pipeline(codec)
