@@ -42,7 +42,8 @@ def results_markdown(result: dict) -> str:
               "CompressAI reference: published Kodak results of `bmshj2018-hyperprior` (MSE), "
               "CompressAI's `results/image/kodak/compressai-bmshj2018-hyperprior_mse_cuda.json`.", ""]
     for k, v in result["bd_rate"].items():
-        lines.append(f"- BD-rate {k.replace('_', ' ')}: **{_fmt(v, '+.1f')}%**")
+        value = "n/a: the two curves do not overlap in quality" if math.isnan(v) else f"**{v:+.1f}%**"
+        lines.append(f"- BD-rate {k.replace('_', ' ')}: {value}")
     return "\n".join(lines)
 
 
