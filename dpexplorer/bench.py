@@ -65,7 +65,7 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
     recon = pipeline.reconstruct(data, tau, "ddim", steps, 0)
     explorer.dp_plot(explorer.load_curves(), {"now": explorer.measure(original, recon)})
     with tempfile.NamedTemporaryFile(suffix=".png") as f:
-        save_png(recon, f.name)
+        save_png(recon, f.name, compress_level=1)  # as the app does
 
 
 def _cold_start() -> float:

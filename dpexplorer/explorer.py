@@ -33,6 +33,7 @@ class Encoded:
     # The codec decoder's image and its metrics never change for a bitstream: computed once.
     _base: np.ndarray | None = field(default=None, init=False, repr=False)
     _base_metrics: dict | None = field(default=None, init=False, repr=False)
+    _base_png: str | None = field(default=None, init=False, repr=False)  # set by the app
 
     def __post_init__(self):
         self.header = Bitstream.from_bytes(self.data)

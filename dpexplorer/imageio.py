@@ -121,11 +121,11 @@ def _as_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write an H×W×3 uint8 array as a lossless PNG (no metadata)."""
+def save_png(image: np.ndarray, path: str | Path, compress_level: int = 6) -> Path:
+    """Write an H×W×3 uint8 array as a lossless PNG (no metadata; level 1 is fastest, still lossless)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_as_uint8(image), "RGB").save(path, format="PNG")
+    Image.fromarray(_as_uint8(image), "RGB").save(path, format="PNG", compress_level=compress_level)
     return path
 
 

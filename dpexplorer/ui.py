@@ -102,8 +102,11 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progres
     except Exception as exc:
         raise _user_error(exc) from None
 
-    recon_png = _out_path(".png")
-    save_png(recon, recon_png)  # the download is exactly the pixels measured below
+    # Written once each, at the fastest lossless PNG level, and served as files: the slider and the
+    # download are exactly the pixels measured below.
+    if enc._base_png is None:
+        enc._base_png = str(save_png(base, _out_path(".png"), compress_level=1))
+    recon_png = enc._base_png if recon is base else str(save_png(recon, _out_path(".png"), compress_level=1))
     crops = [(explorer.zoom_crop(im, zoom_x, zoom_y), name) for im, name in
              ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
 
@@ -119,7 +122,7 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progres
     else:
         table = "No original (a .dpx was uploaded): nothing to measure against."
     plot = explorer.dp_plot(explorer.load_curves(), live)
-    return (base, recon), crops, table, plot, str(recon_png)
+    return (enc._base_png, recon_png), crops, table, plot, recon_png
 
 
 def own_tau_curve(state, family_key, sampler, steps, seed):

@@ -105,8 +105,9 @@ def write_model_card(directory: Path | None = None) -> Path:
     directory = directory or weights_dir()
     models = load_manifest(directory)["models"]
     lines = ["# Model card: shipped weights", "",
-             "Generated from `manifest.json` by `dpexplorer.weights.write_model_card()`; every number is "
-             "measured by `dpexplorer eval codec --update-manifest` on the shipped files.", "",
+             "Generated from `manifest.json` by `dpexplorer.weights.write_model_card()`; the Kodak numbers are "
+             "measured on the shipped files by `dpexplorer report` (or `dpexplorer eval codec "
+             "--update-manifest`).", "",
              "All models were trained here from scratch on CPU (no pretrained weights were available), on "
              "`shared/train_photos/` (584 photos: BSDS500, Sun-Hays 80, 4 of Urban100; research/training use "
              "only). Kodak was used for evaluation only.", "",
