@@ -95,3 +95,14 @@ def test_own_tau_curve(client, photo_file):
     client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
     plot = client.predict("latent", "ddim", 2, 0, api_name="/tau_curve")
     assert plot and plot.get("type") == "matplotlib"
+
+
+def test_oversized_upload_is_refused_by_the_server(app_url, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (26 * 2**20))  # over the 25 MB limit stated in the app
+    with open(big, "rb") as f:
+        r = httpx.post(app_url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")}, timeout=60)
+    assert r.status_code == 413 and "maximum allowed size" in r.text
+    assert httpx.get(app_url, timeout=30).status_code == 200  # still serving
