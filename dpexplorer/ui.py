@@ -171,7 +171,8 @@ def build_demo() -> gr.Blocks:
                                   elem_id="family")
                 tau = gr.Slider(0, 1, value=1.0, step=0.05, label="τ: codec decoder (0) … full perception (1)",
                                 elem_id="tau")
-                sampler = gr.Dropdown(explorer.sampler_choices(), value="ddim", label="Sampler", elem_id="sampler")
+                sampler = gr.Dropdown(explorer.sampler_choices(), value="ddpm", label="Sampler",  # best LPIPS on Kodak
+                                      elem_id="sampler")
                 steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps", elem_id="steps")
                 seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                 with gr.Row():
