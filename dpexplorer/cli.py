@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1  # argparse itself exits 2 on usage errors
 
 
 def _fail(msg: str) -> int:

@@ -78,19 +78,12 @@ class DecoderFamily:
     uses_sampler: bool
     qualities: Callable[[], list[int]]
     reconstruct: Callable[..., np.ndarray]  # (data, tau, sampler, steps, seed, progress) -> uint8 image
-    is_cached: Callable[..., bool] = lambda *a: True
 
 
 def _latent_reconstruct(data, tau, sampler, steps, seed, progress=None):
     from dpexplorer.models import reconstruct_file
 
     return reconstruct_file(data, tau, sampler, steps, seed, progress=progress)
-
-
-def _latent_is_cached(data, sampler, steps, seed) -> bool:
-    from dpexplorer.models import get_latent_pipeline
-
-    return get_latent_pipeline(Bitstream.from_bytes(data).quality).is_cached(data, sampler, steps, seed)
 
 
 def _latent_qualities():
@@ -104,7 +97,7 @@ FAMILIES: dict[str, DecoderFamily] = {
         "latent", "Latent diffusion + τ fusion",
         "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
         "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
-        True, _latent_qualities, _latent_reconstruct, _latent_is_cached),
+        True, _latent_qualities, _latent_reconstruct),
 }
 
 

@@ -86,9 +86,6 @@ class LatentPipeline:
         with self._lock:
             return self._samples.get_or(key, lambda: self.sample(y_hat, sampler, steps, seed, progress))
 
-    def is_cached(self, data: bytes, sampler: str, steps: int, seed: int) -> bool:
-        return (hashlib.sha256(data).hexdigest(), sampler, int(steps), int(seed)) in self._samples
-
     # ---- τ -----------------------------------------------------------------------------------------
     @staticmethod
     def fuse(y_hat: torch.Tensor, residual: torch.Tensor, tau: float) -> torch.Tensor:
