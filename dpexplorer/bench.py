@@ -107,7 +107,7 @@ def run_bench(image: str | None = None, quality: int | None = None, repeat: int 
               cold_start: bool = True, large: bool = False) -> dict:
     from dpexplorer.models import get_codec, latent_qualities, shipped_qualities
 
-    quality = quality or (latent_qualities() or shipped_qualities())[0]  # prefer one with a latent model
+    quality = quality or (latent_qualities() or shipped_qualities())[-1]  # the app's default quality
     codec = get_codec(quality)
     img = _test_image(image)
     pipeline, latent_source = _pipeline(codec)

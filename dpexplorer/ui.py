@@ -146,7 +146,8 @@ def build_demo() -> gr.Blocks:
 
     qualities = shipped_qualities() or [1]
     with_diffusion = [q for q in qualities if q in latent_qualities()]
-    default_q = (with_diffusion or qualities)[0]  # open on a quality that shows both decoders
+    # open on the best quality that shows both decoders: where the diffusion decoder is strongest
+    default_q = (with_diffusion or qualities)[-1]
     families = _families_for(default_q)
     examples = explorer.example_images()
 

@@ -100,6 +100,31 @@ def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lam
     return entry
 
 
+def _ablation_table(file: str, runs: list[dict]) -> list[str]:
+    """Stage-1 validations (base decoder → auxiliary latent) of the runs recorded with a latent model."""
+    lines = ["", f"## {file}: stage-1 loss weights (held-out photos, g_s(ŷ) → g_s(ŷ'))", "",
+             "| run | aux steps | w_mse | w_lpips | w_adv | rate slack | bpp | PSNR | LPIPS | FLIP | HF ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        w, b, a = r["weights"], r["holdout"]["base"], r["holdout"]["aux"]
+
+        def pair(k, fmt):
+            return f"{format(b[k], fmt)} → {format(a[k], fmt)}"
+
+        run = r["run"] + (" (shipped)" if r.get("shipped") else "")
+        lines.append(f"| {run} | {r['aux_steps']} | {w['w_mse']} | {w['w_lpips']} | {w['w_adv']} | {w['rate_slack']} | "
+                     f"{pair('bpp', '.3f')} | {pair('psnr', '.2f')} | {pair('lpips', '.3f')} | "
+                     f"{pair('flip', '.3f')} | {pair('hf_ratio', '.2f')} |")
+    return lines
+
+
+def _steps(training: dict) -> str:
+    """Training steps; a latent module's as stage 1 (auxiliary encoder) + stage 2 (denoiser)."""
+    if "diffusion_steps" in training:
+        return f"{training.get('aux_steps', '–')} + {training['diffusion_steps']}"
+    return str(training.get("steps", "–"))
+
+
 def write_model_card(directory: Path | None = None) -> Path:
     """weights/README.md, generated from the manifest (data, steps, wall time, measured metrics)."""
     directory = directory or weights_dir()
@@ -120,7 +145,7 @@ def write_model_card(directory: Path | None = None) -> Path:
             return format(ev[key], fmt) if key in ev else "–"
 
         lines.append(f"| {e['file']} | {e.get('kind')} | {e.get('arch')} | {e.get('quality')} | {e.get('lambda', '–')} | "
-                     f"{t.get('steps', t.get('aux_steps', '–'))} | {t.get('wall_hours', '–')} | {f('bpp', '.4f')} | "
+                     f"{_steps(t)} | {t.get('wall_hours', '–')} | {f('bpp', '.4f')} | "
                      f"{f('psnr', '.2f')} | {f('ms_ssim', '.4f')} | {f('lpips', '.4f')} | `{e['sha256'][:12]}…` |")
     notes = [f"- {e['file']}: {e['training']['notes']}" for e in models.values() if e.get("training", {}).get("notes")]
     notes += [f"- {e['file']}: float16 kernels vs the float32 checkpoint on {len(c['images'])} images: "
@@ -128,6 +153,9 @@ def write_model_card(directory: Path | None = None) -> Path:
               for e in models.values() if (c := e.get("fp16_check"))]
     if notes:
         lines += ["", "## Notes", *notes]
+    for e in models.values():
+        if runs := e.get("training", {}).get("ablation"):
+            lines += _ablation_table(e["file"], runs)
     lines += ["", "Storage: safetensors; convolution kernels in float16, entropy-model parameters, CDF tables "
               "and GDN parameters in float32. Loading checks each file's SHA-256 against the manifest."]
     path = directory / "README.md"

@@ -49,6 +49,12 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     assert len(cells) == 2 * (1 + 2 * 2 + 2)  # plain + samplers×taus + jpeg + webp, per image
     run_eval(settings)  # a second run measures nothing new
     assert (tmp_path / "out" / "cells.jsonl").read_text().splitlines() == cells
+    # cells measured with other weights are never reused: here every cell claims another codec
+    stale = [json.dumps({**json.loads(c), "codec": "0" * 16}) for c in cells]
+    (tmp_path / "out" / "cells.jsonl").write_text("\n".join(stale) + "\n")
+    again = run_eval(settings)
+    assert len((tmp_path / "out" / "cells.jsonl").read_text().splitlines()) == 2 * len(cells)
+    assert json.dumps(again["means"]) == json.dumps(result["means"])  # (NaN-safe comparison)
     tau0 = [m for m in result["means"] if m["decoder"] == "latent" and m["tau"] == 0.0]
     plain = [m for m in result["means"] if m["decoder"] == "plain"][0]
     assert all(m["psnr"] == pytest.approx(plain["psnr"]) for m in tau0)  # τ = 0 is the base decoder

@@ -56,18 +56,42 @@ def test_rate_through_the_frozen_entropy_model_has_gradients(tiny_codec):
 
 def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     from dpexplorer.latent.pipeline import LatentPipeline
-    from dpexplorer.training.latent import LatentTrainConfig, train_latent
+    from dpexplorer.training.latent import LatentTrainConfig, ablation_runs, train_latent
 
     data = _photos(tmp_path / "photos", size=(96, 96))
-    cfg = LatentTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "work"), aux_steps=2,
-                            diffusion_steps=3, batch=2, crop=64, width=16, blocks=1, threads=1)
+    common = dict(data=str(data), quality=1, workdir=str(tmp_path / "work"), aux_steps=2, diffusion_steps=3,
+                  batch=2, crop=64, width=16, blocks=1, threads=1, holdout=1)
+    # an ablation run: stage 1 only, other loss weights, its validation left beside the main run
+    ablation = LatentTrainConfig(**common, w_adv=0.5, run_name="wadv0.5", aux_only=True)
+    val = train_latent(ablation, codec=tiny_codec, export=False)["aux_eval"]
+    assert val["images"] == 1 and {"bpp", "psnr", "lpips", "flip", "hf_ratio"} <= set(val["aux"])
+    assert not (ablation.run_dir("mbt2018-mean") / "denoiser.pt").exists()
+
+    cfg = LatentTrainConfig(**common)
     out = train_latent(cfg, codec=tiny_codec, export=False)
+    runs = ablation_runs(cfg, "mbt2018-mean", tiny_codec.weights_sha256)
+    assert [r["run"] for r in runs] == ["latent-mbt2018-mean-q1", "latent-mbt2018-mean-q1-wadv0.5"]
+    assert [r["weights"]["w_adv"] for r in runs] == [cfg.w_adv, 0.5]
+    assert [r["shipped"] for r in runs] == [True, False]  # the run being exported
+    assert ablation_runs(cfg, "mbt2018-mean", "another codec") == []
     pipeline = LatentPipeline(tiny_codec, out["denoiser"])
     img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     data_bytes = tiny_codec.encode(img)
     assert pipeline.reconstruct(data_bytes, 1.0, "ddpm", 3, 0).shape == img.shape
     log = (cfg.run_dir("mbt2018-mean") / "train.log").read_text()
     assert "latent pairs" in log
+
+    # the model card prints the ablation as a table, one row per stage-1 run
+    from dpexplorer.weights import save_weights, write_model_card
+
+    meta = {"kind": "latent", "arch": "mbt2018-mean", "quality": 1, "training": {"ablation": runs}}
+    save_weights(out["denoiser"].state_dict(), "latent-mbt2018-mean-q1", meta, directory=tmp_path / "w")
+    card = write_model_card(tmp_path / "w").read_text()
+    table = card.split("stage-1 loss weights")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| latent-mbt2018-mean-q1")]
+    assert [r.split(" | ")[0] for r in rows] == ["| latent-mbt2018-mean-q1 (shipped)",
+                                                 "| latent-mbt2018-mean-q1-wadv0.5"]
+    assert f" | 0.5 | {cfg.rate_slack} | " in rows[1] and "→" in rows[1]
 
 
 def test_codec_training_starts_from_shipped_weights(tmp_path, tiny_weights_dir, monkeypatch):
@@ -82,3 +106,34 @@ def test_codec_training_starts_from_shipped_weights(tmp_path, tiny_weights_dir, 
                            init_from=str(tiny_weights_dir / "codec-mbt2018-mean-q1.safetensors"))
     train_codec(cfg)
     assert "initialised from shipped weights" in (cfg.run_dir / "train.log").read_text()
+
+
+def _ddp_worker(rank, world, port, data, workdir):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from dpexplorer.training import codec as codec_training
+    from dpexplorer.zoo import build_model, codec_config
+
+    codec_training.build_model = lambda cfg: build_model(codec_config(cfg.arch, cfg.quality, (8, 12)))
+    codec_training.codec_config = lambda arch, q: codec_config(arch, q, (8, 12))
+    cfg = codec_training.CodecTrainConfig(data=data, quality=2, workdir=workdir, steps=2, batch=1, crop=64,
+                                          final_crop=64, checkpoint_every_s=0, threads=1)
+    codec_training.train_codec(cfg)
+
+
+def test_codec_training_under_ddp_two_cpu_ranks(tmp_path):
+    """What `torchrun --nproc_per_node 2 -m dpexplorer.training.codec …` runs: gloo, 2 ranks, in step."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    data = _photos(tmp_path / "photos")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(data), str(tmp_path / "work")), nprocs=2)
+    state = torch.load(tmp_path / "work" / "codec-mbt2018-mean-q2" / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    log = (tmp_path / "work" / "codec-mbt2018-mean-q2" / "train.log").read_text()
+    assert "world=2" in log

@@ -27,7 +27,8 @@ from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
 from dpexplorer.imageio import load_image
 
 CURVES_SCHEMA = 1
-CELL_KEY = ("image", "quality", "decoder", "sampler", "steps", "tau", "seed")
+# "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.
+CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed")
 QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
 
 
@@ -101,7 +102,7 @@ def run_eval(settings: EvalSettings) -> dict:
 
                 provenance[f"latent-q{q}"] = find_entry("latent", codec.cfg.arch, q)[1]["sha256"]
             for path in images:
-                _eval_image(path, q, codec, pipeline, settings, store, out)
+                _eval_image(path, q, codec, pipeline, provenance.get(f"latent-q{q}"), settings, store, out)
                 bar.update(1)
 
     for q in qualities:
@@ -109,7 +110,10 @@ def run_eval(settings: EvalSettings) -> dict:
             tau_crops_figure(images[0], get_codec(q), get_latent_pipeline(q), settings,
                              out / f"tau_crops_q{q}.png")
 
-    cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in {p.name for p in images}]
+    names = {p.name for p in images}
+    cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in names
+             and c.get("codec") == _short(provenance[f"codec-q{c['quality']}"])
+             and (c["decoder"] != "latent" or c.get("model") == _short(provenance.get(f"latent-q{c['quality']}")))]
     result = summarize(cells, settings, provenance, len(images))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_csv(cells, out / "results.csv")
@@ -120,13 +124,19 @@ def run_eval(settings: EvalSettings) -> dict:
     return result
 
 
-def _eval_image(path: Path, q: int, codec, pipeline, s: EvalSettings, store: CellStore, out: Path) -> None:
-    base_key = dict(image=path.name, quality=q, seed=s.seed)
+def _short(sha256: str | None) -> str | None:
+    return sha256[:16] if sha256 else None
+
+
+def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, s: EvalSettings,
+                store: CellStore, out: Path) -> None:
+    # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
+    base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
     wanted = []
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
         wanted.append(dict(base_key, decoder="plain", sampler=None, steps=None, tau=None))
     if pipeline is not None:
-        wanted += [dict(base_key, decoder="latent", sampler=smp, steps=s.steps, tau=t)
+        wanted += [dict(base_key, decoder="latent", model=_short(latent_sha256), sampler=smp, steps=s.steps, tau=t)
                    for smp in s.samplers for t in s.taus]
     for fmt in ("jpeg", "webp"):
         if fmt in s.decoders:
@@ -136,7 +146,7 @@ def _eval_image(path: Path, q: int, codec, pipeline, s: EvalSettings, store: Cel
         return
 
     img = load_image(path)
-    dpx = out / "bitstreams" / f"q{q}" / (path.stem + ".dpx")
+    dpx = out / "bitstreams" / f"q{q}-{_short(codec.weights_sha256)}" / (path.stem + ".dpx")
     if dpx.exists():
         data = dpx.read_bytes()
     else:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from compressai.losses import RateDistortionLoss
 
 from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
@@ -83,8 +84,13 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     log(f"config {asdict(cfg)} device={device} world={world}")
 
     ddp_model = model
+    quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        # The entropy bottleneck's quantiles only get gradients from the aux loss, which runs outside
+        # DDP; DDP must not wait for them (their main-loss gradient is undefined). Averaged by hand below.
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, [n for n, _ in model.named_parameters() if n.endswith(".quantiles")])
+        ddp_model = DistributedDataParallel(model)
     criterion = RateDistortionLoss(lmbda=codec_cfg.lmbda)
     samplers = {}
 
@@ -116,6 +122,10 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         opt.step()
         aux_loss = model.aux_loss()
         aux_loss.backward()
+        if world > 1:
+            for q in quantiles:
+                dist.all_reduce(q.grad)
+                q.grad /= world
         aux_opt.step()
         step += 1
 

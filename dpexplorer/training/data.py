@@ -14,9 +14,24 @@ import torch
 from dpexplorer.imageio import IMAGE_SUFFIXES, load_image
 
 
+def image_paths(folder: str | Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_holdout(folder: str | Path, holdout: int) -> tuple[list[Path], list[Path]]:
+    """(training, held-out) photos: the last `holdout` files in name order are kept for validation."""
+    paths = image_paths(folder)
+    if holdout <= 0:
+        return paths, []
+    if holdout >= len(paths):
+        raise ValueError(f"cannot hold out {holdout} of the {len(paths)} images in {folder}")
+    return paths[:-holdout], paths[-holdout:]
+
+
 class CropSampler:
-    def __init__(self, folder: str | Path, crop: int, seed: int = 0, max_images: int | None = None):
-        paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    def __init__(self, folder: str | Path, crop: int, seed: int = 0, max_images: int | None = None,
+                 holdout: int = 0):
+        paths, _ = split_holdout(folder, holdout)
         if max_images:
             paths = paths[:max_images]
         self.images = []
