@@ -24,6 +24,18 @@ from dpexplorer.errors import ImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
+
+def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """The image files of a folder in name order (the first `limit` of them)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images")
+    return files[:limit] if limit else files
+
+
 # 48 MP: a 4000×3000 photo (12 MP) and an 8000×6000 one fit; decoding larger needs more RAM than the
 # 2-core/24 GiB machines this is built for (see README, "Memory").
 MAX_PIXELS = 48_000_000

@@ -18,19 +18,9 @@ import numpy as np
 from dpexplorer import metrics
 from dpexplorer.evaluation.bd import bd_quality, bd_rate
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
-from dpexplorer.imageio import IMAGE_SUFFIXES, load_image
+from dpexplorer.imageio import list_images, load_image
 
 METRIC_KEYS = ("bpp", "psnr", "ms_ssim", "lpips")
-
-
-def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no images")
-    return files[:limit] if limit else files
 
 
 def evaluate_codec_on(codec, images: list[Path], progress=None) -> list[dict]:

@@ -84,12 +84,11 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     log(f"config {asdict(cfg)} device={device} world={world}")
 
     ddp_model = model
-    quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    quantiles = {n: p for n, p in model.named_parameters() if n.endswith(".quantiles")}
     if world > 1:
         # The entropy bottleneck's quantiles only get gradients from the aux loss, which runs outside
         # DDP; DDP must not wait for them (their main-loss gradient is undefined). Averaged by hand below.
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            model, [n for n, _ in model.named_parameters() if n.endswith(".quantiles")])
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(quantiles))
         ddp_model = DistributedDataParallel(model)
     criterion = RateDistortionLoss(lmbda=codec_cfg.lmbda)
     samplers = {}
@@ -123,7 +122,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         aux_loss = model.aux_loss()
         aux_loss.backward()
         if world > 1:
-            for q in quantiles:
+            for q in quantiles.values():
                 dist.all_reduce(q.grad)
                 q.grad /= world
         aux_opt.step()

@@ -11,16 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpexplorer.imageio import IMAGE_SUFFIXES, load_image
-
-
-def image_paths(folder: str | Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+from dpexplorer.imageio import list_images, load_image
 
 
 def split_holdout(folder: str | Path, holdout: int) -> tuple[list[Path], list[Path]]:
     """(training, held-out) photos: the last `holdout` files in name order are kept for validation."""
-    paths = image_paths(folder)
+    paths = list_images(folder)
     if holdout <= 0:
         return paths, []
     if holdout >= len(paths):

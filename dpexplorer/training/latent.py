@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -205,9 +205,9 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
 
 def ablation_runs(cfg: LatentTrainConfig, arch: str, codec_sha256: str) -> list[dict]:
     """Every stage-1 validation of this quality and codec: the main run's and its ablation siblings'."""
-    root, base = Path(os.path.expanduser(cfg.workdir)), f"latent-{arch}-q{cfg.quality}"
+    main = replace(cfg, run_name=None).run_dir(arch)
     runs = []
-    for path in [root / base / "aux_eval.json", *sorted(root.glob(f"{base}-*/aux_eval.json"))]:
+    for path in [main / "aux_eval.json", *sorted(main.parent.glob(f"{main.name}-*/aux_eval.json"))]:
         record = json.loads(path.read_text()) if path.exists() else {}
         if record.get("codec_sha256") == codec_sha256:
             runs.append({"run": path.parent.name, "shipped": path.parent == cfg.run_dir(arch),
