@@ -103,8 +103,10 @@ def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lam
 def _ablation_table(file: str, runs: list[dict]) -> list[str]:
     """Stage-1 validations (base decoder → auxiliary latent) of the runs recorded with a latent model."""
     lines = ["", f"## {file}: stage-1 loss weights (held-out photos, g_s(ŷ) → g_s(ŷ'))", "",
-             "| run | aux steps | w_mse | w_lpips | w_adv | rate slack | bpp | PSNR | LPIPS | FLIP | HF ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "`codec`: the codec weights the run was trained on (SHA-256 prefix); rows on earlier codec "
+             "weights are kept from previous exports.", "",
+             "| run | codec | aux steps | w_mse | w_lpips | w_adv | rate slack | bpp | PSNR | LPIPS | FLIP | HF ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         w, b, a = r["weights"], r["holdout"]["base"], r["holdout"]["aux"]
 
@@ -112,7 +114,8 @@ def _ablation_table(file: str, runs: list[dict]) -> list[str]:
             return f"{format(b[k], fmt)} → {format(a[k], fmt)}"
 
         run = r["run"] + (" (shipped)" if r.get("shipped") else "")
-        lines.append(f"| {run} | {r['aux_steps']} | {w['w_mse']} | {w['w_lpips']} | {w['w_adv']} | {w['rate_slack']} | "
+        codec = f"`{r['codec_sha256'][:12]}…`" if r.get("codec_sha256") else "–"
+        lines.append(f"| {run} | {codec} | {r['aux_steps']} | {w['w_mse']} | {w['w_lpips']} | {w['w_adv']} | {w['rate_slack']} | "
                      f"{pair('bpp', '.3f')} | {pair('psnr', '.2f')} | {pair('lpips', '.3f')} | "
                      f"{pair('flip', '.3f')} | {pair('hf_ratio', '.2f')} |")
     return lines

@@ -56,7 +56,7 @@ def test_rate_through_the_frozen_entropy_model_has_gradients(tiny_codec):
 
 def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     from dpexplorer.latent.pipeline import LatentPipeline
-    from dpexplorer.training.latent import LatentTrainConfig, ablation_runs, train_latent
+    from dpexplorer.training.latent import LatentTrainConfig, ablation_runs, earlier_ablation_runs, train_latent
 
     data = _photos(tmp_path / "photos", size=(96, 96))
     common = dict(data=str(data), quality=1, workdir=str(tmp_path / "work"), aux_steps=2, diffusion_steps=3,
@@ -74,6 +74,11 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert [r["weights"]["w_adv"] for r in runs] == [cfg.w_adv, 0.5]
     assert [r["shipped"] for r in runs] == [True, False]  # the run being exported
     assert ablation_runs(cfg, "mbt2018-mean", "another codec") == []
+    # re-exporting against retrained codec weights keeps these rows, marked as not shipped
+    previous = {"codec_sha256": tiny_codec.weights_sha256, "training": {"ablation": runs}}
+    kept = earlier_ablation_runs(previous, "retrained codec")
+    assert [r["run"] for r in kept] == [r["run"] for r in runs] and not any(r["shipped"] for r in kept)
+    assert earlier_ablation_runs(previous, tiny_codec.weights_sha256) == []
     pipeline = LatentPipeline(tiny_codec, out["denoiser"])
     img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     data_bytes = tiny_codec.encode(img)
