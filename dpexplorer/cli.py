@@ -157,7 +157,7 @@ def cmd_train_export(args) -> int:
 
     images = None
     if args.check_data:
-        from dpexplorer.evaluation.codec_eval import list_images
+        from dpexplorer.imageio import list_images
 
         images = list_images(args.check_data, 4)
     entry = export_codec(args.checkpoint, notes=args.notes, check_images=images)

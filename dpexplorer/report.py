@@ -63,8 +63,9 @@ def replace_section(text: str, name: str, body: str) -> str:
 def run_report(data: str, readme: Path = REPO_ROOT / "README.md", out: str = "results/report",
                bench_image: str | None = None, extra: bool = True) -> None:
     from dpexplorer.bench import run_bench
-    from dpexplorer.evaluation.codec_eval import list_images, record_in_manifest
+    from dpexplorer.evaluation.codec_eval import record_in_manifest
     from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+    from dpexplorer.imageio import list_images
 
     assets = REPO_ROOT / "assets"
     result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json")))

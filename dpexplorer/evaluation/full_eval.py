@@ -22,7 +22,7 @@ import numpy as np
 from dpexplorer import metrics
 from dpexplorer.evaluation import baselines
 from dpexplorer.evaluation.bd import bd_rate
-from dpexplorer.evaluation.codec_eval import list_images
+from dpexplorer.imageio import list_images
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
 from dpexplorer.imageio import load_image
 

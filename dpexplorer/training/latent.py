@@ -221,9 +221,8 @@ def earlier_ablation_runs(previous: dict | None, codec_sha256: str) -> list[dict
     retrained codec does not erase the evidence behind the chosen loss weights."""
     if not previous:
         return []
-    rows = [{**r, "codec_sha256": r.get("codec_sha256", previous.get("codec_sha256")), "shipped": False}
-            for r in previous.get("training", {}).get("ablation", [])]
-    return [r for r in rows if r["codec_sha256"] != codec_sha256]
+    return [{**r, "shipped": False} for r in previous.get("training", {}).get("ablation", [])
+            if r.get("codec_sha256") != codec_sha256]
 
 
 @torch.no_grad()
