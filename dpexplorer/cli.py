@@ -147,8 +147,8 @@ def cmd_train_latent(args) -> int:
                             aux_steps=args.aux_steps, diffusion_steps=args.diffusion_steps, batch=args.batch,
                             crop=args.crop, w_mse=args.w_mse, w_lpips=args.w_lpips, w_adv=args.w_adv,
                             rate_slack=args.rate_slack, seed=args.seed, threads=args.threads,
-                            holdout=args.holdout, run_name=args.run_name, aux_only=args.aux_only)
-    print(json.dumps(train_latent(cfg), indent=2, default=str))
+                            holdout=args.holdout, run_name=args.run_name, aux_only=args.aux_only, rho=args.rho)
+    print(json.dumps(train_latent(cfg, export=not args.no_export), indent=2, default=str))
     return EXIT_OK
 
 
@@ -264,9 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--w-adv", type=float, default=0.3)
     tl.add_argument("--rate-slack", type=float, default=0.06,
                     help="stage 1: the auxiliary latent's rate may exceed the base latent's by this fraction")
+    tl.add_argument("--rho", type=float, default=0.5,
+                    help="stage 2: CDC's ρ, the weight of LPIPS on g_s of the predicted clean latent")
     tl.add_argument("--holdout", type=int, default=16, help="photos (last in name order) kept out to validate stage 1")
     tl.add_argument("--run-name", default=None, help="a separate run beside the main one, e.g. for an ablation")
     tl.add_argument("--aux-only", action="store_true", help="stage 1 and its validation only (ablations)")
+    tl.add_argument("--no-export", action="store_true",
+                    help="leave weights/ alone (the denoiser stays in the run's checkpoint)")
     tl.add_argument("--seed", type=int, default=0)
     tl.add_argument("--threads", type=int, default=None)
     tl.set_defaults(func=cmd_train_latent)

@@ -74,11 +74,23 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert [r["weights"]["w_adv"] for r in runs] == [cfg.w_adv, 0.5]
     assert [r["shipped"] for r in runs] == [True, False]  # the run being exported
     assert ablation_runs(cfg, "mbt2018-mean", "another codec") == []
-    # re-exporting against retrained codec weights keeps these rows, marked as not shipped
+    # a stage 1 copied into another run folder (a stage-2 variant) is one row, named after the export
+    import shutil
+
+    variant = LatentTrainConfig(**common, run_name="rho0")
+    variant.run_dir("mbt2018-mean").mkdir(parents=True)
+    shutil.copy(cfg.run_dir("mbt2018-mean") / "aux_eval.json", variant.run_dir("mbt2018-mean"))
+    rows = ablation_runs(variant, "mbt2018-mean", tiny_codec.weights_sha256)
+    assert [(r["run"], r["shipped"]) for r in rows] == [("latent-mbt2018-mean-q1-rho0", True),
+                                                        ("latent-mbt2018-mean-q1-wadv0.5", False)]
+    # re-exporting keeps the rows the current runs do not repeat (retrained codec, or run folders
+    # lost with a machine), marked as not shipped
     previous = {"codec_sha256": tiny_codec.weights_sha256, "training": {"ablation": runs}}
-    kept = earlier_ablation_runs(previous, "retrained codec")
+    kept = earlier_ablation_runs(previous, [])
     assert [r["run"] for r in kept] == [r["run"] for r in runs] and not any(r["shipped"] for r in kept)
-    assert earlier_ablation_runs(previous, tiny_codec.weights_sha256) == []
+    assert earlier_ablation_runs(previous, runs) == []
+    other_weights = [{**runs[0], "weights": {**runs[0]["weights"], "rate_slack": 0.01}}]
+    assert [r["run"] for r in earlier_ablation_runs(previous, other_weights)] == [r["run"] for r in runs]
     pipeline = LatentPipeline(tiny_codec, out["denoiser"])
     img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     data_bytes = tiny_codec.encode(img)
@@ -142,3 +154,37 @@ def test_codec_training_under_ddp_two_cpu_ranks(tmp_path):
     assert state["step"] == 2
     log = (tmp_path / "work" / "codec-mbt2018-mean-q2" / "train.log").read_text()
     assert "world=2" in log
+
+
+def test_stage_two_perceptual_term_reaches_the_denoiser(tmp_path, tiny_codec):
+    """CDC's ρ: LPIPS on g_s of the predicted clean latent, back-propagated through the frozen g_s."""
+    import pytest
+
+    from dpexplorer.training.common import TrainLogger
+    from dpexplorer.training.latent import LatentTrainConfig, train_denoiser
+
+    torch.manual_seed(0)
+    model = tiny_codec.model
+    crops = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        y_hat = torch.round(model.g_a(crops.float() / 255))
+    y_hat2 = y_hat + torch.randn_like(y_hat)
+    log = TrainLogger(tmp_path / "log.txt")
+    common = dict(data="unused", quality=1, workdir=str(tmp_path), diffusion_steps=1, batch=1, width=16, blocks=1,
+                  perceptual_batch=2)
+    with pytest.raises(ValueError, match="crops"):
+        train_denoiser(LatentTrainConfig(**common, rho=0.5), tiny_codec, y_hat, y_hat2, log, "cpu")
+
+    grads = {}
+    for rho in (0.0, 1.0):  # ρ = 1: the loss is the perceptual term alone
+        cfg = LatentTrainConfig(**common, rho=rho, run_name=f"rho{rho}")
+        torch.manual_seed(0)
+        untrained = LatentTrainConfig(**{**common, "diffusion_steps": 0}, rho=0.0, run_name="init")
+        before = {k: v.clone() for k, v in train_denoiser(untrained, tiny_codec, y_hat, y_hat2, log,
+                                                           "cpu").state_dict().items()}
+        torch.manual_seed(0)
+        after = train_denoiser(cfg, tiny_codec, y_hat, y_hat2, log, "cpu", crops).state_dict()
+        grads[rho] = torch.cat([(after[k] - before[k]).flatten() for k in before if k.endswith("weight")])
+        assert grads[rho].abs().sum() > 0
+    assert not torch.allclose(grads[0.0], grads[1.0])  # the perceptual term, not the latent MSE, moved it
+    assert not any(p.requires_grad for p in model.g_s.parameters())  # g_s stays frozen

@@ -11,7 +11,10 @@ easy to fool through a frozen decoder, the objective combines
 
 Stage 2 — latent diffusion: the denoiser learns p(r | ŷ) for the residual r = ŷ' − ŷ with x₀
 (sample) prediction under the shared noise schedule. It runs at latent resolution only, so pairs
-(ŷ, ŷ') are computed once per crop and training is cheap.
+(ŷ, ŷ') are computed once per crop and training is cheap. With `rho` > 0 the loss becomes CDC's
+(paper 002): (1 − ρ)·‖r̂₀ − r₀‖² + ρ·LPIPS(g_s(ŷ + r̂₀), x), the perceptual term on the image the
+frozen g_s makes of the predicted clean latent (on `perceptual_batch` crops of each batch, since
+a g_s pass costs far more than the denoiser).
 
 Stage 1 is validated on photos held out of training (the last `holdout` of the folder): g_s(ŷ) vs
 g_s(ŷ') in PSNR, LPIPS, FLIP (not trained on), the high-frequency energy ratio and the rate. Runs with
@@ -54,6 +57,8 @@ class LatentTrainConfig:
     w_adv: float = 0.3  # chosen by the stage-1 ablation (README, weights/README.md)
     w_rate: float = 10.0
     rate_slack: float = 0.06  # crop-level hinge; the rate it gives on whole photos is in weights/README.md
+    rho: float = 0.5  # stage 2: CDC's weight of LPIPS on g_s of the predicted clean latent (README: ρ runs)
+    perceptual_batch: int = 8
     width: int = 128
     blocks: int = 6
     checkpoint_every_s: float = 300.0
@@ -204,47 +209,65 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
 
 
 def ablation_runs(cfg: LatentTrainConfig, arch: str, codec_sha256: str) -> list[dict]:
-    """Every stage-1 validation of this quality and codec: the main run's and its ablation siblings'."""
+    """Every stage-1 validation of this quality and codec: the main run's and its ablation siblings'.
+
+    A stage 1 copied into other run folders (to try stage-2 settings on it) is listed once, under
+    the exported run's name where it is one of them."""
     main = replace(cfg, run_name=None).run_dir(arch)
-    runs = []
+    runs = {}
     for path in [main / "aux_eval.json", *sorted(main.parent.glob(f"{main.name}-*/aux_eval.json"))]:
         record = json.loads(path.read_text()) if path.exists() else {}
         if record.get("codec_sha256") == codec_sha256:
-            runs.append({"run": path.parent.name, "shipped": path.parent == cfg.run_dir(arch),
-                         "codec_sha256": codec_sha256,
-                         **{k: record[k] for k in ("aux_steps", "weights", "holdout")}})
-    return runs
+            row = {"run": path.parent.name, "shipped": path.parent == cfg.run_dir(arch), "codec_sha256": codec_sha256,
+                   **{k: record[k] for k in ("aux_steps", "weights", "holdout")}}
+            same = json.dumps({k: record[k] for k in ("aux_steps", "weights", "holdout")}, sort_keys=True)
+            if same not in runs or row["shipped"]:
+                runs[same] = row
+    return list(runs.values())
 
 
-def earlier_ablation_runs(previous: dict | None, codec_sha256: str) -> list[dict]:
-    """The ablation rows a previous export recorded for other codec weights, kept (not shipped) so a
-    retrained codec does not erase the evidence behind the chosen loss weights."""
+def earlier_ablation_runs(previous: dict | None, current: list[dict]) -> list[dict]:
+    """The ablation rows a previous export recorded that the current runs do not repeat (other codec
+    weights, or stage-1 runs whose folders are gone), kept (not shipped) so a retrained codec or a
+    fresh machine does not erase the evidence behind the chosen loss weights."""
     if not previous:
         return []
-    return [{**r, "shipped": False} for r in previous.get("training", {}).get("ablation", [])
-            if r.get("codec_sha256") != codec_sha256]
+
+    def ident(r):
+        return r["run"], r.get("codec_sha256"), json.dumps(r.get("weights"), sort_keys=True), r.get("aux_steps")
+
+    seen = {ident(r) for r in current}
+    return [{**r, "shipped": False} for r in previous.get("training", {}).get("ablation", []) if ident(r) not in seen]
 
 
 @torch.no_grad()
 def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, device):
-    """(ŷ, ŷ') pairs for training crops: the decoder's latent and the auxiliary encoder's target."""
+    """(ŷ, ŷ', x) for training crops: the decoder's latent, the auxiliary encoder's target and the
+    crop itself (uint8, for the perceptual term)."""
     arch = codec.cfg.arch
     model = codec.model
-    ys, ys2 = [], []
+    ys, ys2, xs = [], [], []
     for _ in range(n_batches):
         x = sampler.batch(batch).to(device)
         y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
         y_hat2, _ = latent_and_rate(model, g_a2(x), arch)
         ys.append(y_hat.cpu())
         ys2.append(y_hat2.cpu())
-    return torch.cat(ys), torch.cat(ys2)
+        xs.append(x.mul(255).round().to(torch.uint8).cpu())
+    return torch.cat(ys), torch.cat(ys2), torch.cat(xs)
 
 
 def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: torch.Tensor,
-                   log: TrainLogger, device):
-    """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ."""
+                   log: TrainLogger, device, images: torch.Tensor | None = None):
+    """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ (plus CDC's
+    perceptual term when `cfg.rho` > 0; `images` are then the crops the pairs came from)."""
     from dpexplorer.latent.denoiser import LatentDenoiser
     from dpexplorer.latent.schedulers import training_scheduler
+    from dpexplorer.metrics import lpips_tensor
+
+    if cfg.rho > 0 and images is None:
+        raise ValueError("rho > 0 needs the training crops")
+    g_s = codec.model.g_s.to(device).eval().requires_grad_(False)
 
     residual = y_hat2 - y_hat
     denoiser = LatentDenoiser(codec.cfg.M, cfg.width, cfg.blocks).to(device)
@@ -270,13 +293,22 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
         noise = torch.randn(r0.shape, generator=gen).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (r0.shape[0],), generator=gen).to(device)
         r_t = scheduler.add_noise(r0, noise, t)
-        loss = F.mse_loss(denoiser(r_t, t, cond), r0)
+        pred = denoiser(r_t, t, cond)
+        latent_mse = F.mse_loss(pred, r0)
+        loss = latent_mse
+        if cfg.rho > 0:
+            k = min(cfg.perceptual_batch, pred.shape[0])
+            scale = denoiser.residual_scale[None, :, None, None]
+            x_pred = g_s(cond[:k] + pred[:k] * scale).clamp(0, 1)
+            perceptual = lpips_tensor(x_pred, images[idx[:k]].to(device).float().div(255)).mean()
+            loss = (1 - cfg.rho) * latent_mse + cfg.rho * perceptual
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         if step % 100 == 0:
-            log(f"diffusion step {step} loss {float(loss):.4f}")
+            log(f"diffusion step {step} loss {float(loss):.4f} latent mse {float(latent_mse):.4f}"
+                + (f" lpips {float(perceptual):.4f}" if cfg.rho > 0 else ""))
         if time.time() - last > cfg.checkpoint_every_s or step == cfg.diffusion_steps:
             atomic_save({"denoiser": denoiser.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
             last = time.time()
@@ -297,28 +329,32 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     g_a2 = train_aux_encoder(cfg, codec, log, device)
     _, held_out = split_holdout(cfg.data, cfg.holdout)
     if held_out:
-        val = validate_aux_encoder(codec, g_a2, held_out, device)
+        record = {"codec_sha256": codec.weights_sha256, "aux_steps": cfg.aux_steps, "weights": cfg.loss_weights()}
+        done = run_dir / "aux_eval.json"
+        previous = json.loads(done.read_text()) if done.exists() else {}
+        if {k: previous.get(k) for k in record} == record:  # a resumed run: stage 1 already validated
+            val = previous["holdout"]
+        else:
+            val = validate_aux_encoder(codec, g_a2, held_out, device)
+            done.write_text(json.dumps(record | {"holdout": val}, indent=2))
         log(f"stage 1 on {len(held_out)} held-out photos: g_s(ŷ) {val['base']} → g_s(ŷ') {val['aux']}")
-        record = {"codec_sha256": codec.weights_sha256, "aux_steps": cfg.aux_steps,
-                  "weights": cfg.loss_weights(), "holdout": val}
-        (run_dir / "aux_eval.json").write_text(json.dumps(record, indent=2))
     if cfg.aux_only:
         return {"aux_eval": val if held_out else None}
     sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + 12345, holdout=cfg.holdout)
     n_batches = max(1, min(4 * len(sampler) // cfg.batch, 400))
-    y_hat, y_hat2 = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
+    y_hat, y_hat2, crops = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
     log(f"{y_hat.shape[0]} latent pairs; residual std {float((y_hat2 - y_hat).std()):.4f}")
-    denoiser = train_denoiser(cfg, codec, y_hat, y_hat2, log, device)
+    denoiser = train_denoiser(cfg, codec, y_hat, y_hat2, log, device, crops)
     info = {"wall_hours": round((time.time() - t0) / 3600, 3), "aux_steps": cfg.aux_steps,
-            "diffusion_steps": cfg.diffusion_steps}
+            "diffusion_steps": cfg.diffusion_steps, "rho": cfg.rho}
     if not export:
         return {"denoiser": denoiser, **info}
     from dpexplorer.weights import load_manifest, model_name, save_weights
 
     name = model_name("latent", codec.cfg.arch, cfg.quality)
     previous = load_manifest()["models"].get(name)
-    ablation = (ablation_runs(cfg, codec.cfg.arch, codec.weights_sha256)
-                + earlier_ablation_runs(previous, codec.weights_sha256))
+    ablation = ablation_runs(cfg, codec.cfg.arch, codec.weights_sha256)
+    ablation += earlier_ablation_runs(previous, ablation)
     meta = {"kind": "latent", "arch": codec.cfg.arch, "quality": cfg.quality, "codec_sha256": codec.weights_sha256,
             "config": denoiser.config(), "training": {**info, "data": cfg.data, "weights": cfg.loss_weights(),
                                                       "ablation": ablation}}
