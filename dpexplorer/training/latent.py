@@ -218,9 +218,10 @@ def ablation_runs(cfg: LatentTrainConfig, arch: str, codec_sha256: str) -> list[
     for path in [main / "aux_eval.json", *sorted(main.parent.glob(f"{main.name}-*/aux_eval.json"))]:
         record = json.loads(path.read_text()) if path.exists() else {}
         if record.get("codec_sha256") == codec_sha256:
+            fields = {k: record[k] for k in ("aux_steps", "weights", "holdout")}
             row = {"run": path.parent.name, "shipped": path.parent == cfg.run_dir(arch), "codec_sha256": codec_sha256,
-                   **{k: record[k] for k in ("aux_steps", "weights", "holdout")}}
-            same = json.dumps({k: record[k] for k in ("aux_steps", "weights", "holdout")}, sort_keys=True)
+                   **fields}
+            same = json.dumps(fields, sort_keys=True)
             if same not in runs or row["shipped"]:
                 runs[same] = row
     return list(runs.values())
