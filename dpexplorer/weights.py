@@ -103,8 +103,8 @@ def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lam
 def _ablation_table(file: str, runs: list[dict]) -> list[str]:
     """Stage-1 validations (base decoder → auxiliary latent) of the runs recorded with a latent model."""
     lines = ["", f"## {file}: stage-1 loss weights (held-out photos, g_s(ŷ) → g_s(ŷ'))", "",
-             "`codec`: the codec weights the run was trained on (SHA-256 prefix); rows on earlier codec "
-             "weights are kept from previous exports.", "",
+             "`codec`: the codec weights the run was trained on (SHA-256 prefix); rows of earlier exports "
+             "(other codec weights, or runs whose folders are gone) are kept.", "",
              "| run | codec | aux steps | w_mse | w_lpips | w_adv | rate slack | bpp | PSNR | LPIPS | FLIP | HF ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:

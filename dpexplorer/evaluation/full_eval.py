@@ -22,9 +22,8 @@ import numpy as np
 from dpexplorer import metrics
 from dpexplorer.evaluation import baselines
 from dpexplorer.evaluation.bd import bd_rate
-from dpexplorer.imageio import list_images
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
-from dpexplorer.imageio import load_image
+from dpexplorer.imageio import list_images, load_image
 
 CURVES_SCHEMA = 1
 # "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.

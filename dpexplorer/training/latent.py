@@ -208,6 +208,11 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
         "images": len(paths)}
 
 
+def _stage1_key(row: dict) -> str:
+    """What makes two ablation rows the same stage 1: codec, steps, loss weights and its validation."""
+    return json.dumps({k: row.get(k) for k in ("codec_sha256", "aux_steps", "weights", "holdout")}, sort_keys=True)
+
+
 def ablation_runs(cfg: LatentTrainConfig, arch: str, codec_sha256: str) -> list[dict]:
     """Every stage-1 validation of this quality and codec: the main run's and its ablation siblings'.
 
@@ -218,12 +223,11 @@ def ablation_runs(cfg: LatentTrainConfig, arch: str, codec_sha256: str) -> list[
     for path in [main / "aux_eval.json", *sorted(main.parent.glob(f"{main.name}-*/aux_eval.json"))]:
         record = json.loads(path.read_text()) if path.exists() else {}
         if record.get("codec_sha256") == codec_sha256:
-            fields = {k: record[k] for k in ("aux_steps", "weights", "holdout")}
             row = {"run": path.parent.name, "shipped": path.parent == cfg.run_dir(arch), "codec_sha256": codec_sha256,
-                   **fields}
-            same = json.dumps(fields, sort_keys=True)
-            if same not in runs or row["shipped"]:
-                runs[same] = row
+                   **{k: record[k] for k in ("aux_steps", "weights", "holdout")}}
+            key = _stage1_key(row)
+            if key not in runs or row["shipped"]:
+                runs[key] = row
     return list(runs.values())
 
 
@@ -233,12 +237,9 @@ def earlier_ablation_runs(previous: dict | None, current: list[dict]) -> list[di
     fresh machine does not erase the evidence behind the chosen loss weights."""
     if not previous:
         return []
-
-    def ident(r):
-        return r["run"], r.get("codec_sha256"), json.dumps(r.get("weights"), sort_keys=True), r.get("aux_steps")
-
-    seen = {ident(r) for r in current}
-    return [{**r, "shipped": False} for r in previous.get("training", {}).get("ablation", []) if ident(r) not in seen]
+    seen = {_stage1_key(r) for r in current}
+    return [{**r, "shipped": False} for r in previous.get("training", {}).get("ablation", [])
+            if _stage1_key(r) not in seen]
 
 
 @torch.no_grad()
