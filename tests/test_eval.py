@@ -42,11 +42,23 @@ def _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch):
 
 
 def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.evaluation import full_eval
     from dpexplorer.evaluation.full_eval import run_eval
 
+    measured = []
+    measure = full_eval._measure
+    monkeypatch.setattr(full_eval, "_measure", lambda *a: measured.append(1) or measure(*a))
     settings, result = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
     cells = (tmp_path / "out" / "cells.jsonl").read_text().splitlines()
     assert len(cells) == 2 * (1 + 2 * 2 + 2)  # plain + samplers×taus + jpeg + webp, per image
+    assert len(measured) == 2 * (1 + 2 + 2)  # the τ = 0 cells are the plain image: measured once
+    # latent cells measured later reuse the stored plain cell for τ = 0
+    (tmp_path / "out" / "cells.jsonl").write_text(
+        "\n".join(c for c in cells if json.loads(c)["decoder"] != "latent") + "\n")
+    measured.clear()
+    assert json.dumps(run_eval(settings)["means"]) == json.dumps(result["means"])
+    assert len(measured) == 2 * 2
+    cells = (tmp_path / "out" / "cells.jsonl").read_text().splitlines()
     run_eval(settings)  # a second run measures nothing new
     assert (tmp_path / "out" / "cells.jsonl").read_text().splitlines() == cells
     # cells measured with other weights are never reused: here every cell claims another codec

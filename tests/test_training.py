@@ -97,6 +97,13 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert pipeline.reconstruct(data_bytes, 1.0, "ddpm", 3, 0).shape == img.shape
     log = (cfg.run_dir("mbt2018-mean") / "train.log").read_text()
     assert "latent pairs" in log
+    for name in ("aux.pt", "denoiser.pt"):  # each stage's own time, summed into the export's wall_hours
+        assert torch.load(cfg.run_dir("mbt2018-mean") / name, weights_only=True)["wall_s"] > 0
+    # a finished run exports from its checkpoint: same network, no new latent pairs, same wall time
+    again = train_latent(cfg, codec=tiny_codec, export=False)
+    assert (cfg.run_dir("mbt2018-mean") / "train.log").read_text().count("latent pairs") == 1
+    assert again["wall_hours"] == out["wall_hours"]
+    assert all(torch.equal(v, again["denoiser"].state_dict()[k]) for k, v in out["denoiser"].state_dict().items())
 
     # the model card prints the ablation as a table, one row per stage-1 run
     from dpexplorer.weights import save_weights, write_model_card

@@ -278,16 +278,16 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
     scheduler = training_scheduler()
     opt = torch.optim.AdamW(denoiser.parameters(), lr=2e-4, weight_decay=1e-4)
     ckpt = cfg.run_dir(codec.cfg.arch) / "denoiser.pt"
-    step = 0
+    step, wall = 0, 0.0
     if ckpt.exists():
         state = load_checkpoint(ckpt, device)
         denoiser.load_state_dict(state["denoiser"])
         opt.load_state_dict(state["opt"])
-        step = state["step"]
+        step, wall = state["step"], state.get("wall_s", 0.0)
         log(f"stage 2 resumed at step {step}")
     gen = torch.Generator().manual_seed(cfg.seed)
     n = y_hat.shape[0]
-    last = time.time()
+    t0, last = time.time() - wall, time.time()
     while step < cfg.diffusion_steps:
         idx = torch.randint(n, (cfg.batch * 4,), generator=gen)
         cond = y_hat[idx].to(device)
@@ -312,8 +312,25 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
             log(f"diffusion step {step} loss {float(loss):.4f} latent mse {float(latent_mse):.4f}"
                 + (f" lpips {float(perceptual):.4f}" if cfg.rho > 0 else ""))
         if time.time() - last > cfg.checkpoint_every_s or step == cfg.diffusion_steps:
-            atomic_save({"denoiser": denoiser.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            atomic_save({"denoiser": denoiser.state_dict(), "opt": opt.state_dict(), "step": step,
+                         "wall_s": time.time() - t0}, ckpt)
             last = time.time()
+    return denoiser.eval()
+
+
+def finished_denoiser(cfg: LatentTrainConfig, codec, device):
+    """The stage-2 network of a run that already reached `cfg.diffusion_steps` (then exporting it
+    needs no latent pairs), else None."""
+    from dpexplorer.latent.denoiser import LatentDenoiser
+
+    ckpt = cfg.run_dir(codec.cfg.arch) / "denoiser.pt"
+    if not ckpt.exists():
+        return None
+    state = load_checkpoint(ckpt, device)
+    if state["step"] < cfg.diffusion_steps:
+        return None
+    denoiser = LatentDenoiser(codec.cfg.M, cfg.width, cfg.blocks).to(device)
+    denoiser.load_state_dict(state["denoiser"])
     return denoiser.eval()
 
 
@@ -327,7 +344,6 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     run_dir = cfg.run_dir(codec.cfg.arch)
     log = TrainLogger(run_dir / "train.log")
     log(f"config {asdict(cfg)}")
-    t0 = time.time()
     g_a2 = train_aux_encoder(cfg, codec, log, device)
     _, held_out = split_holdout(cfg.data, cfg.holdout)
     if held_out:
@@ -342,12 +358,19 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
         log(f"stage 1 on {len(held_out)} held-out photos: g_s(ŷ) {val['base']} → g_s(ŷ') {val['aux']}")
     if cfg.aux_only:
         return {"aux_eval": val if held_out else None}
-    sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + 12345, holdout=cfg.holdout)
-    n_batches = max(1, min(4 * len(sampler) // cfg.batch, 400))
-    y_hat, y_hat2, crops = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
-    log(f"{y_hat.shape[0]} latent pairs; residual std {float((y_hat2 - y_hat).std()):.4f}")
-    denoiser = train_denoiser(cfg, codec, y_hat, y_hat2, log, device, crops)
-    info = {"wall_hours": round((time.time() - t0) / 3600, 3), "aux_steps": cfg.aux_steps,
+    denoiser = finished_denoiser(cfg, codec, device)
+    if denoiser is None:
+        sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + 12345, holdout=cfg.holdout)
+        n_batches = max(1, min(4 * len(sampler) // cfg.batch, 400))
+        y_hat, y_hat2, crops = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
+        log(f"{y_hat.shape[0]} latent pairs; residual std {float((y_hat2 - y_hat).std()):.4f}")
+        denoiser = train_denoiser(cfg, codec, y_hat, y_hat2, log, device, crops)
+    else:
+        log(f"stage 2 already at step {cfg.diffusion_steps}")
+    # Both training loops' time, summed over every resumed run (not this call's, which may only export).
+    wall_s = sum(load_checkpoint(run_dir / f).get("wall_s", 0.0)
+                 for f in ("aux.pt", "denoiser.pt") if (run_dir / f).exists())
+    info = {"wall_hours": round(wall_s / 3600, 3), "aux_steps": cfg.aux_steps,
             "diffusion_steps": cfg.diffusion_steps, "rho": cfg.rho}
     if not export:
         return {"denoiser": denoiser, **info}
