@@ -132,9 +132,10 @@ def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, 
                 store: CellStore, out: Path) -> None:
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
     base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
+    plain_key = dict(base_key, decoder="plain", sampler=None, steps=None, tau=None)
     wanted = []
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
-        wanted.append(dict(base_key, decoder="plain", sampler=None, steps=None, tau=None))
+        wanted.append(plain_key)
     if pipeline is not None:
         wanted += [dict(base_key, decoder="latent", model=_short(latent_sha256), sampler=smp, steps=s.steps, tau=t)
                    for smp in s.samplers for t in s.taus]
@@ -162,8 +163,7 @@ def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, 
     # Identical pixels are measured once (τ = 0 is the base decoder's image bit for bit), also
     # against a plain cell measured by an earlier run.
     measured = {}
-    plain = store.cells.get(_key(wanted[0])) if wanted and wanted[0]["decoder"] == "plain" else None
-    if plain is not None:
+    if (plain := store.cells.get(_key(plain_key))) is not None:
         measured[digest(base)] = {k: v for k, v in plain.items() if k not in CELL_KEY and k != "bpp"}
 
     def measure(recon: np.ndarray) -> dict:
