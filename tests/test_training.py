@@ -195,3 +195,35 @@ def test_stage_two_perceptual_term_reaches_the_denoiser(tmp_path, tiny_codec):
         assert grads[rho].abs().sum() > 0
     assert not torch.allclose(grads[0.0], grads[1.0])  # the perceptual term, not the latent MSE, moved it
     assert not any(p.requires_grad for p in model.g_s.parameters())  # g_s stays frozen
+
+
+def test_cosine_schedule_warms_up_then_decays_to_lr_min():
+    from dpexplorer.training.codec import CodecTrainConfig, learning_rate
+
+    cfg = CodecTrainConfig(data="", quality=1, lr=1e-4, lr_schedule="cosine", warmup_steps=10, lr_min=1e-6)
+    assert learning_rate(cfg, 0, 0.0) == 1e-5
+    assert abs(learning_rate(cfg, 10, 0.0) - 1e-4) < 1e-12
+    assert abs(learning_rate(cfg, 500, 0.5) - (1e-6 + 0.5 * (1e-4 - 1e-6))) < 1e-12
+    assert abs(learning_rate(cfg, 999, 1.0) - 1e-6) < 1e-12
+    step = CodecTrainConfig(data="", quality=1, lr=1e-4)
+    assert learning_rate(step, 0, 0.5) == 1e-4 and abs(learning_rate(step, 0, 0.95) - 1e-5) < 1e-12
+
+
+def test_mixed_quantization_feeds_g_s_the_decoder_latent():
+    """g_s sees round(y − μ) + μ (what `decompress` gives) with a straight-through gradient."""
+    from dpexplorer.codec import Codec
+    from dpexplorer.training.codec import MixedQuantization
+
+    # ẑ rounded (entropy bottleneck in eval mode) so that both passes below see the same ẑ; the
+    # Gaussian conditional in training mode, where its own ŷ would be noisy
+    model = Codec.untrained(quality=1, channels=(16, 24), seed=0).model.eval().requires_grad_(True)
+    model.gaussian_conditional.train()
+    seen = {}
+    model.g_s.register_forward_pre_hook(lambda _, args: seen.setdefault("y_hat", args[0]))
+    x = torch.rand(1, 3, 64, 64)
+    out = MixedQuantization(model)(x)
+    y = model.g_a(x)
+    scales, means = model.h_s(model.entropy_bottleneck(model.h_a(y))[0]).chunk(2, 1)
+    assert torch.allclose(seen["y_hat"], torch.round(y - means) + means, atol=1e-5)
+    out["x_hat"].sum().backward()
+    assert model.g_a[0].weight.grad.abs().sum() > 0  # the rounding passes gradients to the encoder

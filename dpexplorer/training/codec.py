@@ -1,5 +1,11 @@
 """Rate–distortion training of the base codec (λ·255²·MSE + bpp), resumable, CPU/GPU/DDP.
 
+Quantization during training (`--quantization`):
+- "noise": CompressAI's relaxation, ŷ = y + U(−½, ½) for both the rate and the synthesis;
+- "mixed" (default): the rate keeps the noise, but g_s sees what the decoder will get,
+  ŷ = round(y − μ) + μ, with a straight-through gradient (Minnen & Singh, "Channel-wise
+  autoregressive entropy models for learned image compression"; CompressAI's `quantize_ste`).
+
 Checkpoints (model + both optimizers + step + wall time) go to `--workdir`, outside the repo;
 `dpexplorer train export` turns one into shipped safetensors weights.
 """
@@ -16,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from compressai.losses import RateDistortionLoss
+from compressai.ops import quantize_ste
 
 from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
 from dpexplorer.training.data import CropSampler
@@ -35,7 +42,12 @@ class CodecTrainConfig:
     final_crop_frac: float = 0.2
     lr: float = 1e-4
     aux_lr: float = 1e-3
-    lr_drop_frac: float = 0.9  # lr ×0.1 from this fraction of `steps` on
+    lr_drop_frac: float = 0.9  # "step" schedule: lr ×0.1 from this fraction of training on
+    lr_schedule: str = "step"  # "step" or "cosine" (linear warm-up, cosine decay to lr_min)
+    warmup_steps: int = 0
+    lr_min: float = 1e-6
+    quantization: str = "mixed"  # "mixed" or "noise" (see the module docstring)
+    minutes: float | None = None  # wall-time budget: training ends at `steps` or here, whichever first
     init_from: str | None = None  # a checkpoint (e.g. of another quality) or shipped .safetensors to start from
     checkpoint_every_s: float = 300.0
     seed: int = 0
@@ -52,8 +64,50 @@ def _optimizers(model, cfg: CodecTrainConfig):
     return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr)
 
 
+def learning_rate(cfg: CodecTrainConfig, step: int, progress: float) -> float:
+    """The main optimiser's lr at `step`; `progress` ∈ [0, 1] is the share of the run done."""
+    if cfg.lr_schedule == "cosine":
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if cfg.lr_schedule == "step":
+        return cfg.lr * (0.1 if progress >= cfg.lr_drop_frac else 1.0)
+    raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}")
+
+
+class MixedQuantization(torch.nn.Module):
+    """The codec's training forward with g_s fed the rounded latent (straight-through gradient).
+
+    Same outputs as CompressAI's `forward` (x_hat and likelihoods), so `RateDistortionLoss` applies
+    unchanged; the likelihoods still come from the noisy relaxation, which keeps the rate term smooth.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        m = self.model
+        y = m.g_a(x)
+        z_hat, z_likelihoods = m.entropy_bottleneck(m.h_a(y))
+        params = m.h_s(z_hat)
+        if params.shape[1] == 2 * y.shape[1]:  # mean-scale hyperprior
+            scales, means = params.chunk(2, 1)
+        else:
+            scales, means = params, torch.zeros_like(y)
+        _, y_likelihoods = m.gaussian_conditional(y, scales, means=means)
+        y_hat = quantize_ste(y - means) + means
+        return {"x_hat": m.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+
 def train_codec(cfg: CodecTrainConfig) -> Path:
+    if cfg.quantization not in ("mixed", "noise"):
+        raise ValueError(f"unknown quantization {cfg.quantization!r}")
     device, rank, world = setup_device(cfg.threads)
+    if device.type == "cuda":  # TF32 convolutions; the entropy model stays in float32 (no AMP)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed + rank)
     codec_cfg = codec_config(cfg.arch, cfg.quality)
     model = build_model(codec_cfg).to(device)
@@ -83,13 +137,16 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
             log(f"initialised from {source} (step {state['step']}), training q{cfg.quality}")
     log(f"config {asdict(cfg)} device={device} world={world}")
 
-    ddp_model = model
+    train_model = MixedQuantization(model) if cfg.quantization == "mixed" else model
+    prefix = "model." if cfg.quantization == "mixed" else ""
+    ddp_model = train_model
     quantiles = {n: p for n, p in model.named_parameters() if n.endswith(".quantiles")}
     if world > 1:
         # The entropy bottleneck's quantiles only get gradients from the aux loss, which runs outside
         # DDP; DDP must not wait for them (their main-loss gradient is undefined). Averaged by hand below.
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(quantiles))
-        ddp_model = DistributedDataParallel(model)
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            train_model, [prefix + n for n in quantiles])
+        ddp_model = DistributedDataParallel(train_model)
     criterion = RateDistortionLoss(lmbda=codec_cfg.lmbda)
     samplers = {}
 
@@ -98,19 +155,29 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
             samplers[crop] = CropSampler(cfg.data, crop, seed=cfg.seed * 1000 + rank + step)
         return samplers[crop]
 
+    sampler_for(cfg.crop)  # load the photos before the wall-time budget starts
     last_ckpt = time.time()
     t0 = time.time() - wall
+    session_start, session_step0 = time.time(), step
     running = {}
     model.train()
-    while step < cfg.steps:
+
+    def progress() -> float:
+        """Share of the run done: by steps, or by this call's wall-time budget if that ends first."""
         frac = step / cfg.steps
+        if cfg.minutes:
+            frac = max(frac, (time.time() - session_start) / (60 * cfg.minutes))
+        return frac
+
+    while step < cfg.steps and progress() < 1.0:
+        frac = progress()
         crop = cfg.final_crop if frac >= 1 - cfg.final_crop_frac else cfg.crop
         # Same pixels per step whatever the crop, so the step time stays flat.
         batch = max(1, cfg.batch * cfg.crop**2 // crop**2)
-        lr = cfg.lr * (0.1 if frac >= cfg.lr_drop_frac else 1.0)
+        lr = learning_rate(cfg, step - session_step0 if cfg.minutes else step, frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = sampler_for(crop).batch(batch).to(device)
+        x = sampler_for(crop).batch(batch).to(device, non_blocking=True)
 
         opt.zero_grad(set_to_none=True)
         aux_opt.zero_grad(set_to_none=True)
@@ -128,10 +195,11 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         aux_opt.step()
         step += 1
 
-        for k in ("loss", "bpp_loss", "mse_loss"):
-            running[k] = running.get(k, 0.0) + float(losses[k])
+        for k in ("loss", "bpp_loss", "mse_loss"):  # summed on the device: no sync every step
+            running[k] = running.get(k, 0.0) + losses[k].detach()
         if step % 50 == 0:
             n = 50
+            running = {k: float(v) for k, v in running.items()}
             mse = running["mse_loss"] / n
             psnr = -10 * math.log10(max(mse, 1e-10))
             log(f"step {step} loss {running['loss'] / n:.4f} bpp {running['bpp_loss'] / n:.4f} "
@@ -139,7 +207,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
                 f"{(time.time() - t0) / 3600:.2f} h")
             running = {}
         now = time.time()
-        if rank == 0 and (now - last_ckpt > cfg.checkpoint_every_s or step == cfg.steps):
+        if rank == 0 and (now - last_ckpt > cfg.checkpoint_every_s or step == cfg.steps or progress() >= 1.0):
             atomic_save({"model": model.state_dict(), "opt": opt.state_dict(),
                          "aux_opt": aux_opt.state_dict(), "step": step, "wall_s": now - t0,
                          "arch": cfg.arch, "quality": cfg.quality, "N": codec_cfg.N, "M": codec_cfg.M,
@@ -161,7 +229,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--crop", type=int, default=d.crop)
     parser.add_argument("--final-crop", type=int, default=d.final_crop)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    parser.add_argument("--lr-schedule", choices=("step", "cosine"), default=d.lr_schedule)
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--lr-min", type=float, default=d.lr_min, help="end of the cosine schedule")
+    parser.add_argument("--quantization", choices=("mixed", "noise"), default=d.quantization,
+                        help="what g_s sees in training: rounded latent (mixed) or noisy (noise)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-time budget of this call (the schedule follows it); a checkpoint at the end")
     parser.add_argument("--init-from", default=None,
                         help="checkpoint or shipped weights/*.safetensors to start from (e.g. another quality)")
     parser.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s, help="seconds")
@@ -172,7 +247,9 @@ def add_arguments(parser) -> None:
 def config_from_args(args) -> CodecTrainConfig:
     return CodecTrainConfig(data=args.data, quality=args.quality, arch=args.arch, workdir=args.workdir,
                             steps=args.steps, batch=args.batch, crop=args.crop, final_crop=args.final_crop,
-                            lr=args.lr, init_from=args.init_from, checkpoint_every_s=args.checkpoint_every,
+                            lr=args.lr, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+                            lr_min=args.lr_min, quantization=args.quantization, minutes=args.minutes,
+                            init_from=args.init_from, checkpoint_every_s=args.checkpoint_every,
                             seed=args.seed, threads=args.threads)
 
 

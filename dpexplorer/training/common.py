@@ -15,13 +15,16 @@ def setup_device(threads: int | None = None):
     """(device, rank, world_size). Under `torchrun` joins the process group (NCCL on GPU, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if threads:  # also on a GPU: several processes with a thread per core each stall in OpenMP spin-waits
+        torch.set_num_threads(threads)
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
+        if not threads:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device, rank, world
