@@ -17,10 +17,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_weights_dir):
+def app_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("app-files")
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_weights_dir, app_tmp):
     mp = pytest.MonkeyPatch()
     mp.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    from dpexplorer import ui
     from dpexplorer.ui import build_demo, launch
+
+    mp.setattr(ui, "OUT_DIR", app_tmp)  # this module's files, not the real /tmp/dpexplorer-app
 
     demo = build_demo()
     port = _free_port()
