@@ -61,6 +61,14 @@ def _out_path(request: gr.Request | None, suffix: str) -> Path:
     return d / f"{uuid.uuid4().hex}{suffix}"
 
 
+def _png(request: gr.Request | None, image: np.ndarray) -> str:
+    """`image` as a PNG of this session, fastest lossless level. Images go to Gradio as files, never
+    as arrays: Gradio writes arrays to a content-named cache file in place, so two sessions showing
+    the same pixels (the same example photo) could truncate the file while the other downloads it
+    (found by tests/test_load.py); files it copies atomically."""
+    return str(save_png(image, _out_path(request, ".png"), compress_level=1))
+
+
 def sweep(max_age_s: float = MAX_AGE_S, force: bool = False) -> int:
     """Remove session folders (and stray files) of OUT_DIR untouched for `max_age_s`; how many."""
     global _last_sweep
@@ -136,7 +144,7 @@ def encode_upload(file, quality, state, request: gr.Request = None):
         raise _user_error(exc) from None
     dpx = _out_path(request, ".dpx")
     dpx.write_bytes(enc.data)
-    return {"enc": enc}, img, enc.summary() + note, str(dpx)
+    return {"enc": enc}, _png(request, img), enc.summary() + note, str(dpx)
 
 
 def open_dpx(file, request: gr.Request = None):
@@ -183,10 +191,9 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progres
     # Written once each, at the fastest lossless PNG level, and served as files: the slider and the
     # download are exactly the pixels measured below.
     if enc._base_png is None or not os.path.isfile(enc._base_png):  # swept after an idle hour
-        enc._base_png = str(save_png(base, _out_path(request, ".png"), compress_level=1))
-    recon_png = enc._base_png if recon is base else str(save_png(recon, _out_path(request, ".png"),
-                                                                 compress_level=1))
-    crops = [(explorer.zoom_crop(im, zoom_x, zoom_y), name) for im, name in
+        enc._base_png = _png(request, base)
+    recon_png = enc._base_png if recon is base else _png(request, recon)
+    crops = [(_png(request, explorer.zoom_crop(im, zoom_x, zoom_y)), name) for im, name in
              ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
 
     live, rows = {}, []
