@@ -133,12 +133,25 @@ def test_files_live_in_the_session_folder_and_go_with_the_session(client, photo_
     assert load_image(pair[0]).ndim == 3  # the session goes on: its files are written again
 
 
-def test_unload_is_wired_to_end_session(app_url):
+def test_closing_the_tab_removes_the_session_files(client, app_url, photo_file):
+    """A browser tab holds a heartbeat stream open; when it closes, Gradio runs demo.unload."""
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+
     from dpexplorer import ui
 
-    demo = ui.build_demo()
-    assert any(t[1] == "unload" for dep in demo.fns.values() for t in dep.targets
-               if dep.fn is ui.end_session)
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    mine = ui._session_dir(SimpleNamespace(session_hash=client.session_hash))
+    assert any(mine.iterdir())
+    with httpx.stream("GET", f"{app_url}gradio_api/heartbeat/{client.session_hash}", timeout=30) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())  # the stream is open: the tab is "there"
+    deadline = time.time() + 30  # the server notices the closed stream at its next heartbeat
+    while mine.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not mine.exists()
 
 
 def test_old_files_are_swept_by_age(tmp_path, monkeypatch):
