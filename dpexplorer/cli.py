@@ -63,12 +63,13 @@ def plan_outputs(files: list[Path], batch: bool, out: str | None, suffix: str) -
             folder = Path(out)
     dsts = [(folder / default_name(f, suffix)) if folder else
             Path(out) if out else f.with_name(default_name(f, suffix)) for f in files]
+    # Compared case-blind: on macOS/Windows X.png and x.jpg would write one file.
     claimed: dict[str, list[Path]] = {}
     for src, dst in zip(files, dsts):
-        claimed.setdefault(os.path.normcase(os.path.abspath(dst)), []).append(src)
+        claimed.setdefault(os.path.abspath(dst).casefold(), []).append(src)
     plan = []
     for src, dst in zip(files, dsts):
-        rivals = [o for o in claimed[os.path.normcase(os.path.abspath(dst))] if o != src]
+        rivals = [o for o in claimed[os.path.abspath(dst).casefold()] if o != src]
         plan.append((src, None, f"{dst} would also be written from {', '.join(map(str, rivals))}; "
                      "neither is written (rename one, or use -o per file)") if rivals else (src, dst, None))
     return plan, folder
