@@ -36,6 +36,9 @@ MAX_AGE_S = 3600
 SWEEP_EVERY_S = 300
 # Sessions whose state (images, bitstream) is kept in memory; the least recently used beyond go.
 MAX_SESSIONS = 50
+# Requests waiting in the queue; beyond, a request is refused at once ("queue full") instead of
+# piling up memory and minutes of waiting on a 2-core machine.
+MAX_QUEUE = 32
 _log = logging.getLogger("dpexplorer.app")
 _last_sweep = 0.0
 _sweep_lock = threading.Lock()
@@ -301,7 +304,7 @@ def build_demo() -> gr.Blocks:
                         **heavy)
         demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
         demo.unload(end_session)  # the tab closed: its files go now
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)
     return demo
 
 
