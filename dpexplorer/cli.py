@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -36,28 +37,110 @@ def expand_inputs(inputs: list[str], suffixes: set[str]) -> tuple[list[Path], bo
     return files, batch
 
 
-def _output_for(src: Path, out: str | None, batch: bool, suffix: str) -> Path:
-    if batch:
-        if out is None:
-            return src.with_suffix(suffix)
-        return Path(out) / (src.stem + suffix)
-    return Path(out) if out else src.with_suffix(suffix)
+# ---- writing outputs without ever losing a file -------------------------------------------------
+# Rules (README, "Command line"): default names never equal an input (encode: photo.png → photo.dpx,
+# decode: photo.dpx → photo.dpx.png, so a decode never lands on the original photo); an output that
+# is an input is refused even with --force; an existing output (a symlink too, even a dangling one)
+# needs --force; two inputs wanting one output are both refused; -o DIR/ or an existing folder is a
+# folder. Files are written to a temporary file beside the output and moved into place, so a
+# failure never leaves a half-written file, and a symlink at the output is replaced, never followed.
+class OutputError(Exception):
+    """A refusal to write one output (reported as `name: reason`)."""
 
 
-def _run_batch(files: list[Path], batch: bool, out: str | None, suffix: str, work) -> int:
-    if batch and out:
-        Path(out).mkdir(parents=True, exist_ok=True)
+def default_name(src: Path, suffix: str) -> str:
+    return src.stem + suffix if suffix == ".dpx" else src.name + suffix
+
+
+def plan_outputs(files: list[Path], batch: bool, out: str | None, suffix: str) -> tuple[list, Path | None]:
+    """[(src, dst or None, reason)] and the output folder to create (None: none)."""
+    folder = None
+    if out is not None:
+        is_folder = out.endswith(("/", os.sep)) or Path(out).is_dir()
+        if batch and not is_folder and os.path.lexists(out):
+            raise OutputError(f"{out}: not a folder (several inputs need -o FOLDER)")
+        if batch or is_folder:
+            folder = Path(out)
+    dsts = [(folder / default_name(f, suffix)) if folder else
+            Path(out) if out else f.with_name(default_name(f, suffix)) for f in files]
+    # Compared case-blind: on macOS/Windows X.png and x.jpg would write one file.
+    claimed: dict[str, list[Path]] = {}
+    for src, dst in zip(files, dsts):
+        claimed.setdefault(os.path.abspath(dst).casefold(), []).append(src)
+    plan = []
+    for src, dst in zip(files, dsts):
+        rivals = [o for o in claimed[os.path.abspath(dst).casefold()] if o != src]
+        plan.append((src, None, f"{dst} would also be written from {', '.join(map(str, rivals))}; "
+                     "neither is written (rename one, or use -o per file)") if rivals else (src, dst, None))
+    return plan, folder
+
+
+def _file_id(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # follows a symlink: a link to an input counts as the input
+        return st.st_dev, st.st_ino
+    except OSError:
+        return None
+
+
+def check_output(dst: Path, input_ids: set, force: bool) -> None:
+    """Refuse before any work: writing onto an input, onto a folder, or onto anything without --force."""
+    if _file_id(dst) in input_ids:
+        raise OutputError(f"{dst} is an input; refusing to overwrite it (choose another -o)")
+    if dst.is_dir() and not dst.is_symlink():
+        raise OutputError(f"{dst} is a folder")
+    if os.path.lexists(dst) and not force:
+        raise OutputError(f"{dst} exists (use --force)")
+
+
+def write_output(dst: Path, write, force: bool) -> None:
+    """`write(tmp)` fills a temporary file beside `dst`, which then replaces it atomically. Without
+    --force a hard link puts it in place only if nothing is there (no race with another writer)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output should look like any new file
+        if force:
+            os.replace(tmp, dst)  # replaces a symlink itself, never its target
+        else:
+            try:
+                os.link(tmp, dst)
+            except FileExistsError:
+                raise OutputError(f"{dst} exists (use --force)") from None
+            except OSError:  # no hard links on this file system (FAT, some shares)
+                if os.path.lexists(dst):
+                    raise OutputError(f"{dst} exists (use --force)") from None
+                os.replace(tmp, dst)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _run_batch(files: list[Path], batch: bool, args, suffix: str, work) -> int:
+    """Run `work(src, dst)` per file. One file: an error is one line, exit 1. Several: each bad
+    file is reported (name: reason), the rest are written, exit 1."""
     if not files:
         return _fail("no input files")
+    plan, folder = plan_outputs(files, batch, args.output, suffix)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    input_ids = {i for i in map(_file_id, files) if i is not None}
     failures = 0
-    for src in files:
-        dst = _output_for(src, out, batch, suffix)
+    for src, dst, reason in plan:
         try:
-            message = work(src, dst)
-            print(message)
+            if reason:
+                raise OutputError(reason)
+            check_output(dst, input_ids, args.force)
+            print(work(src, dst))
         except Exception as exc:  # report and go on with the next file
             failures += 1
             reason = str(exc) if _is_user_error(exc) else f"{type(exc).__name__}: {exc}"
+            if not batch:  # one line; a refusal already names the output
+                return _fail(reason if isinstance(exc, OutputError) or str(src) in reason else f"{src}: {reason}")
             print(f"{src}: {reason}", file=sys.stderr)
     if failures:
         print(f"dpexplorer: {failures} of {len(files)} file(s) failed", file=sys.stderr)
@@ -67,7 +150,7 @@ def _run_batch(files: list[Path], batch: bool, out: str | None, suffix: str, wor
 def _is_user_error(exc: Exception) -> bool:
     from dpexplorer.errors import DPExplorerError
 
-    return isinstance(exc, (DPExplorerError, OSError))
+    return isinstance(exc, (DPExplorerError, OSError, OutputError))
 
 
 # ---- commands ---------------------------------------------------------------------------------
@@ -83,12 +166,11 @@ def cmd_encode(args) -> int:
         t0 = time.perf_counter()
         data = codec.encode(img)
         dt = time.perf_counter() - t0
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(data)
+        write_output(dst, lambda tmp: tmp.write_bytes(data), args.force)
         h, w = img.shape[:2]
         return f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp, {dt:.2f} s"
 
-    return _run_batch(files, batch, args.output, ".dpx", work)
+    return _run_batch(files, batch, args, ".dpx", work)
 
 
 def cmd_decode(args) -> int:
@@ -101,10 +183,10 @@ def cmd_decode(args) -> int:
         t0 = time.perf_counter()
         image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained)
         dt = time.perf_counter() - t0
-        save_png(image, dst)
+        write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
 
-    return _run_batch(files, batch, args.output, ".png", work)
+    return _run_batch(files, batch, args, ".png", work)
 
 
 def cmd_metrics(args) -> int:
@@ -222,13 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="image(s) → .dpx bitstream(s)")
     e.add_argument("inputs", nargs="+", help="image files and/or folders")
     e.add_argument("-q", "--quality", type=int, required=True, help="quality level (1 = lowest rate)")
-    e.add_argument("-o", "--output", help="output file, or output folder with several inputs / a folder")
+    e.add_argument("-o", "--output", help="output file, or folder (DIR/, an existing folder, or several inputs); "
+                   "default: photo.png → photo.dpx beside it")
+    e.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     codec_options(e)
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help=".dpx bitstream(s) → PNG image(s)")
     d.add_argument("inputs", nargs="+", help=".dpx files and/or folders")
-    d.add_argument("-o", "--output", help="output PNG, or output folder with several inputs / a folder")
+    d.add_argument("-o", "--output", help="output PNG, or folder (DIR/, an existing folder, or several inputs); "
+                   "default: photo.dpx → photo.dpx.png beside it")
+    d.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     codec_options(d)
     decoder_options(d)
     d.set_defaults(func=cmd_decode)
@@ -338,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (DPExplorerError, OSError, ValueError) as exc:
+    except (DPExplorerError, OSError, ValueError, OutputError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted")

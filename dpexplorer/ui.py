@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import re
+import shutil
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -19,7 +25,23 @@ MAX_UPLOAD = "25mb"
 # Larger uploads are downscaled for the interactive demo (the CLI codes any size up to 48 MP):
 # a 2-core CPU encodes and decodes ~2 MP in a few seconds.
 APP_MAX_PIXELS = 2_000_000
-OUT_DIR = Path(tempfile.gettempdir()) / "dpexplorer-app"
+# A .dpx the app would decode is at most APP_MAX_PIXELS; at 4 bpp (about 9× the highest shipped
+# quality's Kodak rate, so pure noise fits too) that is 1 MB. Larger ones are refused before reading.
+MAX_DPX_BYTES = APP_MAX_PIXELS * 4 // 8
+# Every file the app writes lives in OUT_DIR/<session>/: removed when the session's tab closes
+# (demo.unload) and, for sessions that never say goodbye (API clients, crashed browsers), swept once
+# untouched for MAX_AGE_S, at start and then at most every SWEEP_EVERY_S.
+OUT_DIR = Path(os.environ.get("DPEXPLORER_APP_TMP", Path(tempfile.gettempdir()) / "dpexplorer-app"))
+MAX_AGE_S = 3600
+SWEEP_EVERY_S = 300
+# Sessions whose state (images, bitstream) is kept in memory; the least recently used beyond go.
+MAX_SESSIONS = 50
+# Requests waiting in the queue; beyond, a request is refused at once ("queue full") instead of
+# piling up memory and minutes of waiting on a 2-core machine.
+MAX_QUEUE = 32
+_log = logging.getLogger("dpexplorer.app")
+_last_sweep = 0.0
+_sweep_lock = threading.Lock()
 
 INTRO = """# DP Explorer
 Encode once, then steer the **distortion–perception tradeoff at the receiver**: the codec's own
@@ -28,9 +50,48 @@ the bitstream never changes. Upload a photo (PNG/JPEG/…, up to 25 MB; images o
 downscaled for this demo) or pick an example."""
 
 
-def _out_path(suffix: str) -> Path:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    return OUT_DIR / f"{uuid.uuid4().hex}{suffix}"
+def _session_dir(request: gr.Request | None) -> Path:
+    # The session hash comes from the client: hashed, so it can never name a path outside OUT_DIR.
+    key = getattr(request, "session_hash", None) or "shared"
+    return OUT_DIR / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _out_path(request: gr.Request | None, suffix: str) -> Path:
+    sweep()
+    d = _session_dir(request)
+    d.mkdir(parents=True, exist_ok=True)
+    os.utime(d)  # a session in use is never swept
+    return d / f"{uuid.uuid4().hex}{suffix}"
+
+
+def _png(request: gr.Request | None, image: np.ndarray) -> str:
+    """`image` as a PNG of this session, fastest lossless level. Images go to Gradio as files, never
+    as arrays: Gradio writes arrays to a content-named cache file in place, so two sessions showing
+    the same pixels (the same example photo) could truncate the file while the other downloads it
+    (found by tests/test_load.py); files it copies atomically."""
+    return str(save_png(image, _out_path(request, ".png"), compress_level=1))
+
+
+def sweep(max_age_s: float = MAX_AGE_S, force: bool = False) -> int:
+    """Remove session folders (and stray files) of OUT_DIR untouched for `max_age_s`; how many."""
+    global _last_sweep
+    with _sweep_lock:
+        now = time.time()
+        if not force and now - _last_sweep < SWEEP_EVERY_S:
+            return 0
+        _last_sweep, removed = now, 0
+        for p in OUT_DIR.glob("*") if OUT_DIR.is_dir() else []:
+            try:
+                if now - p.lstat().st_mtime > max_age_s:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                    removed += 1
+            except OSError:  # gone meanwhile, or busy: the next sweep tries again
+                pass
+        return removed
+
+
+def end_session(request: gr.Request):
+    shutil.rmtree(_session_dir(request), ignore_errors=True)
 
 
 def _fit_for_app(img: np.ndarray) -> tuple[np.ndarray, str]:
@@ -43,9 +104,30 @@ def _fit_for_app(img: np.ndarray) -> tuple[np.ndarray, str]:
     return small, f" · downscaled from {w}×{h} for the demo (the CLI codes full size)"
 
 
+# An absolute POSIX or Windows path (a run of path characters after / or X:\).
+_PATH = re.compile(r"(?:[A-Za-z]:\\|(?<![\w.])/)[^\s'\"`:,;()\[\]]+")
+
+
+_QUOTED_PATH = re.compile(r"""(['"])((?:[A-Za-z]:\\|/)[^'"]*)\1""")  # may hold spaces
+
+
+def _last_part(path: str) -> str:
+    return re.split(r"[\\/]", path.rstrip("/\\"))[-1] or "file"
+
+
+def public_message(text: str) -> str:
+    """`text` with every absolute path cut to its last component: messages never show server paths."""
+    text = _QUOTED_PATH.sub(lambda m: m.group(1) + _last_part(m.group(2)) + m.group(1), text)
+    return _PATH.sub(lambda m: _last_part(m.group(0)), text)
+
+
 def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc) if isinstance(exc, (DPExplorerError, ValueError, OSError)) else
-                    f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError) and not isinstance(exc, DPExplorerError):  # e.g. "[Errno 2] …: '/tmp/…'"
+        return gr.Error(public_message(exc.strerror or "could not read the file"))
+    if isinstance(exc, (DPExplorerError, ValueError)):
+        return gr.Error(public_message(str(exc)))
+    _log.exception("unexpected error")  # the details stay in the server log
+    return gr.Error(f"Internal error ({type(exc).__name__}); please try again or another file.")
 
 
 def _families_for(quality: int) -> list[tuple[str, str]]:
@@ -53,7 +135,7 @@ def _families_for(quality: int) -> list[tuple[str, str]]:
 
 
 # ---- event handlers ----------------------------------------------------------------------------
-def encode_upload(file, quality, state):
+def encode_upload(file, quality, state, request: gr.Request = None):
     if file is None:  # the upload box was cleared: keep what is shown
         if state:
             return state, gr.skip(), gr.skip(), gr.skip()
@@ -63,25 +145,32 @@ def encode_upload(file, quality, state):
         enc = explorer.encode(img, int(quality))
     except Exception as exc:
         raise _user_error(exc) from None
-    dpx = _out_path(".dpx")
+    dpx = _out_path(request, ".dpx")
     dpx.write_bytes(enc.data)
-    return {"enc": enc}, img, enc.summary() + note, str(dpx)
+    return {"enc": enc}, _png(request, img), enc.summary() + note, str(dpx)
 
 
-def open_dpx(file):
+def open_dpx(file, request: gr.Request = None):
     if file is None:
         raise gr.Error("Upload a .dpx file.")
     try:
         path = Path(file)
-        if path.stat().st_size > 25 * 2**20:
-            raise ValueError("file larger than 25 MB")
+        if path.stat().st_size > MAX_DPX_BYTES:
+            raise ValueError(f"file larger than {MAX_DPX_BYTES:,} bytes: the app decodes .dpx files of up to "
+                             f"{APP_MAX_PIXELS / 1e6:g} MP (the CLI decodes any)")
         enc = explorer.open_bitstream(path.read_bytes())
+        h = enc.header
+        if h.width * h.height > APP_MAX_PIXELS:
+            raise ValueError(f"{h.width}×{h.height} is over the app's {APP_MAX_PIXELS / 1e6:g} MP (the CLI decodes it)")
     except Exception as exc:
         raise _user_error(exc) from None
-    return {"enc": enc}, None, enc.summary() + " · decoded from an uploaded bitstream (no original to compare)", file
+    dpx = _out_path(request, ".dpx")  # served from the session's folder, not from the upload cache
+    dpx.write_bytes(enc.data)
+    return {"enc": enc}, None, enc.summary() + " · decoded from an uploaded bitstream (no original to compare)", str(dpx)
 
 
-def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progress=gr.Progress()):
+def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progress=gr.Progress(),
+           request: gr.Request = None):
     """Both reconstructions, zoomed crops, numbers and the live point on the Kodak curves."""
     if not state or "enc" not in state:
         return None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
@@ -104,10 +193,10 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progres
 
     # Written once each, at the fastest lossless PNG level, and served as files: the slider and the
     # download are exactly the pixels measured below.
-    if enc._base_png is None:
-        enc._base_png = str(save_png(base, _out_path(".png"), compress_level=1))
-    recon_png = enc._base_png if recon is base else str(save_png(recon, _out_path(".png"), compress_level=1))
-    crops = [(explorer.zoom_crop(im, zoom_x, zoom_y), name) for im, name in
+    if enc._base_png is None or not os.path.isfile(enc._base_png):  # swept after an idle hour
+        enc._base_png = _png(request, base)
+    recon_png = enc._base_png if recon is base else _png(request, recon)
+    crops = [(_png(request, explorer.zoom_crop(im, zoom_x, zoom_y)), name) for im, name in
              ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
 
     live, rows = {}, []
@@ -131,7 +220,10 @@ def own_tau_curve(state, family_key, sampler, steps, seed):
     family = explorer.FAMILIES.get(family_key)
     if family is None or state["enc"].quality not in family.qualities():
         raise gr.Error("No diffusion decoder is shipped for this quality.")
-    fig, _ = explorer.tau_curve(state["enc"], family, sampler, int(steps), int(seed))
+    try:
+        fig, _ = explorer.tau_curve(state["enc"], family, sampler, int(steps), int(seed))
+    except Exception as exc:
+        raise _user_error(exc) from None
     return fig
 
 
@@ -151,9 +243,11 @@ def build_demo() -> gr.Blocks:
     families = _families_for(default_q)
     examples = explorer.example_images()
 
-    with gr.Blocks(title="DP Explorer") as demo:
+    sweep(force=True)  # leftovers of an earlier run
+    # delete_cache: Gradio's own copies of uploads and served files, swept by the same age.
+    with gr.Blocks(title="DP Explorer", delete_cache=(SWEEP_EVERY_S, MAX_AGE_S)) as demo:
         gr.Markdown(INTRO)
-        state = gr.State({})
+        state = gr.State({}, time_to_live=MAX_AGE_S)  # an idle session's images leave memory
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
@@ -209,7 +303,8 @@ def build_demo() -> gr.Blocks:
         curve_btn.click(own_tau_curve, [state, family, sampler, steps, seed], curve_plot, api_name="tau_curve",
                         **heavy)
         demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
-    demo.queue(default_concurrency_limit=1)
+        demo.unload(end_session)  # the tab closed: its files go now
+    demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)
     return demo
 
 
@@ -223,5 +318,6 @@ def configure_threads() -> None:
 
 def launch(demo: gr.Blocks, **kwargs):
     kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    kwargs.setdefault("state_session_capacity", MAX_SESSIONS)
     kwargs.setdefault("allowed_paths", [str(OUT_DIR)])
     return demo.launch(**kwargs)

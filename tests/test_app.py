@@ -17,10 +17,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_weights_dir):
+def app_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("app-files")
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_weights_dir, app_tmp):
     mp = pytest.MonkeyPatch()
     mp.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    from dpexplorer import ui
     from dpexplorer.ui import build_demo, launch
+
+    mp.setattr(ui, "OUT_DIR", app_tmp)  # this module's files, not the real /tmp/dpexplorer-app
 
     demo = build_demo()
     port = _free_port()
@@ -106,3 +114,86 @@ def test_oversized_upload_is_refused_by_the_server(app_url, tmp_path):
         r = httpx.post(app_url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")}, timeout=60)
     assert r.status_code == 413 and "maximum allowed size" in r.text
     assert httpx.get(app_url, timeout=30).status_code == 200  # still serving
+
+
+# ---- temporary files, upload caps, no server paths in messages -----------------------------------
+def test_files_live_in_the_session_folder_and_go_with_the_session(client, photo_file, app_tmp):
+    from types import SimpleNamespace
+
+    from dpexplorer import ui
+
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    client.predict("latent", 0.5, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    mine = ui._session_dir(SimpleNamespace(session_hash=client.session_hash))
+    assert mine.parent == app_tmp and {p.suffix for p in mine.iterdir()} == {".dpx", ".png"}
+    assert not [p for p in app_tmp.iterdir() if p.is_file()]  # nothing outside a session folder
+    ui.end_session(SimpleNamespace(session_hash=client.session_hash))  # what demo.unload runs
+    assert not mine.exists()
+    pair, *_ = client.predict("latent", 0.5, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    assert load_image(pair[0]).ndim == 3  # the session goes on: its files are written again
+
+
+def test_closing_the_tab_removes_the_session_files(client, app_url, photo_file):
+    """A browser tab holds a heartbeat stream open; when it closes, Gradio runs demo.unload."""
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+
+    from dpexplorer import ui
+
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    mine = ui._session_dir(SimpleNamespace(session_hash=client.session_hash))
+    assert any(mine.iterdir())
+    with httpx.stream("GET", f"{app_url}gradio_api/heartbeat/{client.session_hash}", timeout=30) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())  # the stream is open: the tab is "there"
+    deadline = time.time() + 30  # the server notices the closed stream at its next heartbeat
+    while mine.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not mine.exists()
+
+
+def test_old_files_are_swept_by_age(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from dpexplorer import ui
+
+    monkeypatch.setattr(ui, "OUT_DIR", tmp_path)
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "x.png").write_bytes(b"x")
+    (tmp_path / "stray.dpx").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    for p in (old, tmp_path / "stray.dpx"):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    assert ui.sweep(force=True) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh"]
+
+
+def test_a_large_dpx_is_refused_before_reading(client, tmp_path):
+    from dpexplorer.ui import MAX_DPX_BYTES
+
+    big = tmp_path / "big.dpx"
+    big.write_bytes(b"DPX\x89" + b"\0" * MAX_DPX_BYTES)
+    with pytest.raises(Exception, match="larger than"):
+        client.predict(handle_file(str(big)), api_name="/open_dpx")
+
+
+def test_messages_never_show_server_paths(client, tmp_path):
+    from dpexplorer.errors import ImageError
+    from dpexplorer.ui import _user_error
+
+    for exc in (FileNotFoundError(2, "No such file or directory", "/srv/app/tmp/gradio/ab12/x.png"),
+                ImageError("/tmp/gradio/ab12/photo.png: no such file"),
+                ValueError("cannot read '/home/user/app/tmp dir/x.dpx'"),
+                RuntimeError("boom in /usr/lib/python3/site-packages/torch/nn.py")):
+        message = _user_error(exc).message
+        assert "/" not in message and "\\" not in message, message
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(Exception) as info:
+        client.predict(handle_file(str(bad)), 1, api_name="/encode")
+    assert "/tmp" not in str(info.value) and str(tmp_path) not in str(info.value)

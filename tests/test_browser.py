@@ -23,8 +23,10 @@ def _free_port() -> int:
 def test_drag_tau_with_the_mouse(tiny_weights_dir, photo, tmp_path, monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api")
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    from dpexplorer import ui
     from dpexplorer.ui import build_demo, launch
 
+    monkeypatch.setattr(ui, "OUT_DIR", tmp_path / "app-files")  # not the real /tmp/dpexplorer-app
     demo = build_demo()
     port = _free_port()
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -44,7 +44,7 @@ def test_folder_mode_skips_bad_files(tiny_env, photo, tmp_path, capsys):
     code = main(["decode", str(tmp_path / "enc"), "-o", str(tmp_path / "dec")])
     err = capsys.readouterr().err
     assert code == 1 and "trunc.dpx" in err and "corrupted or truncated" in err
-    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["p0.dpx.png", "p1.dpx.png", "p2.dpx.png"]
 
 
 def test_model_is_loaded_once_for_a_folder(tiny_env, photo, tmp_path, monkeypatch):
@@ -125,3 +125,92 @@ def test_shipped_weights_round_trip_a_kodak_image(kodak_dir, tmp_path, capsys, m
     assert result["bpp"] == pytest.approx((tmp_path / "k.dpx").stat().st_size * 8 / (768 * 512))
     assert 0.02 < result["bpp"] < 1.5
     assert result["psnr"] > 20
+
+
+# ---- never overwrite without asking (each case of the data-loss report) -------------------------
+@pytest.fixture
+def encoded(tiny_env, photo, tmp_path):
+    """d/photo.png and its d/photo.dpx, made with the default names."""
+    d = tmp_path / "d"
+    src = save_png(photo, d / "photo.png")
+    assert main(["encode", str(src), "-q", "1"]) == 0
+    assert (d / "photo.dpx").is_file()
+    return src, d / "photo.dpx"
+
+
+def test_default_decode_name_never_replaces_the_original(encoded, photo):
+    src, dpx = encoded
+    before = src.read_bytes()
+    assert main(["decode", str(dpx)]) == 0
+    assert src.read_bytes() == before  # the photo is untouched …
+    assert load_image(dpx.with_name("photo.dpx.png")).shape == photo.shape  # … the decode is beside it
+
+
+def test_output_onto_its_own_input_is_refused_even_with_force(encoded, capsys):
+    src, dpx = encoded
+    data, photo_bytes = dpx.read_bytes(), src.read_bytes()
+    for argv in (["decode", str(dpx), "-o", str(dpx)], ["encode", str(src), "-q", "1", "-o", str(src)]):
+        for force in ([], ["--force"]):
+            capsys.readouterr()
+            assert main(argv + force) == 1
+            err = capsys.readouterr().err
+            assert "is an input" in err and err.count("\n") == 1
+    assert dpx.read_bytes() == data and src.read_bytes() == photo_bytes
+
+
+def test_existing_output_needs_force(encoded, capsys):
+    src, dpx = encoded
+    first = dpx.read_bytes()
+    dpx.write_bytes(b"someone else's file")
+    assert main(["encode", str(src), "-q", "1"]) == 1
+    assert "exists (use --force)" in capsys.readouterr().err
+    assert dpx.read_bytes() == b"someone else's file"
+    assert main(["encode", str(src), "-q", "1", "--force"]) == 0
+    assert dpx.read_bytes() == first
+    assert [p.name for p in dpx.parent.iterdir() if p.name.endswith(".part")] == []  # no temp file left
+
+
+def test_folder_name_collision_is_reported_and_nothing_is_lost(tiny_env, photo, tmp_path, capsys):
+    d = tmp_path / "in"
+    save_png(photo, d / "x.png")
+    from PIL import Image
+
+    Image.fromarray(photo).save(d / "x.jpg")
+    save_png(photo, d / "y.png")
+    code = main(["encode", str(d), "-q", "1", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "x.png" in err and "x.jpg" in err and "would also be written" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["y.dpx"]  # neither x is written
+
+
+def test_symlink_at_the_output_is_not_followed(encoded, tmp_path, capsys):
+    src, dpx = encoded
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"keep me")
+    link = tmp_path / "link.png"
+    link.symlink_to(precious)
+    assert main(["decode", str(dpx), "-o", str(link)]) == 1
+    assert "exists (use --force)" in capsys.readouterr().err
+    assert main(["decode", str(dpx), "-o", str(link), "--force"]) == 0
+    assert precious.read_bytes() == b"keep me"  # the target is untouched; the link itself was replaced
+    assert not link.is_symlink() and load_image(link).ndim == 3
+    dangling = tmp_path / "dangling.dpx"
+    dangling.symlink_to(tmp_path / "nowhere" / "x.dpx")
+    assert main(["encode", str(src), "-q", "1", "-o", str(dangling)]) == 1
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_output_with_a_trailing_slash_is_a_folder(encoded, tmp_path):
+    src, dpx = encoded
+    assert main(["encode", str(src), "-q", "1", "-o", str(tmp_path / "newdir") + "/"]) == 0
+    assert (tmp_path / "newdir" / "photo.dpx").is_file()
+    assert main(["decode", str(dpx), "-o", str(tmp_path / "newdir")]) == 0  # an existing folder too
+    assert (tmp_path / "newdir" / "photo.dpx.png").is_file()
+
+
+def test_several_inputs_need_a_folder_output(encoded, tmp_path, capsys):
+    src, dpx = encoded
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["decode", str(dpx), str(dpx), "-o", str(tmp_path / "file")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "not a folder"
