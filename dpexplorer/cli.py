@@ -251,7 +251,8 @@ def cmd_eval_codec(args) -> int:
     from dpexplorer.evaluation.codec_eval import evaluate_codecs
 
     evaluate_codecs(args.data, qualities=args.qualities, out_dir=args.out, arch=args.arch,
-                    pretrained=args.pretrained, limit=args.limit, update_manifest=args.update_manifest)
+                    pretrained=args.pretrained, limit=args.limit, update_manifest=args.update_manifest,
+                    with_baselines=not args.no_baselines)
     return EXIT_OK
 
 
@@ -388,12 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     esub = ev.add_subparsers(dest="what", required=False)
     el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
     eval_options(el, "results/latent")
-    ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality, BD-rate vs CompressAI")
+    ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality; BD-rate vs CompressAI, WebP, JPEG")
     ec.add_argument("--data", required=True)
     ec.add_argument("--qualities", type=int, nargs="+", default=None)
     ec.add_argument("--out", default="results/codec")
     ec.add_argument("--limit", type=int, default=None, help="only the first N images")
     ec.add_argument("--update-manifest", action="store_true", help="record the means in weights/manifest.json")
+    ec.add_argument("--no-baselines", action="store_true", help="skip WebP/JPEG at matched rates")
     codec_options(ec)
     ec.set_defaults(func=cmd_eval_codec)
 

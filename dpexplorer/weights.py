@@ -22,7 +22,7 @@ MANIFEST = "manifest.json"
 
 def weights_dir() -> Path:
     """`$DPEXPLORER_WEIGHTS` if set, else the repository's `weights/`."""
-    return Path(os.environ.get("DPEXPLORER_WEIGHTS", REPO_ROOT / "weights"))
+    return Path(os.environ.get("DPEXPLORER_WEIGHTS") or REPO_ROOT / "weights")
 
 
 def sha256_file(path: Path) -> str:

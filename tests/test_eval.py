@@ -98,3 +98,21 @@ def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, mon
     monkeypatch.delenv("DPEXPLORER_WEIGHTS")
     shipped_hashes = {e["sha256"] for e in load_manifest()["models"].values()}
     assert set(committed["weights"].values()) <= shipped_hashes, "curves were made with other weights"
+
+
+def test_codec_eval_reports_bd_rates_against_compressai_and_same_image_baselines(tmp_path, tiny_weights_dir,
+                                                                                  monkeypatch, photo):
+    from dpexplorer.evaluation.codec_eval import evaluate_codecs, format_table
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    save_png(photo, data / "a.png")
+    result = evaluate_codecs(data, qualities=[1], out_dir=tmp_path / "out")
+    assert set(result["bd_rate_psnr_percent"]) == {"compressai mbt2018-mean", "compressai bmshj2018-hyperprior",
+                                                   "webp", "jpeg"}
+    for fmt in ("webp", "jpeg"):  # measured on the same image (rate matching: test_baseline_rate_matching)
+        assert result["baselines"][fmt]["1"]["psnr"] > 10
+    rows = (tmp_path / "out" / "codec_eval_baselines.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and "webp" in rows[1]
+    assert "vs compressai mbt2018-mean" in format_table(result)
