@@ -137,7 +137,10 @@ def format_table(result: dict) -> str:
         lines.append(f"{q:>2} {m['bpp']:7.4f} {m['psnr']:7.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f}{cells} | "
                      f"{'':23s}{ref['bpp'][i]:6.4f} {ref['psnr'][i]:5.2f}")
     for name, rate in result["bd_rate_psnr_percent"].items():
-        lines.append(f"BD-rate (PSNR) of ours vs {name}: {rate:+.1f}%  (BD-PSNR {result['bd_psnr_db'][name]:+.2f} dB)")
+        if math.isnan(rate):
+            lines.append(f"BD-rate (PSNR) of ours vs {name}: n/a (needs two or more qualities on overlapping rates)")
+        else:
+            lines.append(f"BD-rate (PSNR) of ours vs {name}: {rate:+.1f}%  (BD-PSNR {result['bd_psnr_db'][name]:+.2f} dB)")
     if Path(result["data"]).name != "kodak":
         lines.append("(the CompressAI rows are published Kodak results: compare them on Kodak only)")
     return "\n".join(lines)
