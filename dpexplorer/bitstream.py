@@ -66,12 +66,13 @@ class Bitstream:
             raise BitstreamError("not a .dpx bitstream (wrong magic bytes)")
         if len(data) < _HEAD.size + _CRC.size:
             raise BitstreamError(f"truncated .dpx file ({len(data)} bytes, header alone is {_HEAD.size})")
-        magic, version, arch_id, quality, wid, h, w, zh, zw, n = _HEAD.unpack_from(data)
-        if version != VERSION:
-            raise BitstreamError(f".dpx format version {version} is not supported (this is version {VERSION})")
+        # Checksum first: a damaged version byte is damage, not a file from the future.
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[:-_CRC.size]) != crc:
             raise BitstreamError(".dpx file is corrupted or truncated (checksum mismatch)")
+        magic, version, arch_id, quality, wid, h, w, zh, zw, n = _HEAD.unpack_from(data)
+        if version != VERSION:
+            raise BitstreamError(f".dpx format version {version} is not supported (this is version {VERSION})")
         if arch_id not in ARCH_NAMES:
             raise BitstreamError(f".dpx names an unknown codec architecture (id {arch_id})")
         if not 1 <= quality <= 8:

@@ -21,6 +21,7 @@ from dpexplorer.bitstream import Bitstream
 from dpexplorer.errors import BitstreamError, WeightsError
 from dpexplorer.imageio import ImageSource, load_image
 from dpexplorer.metrics import to_tensor, to_uint8
+from dpexplorer.ransguard import guard
 from dpexplorer.weights import find_entry, load_weights
 from dpexplorer.zoo import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
 
@@ -50,6 +51,7 @@ class Decoded:
 class Codec:
     def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str):
         self.model = model.eval().requires_grad_(False)
+        guard(self.model)  # native entropy decoding of untrusted strings runs in a child process
         self.cfg = cfg
         self.weights_sha256 = weights_sha256
         self.source = source
@@ -128,6 +130,16 @@ class Codec:
         if bs.weights_id != self.weights_id:
             raise BitstreamError(f"bitstream was made with other weights ({bs.weights_id.hex()}); "
                                  f"this decoder's are {self.weights_id.hex()}")
+        # The rANS encoder writes whole 32-bit words, at least its 8-byte final state, and at most one
+        # word per symbol (its output buffer): anything else was not written by it.
+        zh, zw = bs.z_shape
+        symbols = (self.cfg.M * 16 * zh * zw, self.cfg.N * zh * zw)  # ŷ then ẑ
+        if len(bs.strings) != 2:
+            raise BitstreamError(f".dpx has {len(bs.strings)} entropy-coded strings, {self.cfg.arch} needs 2")
+        for name, string, n in zip(("ŷ", "ẑ"), bs.strings, symbols):
+            if len(string) % 4 or not 8 <= len(string) <= 4 * n:
+                raise BitstreamError(f".dpx {name} string has an impossible length ({len(string)} bytes "
+                                     f"for {n} symbols)")
         return bs
 
     @torch.inference_mode()
@@ -144,6 +156,8 @@ class Codec:
                 scales, means = params, None
             indexes = m.gaussian_conditional.build_indexes(scales)
             y_hat = m.gaussian_conditional.decompress([bs.strings[0]], indexes, z_hat.dtype, means=means)
+        except BitstreamError:
+            raise
         except (RuntimeError, ValueError, IndexError) as exc:
             raise BitstreamError(f"entropy decoding failed: {exc}") from None
         return y_hat, bs
