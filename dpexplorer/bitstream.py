@@ -81,9 +81,10 @@ class Bitstream:
             raise BitstreamError(f".dpx header is inconsistent ({n} strings, {w}×{h} px)")
         if (zh, zw) != (-(-h // 64), -(-w // 64)):
             raise BitstreamError(".dpx header is inconsistent (latent size does not match the image size)")
-        pos = _HEAD.size
-        lengths = struct.unpack_from(f">{n}I", data, pos)
-        pos += 4 * n
+        pos = _HEAD.size + 4 * n
+        if pos + _CRC.size > len(data):
+            raise BitstreamError(f"truncated .dpx file (its header announces {n} strings)")
+        lengths = struct.unpack_from(f">{n}I", data, _HEAD.size)
         if pos + sum(lengths) + _CRC.size != len(data):
             raise BitstreamError(".dpx string lengths do not add up to the file size")
         strings = []
