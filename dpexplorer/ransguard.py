@@ -7,10 +7,10 @@ can make large. How far past the end a malformed string makes it read has no use
 padding would need hundreds of bytes per symbol to be provably enough), and strings under 16 bytes
 sit in std::string's inline buffer on the stack, so the read walks off the stack: SIGSEGV.
 
-So the native decoder runs in a small long-lived worker (`_rans_worker.py`; numpy and the extension,
-no torch; started on first use). A crash or a hang there becomes a one-line
-`BitstreamError` and the worker is restarted on the next call; the calling process never runs
-the decoder on untrusted bytes. The worker also refuses non-canonical strings (see there).
+So the native decoder runs in a small long-lived worker (`_rans_worker.py`: numpy and the
+extension, no torch; started on first use). A crash or a hang there becomes a one-line
+`BitstreamError` and the worker is restarted on the next call; the calling process never runs the
+decoder on untrusted bytes. The worker also refuses non-canonical strings (see there).
 Encoding stays in process: the encoder only ever sees symbols we computed.
 """
 
@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 from array import array
-from pathlib import Path
 
 import numpy as np
 

@@ -73,7 +73,8 @@ def hostile(rng: np.random.Generator, originals: list[bytes]) -> bytes:
     if kind == 2:
         return dataclasses.replace(bs, strings=(y + junk(rng.integers(1, 64)), z)).to_bytes()
     if kind == 3:  # random strings of plausible (word-aligned) lengths
-        return dataclasses.replace(bs, strings=(junk(4 * rng.integers(2, len(y))), junk(4 * rng.integers(2, 40)))).to_bytes()
+        strings = (junk(4 * rng.integers(2, len(y))), junk(4 * rng.integers(2, 40)))
+        return dataclasses.replace(bs, strings=strings).to_bytes()
     if kind == 4:
         return dataclasses.replace(bs, strings=(flip(y), z) if rng.random() < 0.5 else (y, flip(z))).to_bytes()
     if kind == 5:
@@ -83,7 +84,8 @@ def hostile(rng: np.random.Generator, originals: list[bytes]) -> bytes:
         return dataclasses.replace(bs, strings=(fill * len(y), fill * len(z) if rng.random() < 0.5 else z)).to_bytes()
     if kind == 7:  # strings from the other image (the latent grid may not match)
         other = Bitstream.from_bytes(originals[rng.integers(len(originals))])
-        return dataclasses.replace(bs, strings=(other.strings[0], z) if rng.random() < 0.5 else (y, other.strings[1])).to_bytes()
+        strings = (other.strings[0], z) if rng.random() < 0.5 else (y, other.strings[1])
+        return dataclasses.replace(bs, strings=strings).to_bytes()
     if kind == 8:  # a header field edited, the rest kept
         field = rng.choice(["height", "width", "z_shape", "quality", "strings"])
         if field == "z_shape":
