@@ -137,8 +137,10 @@ def test_originals_decode(codec, originals):
 def test_hostile_files_are_refused_or_decoded(codec, originals):
     outcomes = fuzz(codec, originals, 300, seed=0)
     print(dict(outcomes))
-    # Edited strings are refused (non-canonical), not decoded into garbage; what decodes is a header
-    # edit that keeps the latent grid (e.g. a height of 129 instead of 130 crops one more row).
+    # Edited strings are almost all refused (non-canonical), not decoded into garbage. What decodes
+    # is a header edit that keeps the latent grid (a height of 129 for 130 crops one more row) or,
+    # rarely (23 in the 10,000-case run), a byte edit after which rANS falls back in step: ŷ then
+    # differs in one element.
     assert outcomes["decoded"] <= 10, outcomes
 
 
