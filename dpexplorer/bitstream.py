@@ -66,12 +66,13 @@ class Bitstream:
             raise BitstreamError("not a .dpx bitstream (wrong magic bytes)")
         if len(data) < _HEAD.size + _CRC.size:
             raise BitstreamError(f"truncated .dpx file ({len(data)} bytes, header alone is {_HEAD.size})")
-        magic, version, arch_id, quality, wid, h, w, zh, zw, n = _HEAD.unpack_from(data)
-        if version != VERSION:
-            raise BitstreamError(f".dpx format version {version} is not supported (this is version {VERSION})")
+        # Checksum first: a damaged version byte is damage, not a file from the future.
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[:-_CRC.size]) != crc:
             raise BitstreamError(".dpx file is corrupted or truncated (checksum mismatch)")
+        magic, version, arch_id, quality, wid, h, w, zh, zw, n = _HEAD.unpack_from(data)
+        if version != VERSION:
+            raise BitstreamError(f".dpx format version {version} is not supported (this is version {VERSION})")
         if arch_id not in ARCH_NAMES:
             raise BitstreamError(f".dpx names an unknown codec architecture (id {arch_id})")
         if not 1 <= quality <= 8:
@@ -80,9 +81,10 @@ class Bitstream:
             raise BitstreamError(f".dpx header is inconsistent ({n} strings, {w}×{h} px)")
         if (zh, zw) != (-(-h // 64), -(-w // 64)):
             raise BitstreamError(".dpx header is inconsistent (latent size does not match the image size)")
-        pos = _HEAD.size
-        lengths = struct.unpack_from(f">{n}I", data, pos)
-        pos += 4 * n
+        pos = _HEAD.size + 4 * n
+        if pos + _CRC.size > len(data):
+            raise BitstreamError(f"truncated .dpx file (its header announces {n} strings)")
+        lengths = struct.unpack_from(f">{n}I", data, _HEAD.size)
         if pos + sum(lengths) + _CRC.size != len(data):
             raise BitstreamError(".dpx string lengths do not add up to the file size")
         strings = []

@@ -10,6 +10,8 @@ Images of any size are padded (replicate) to a multiple of 64 and cropped back a
 from __future__ import annotations
 
 import hashlib
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,7 @@ from dpexplorer.bitstream import Bitstream
 from dpexplorer.errors import BitstreamError, WeightsError
 from dpexplorer.imageio import ImageSource, load_image
 from dpexplorer.metrics import to_tensor, to_uint8
+from dpexplorer.ransguard import guard
 from dpexplorer.weights import find_entry, load_weights
 from dpexplorer.zoo import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
 
@@ -37,6 +40,23 @@ def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     return hashlib.sha256(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()})).hexdigest()
 
 
+_INVARIANT_LOCK = threading.RLock()
+
+
+@contextmanager
+def thread_invariant():
+    """Compute so that the result does not depend on the number of threads.
+
+    oneDNN (mkldnn) splits a 1×1 convolution's reduction (GDN's) by thread count: Kodak kodim01 at
+    q3 decoded with 1 and with 2 threads differed by ±1 in 12 pixels. PyTorch's native convolutions
+    gave bit-identical g_s outputs for 1, 2, 3, 4, 6 and 8 threads, at about +30 % g_s time. The
+    switch is process-global, hence the lock: no decode runs half with oneDNN; other work running
+    meanwhile in other threads is only slower.
+    """
+    with _INVARIANT_LOCK, torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
 @dataclass
 class Decoded:
     x_hat: np.ndarray  # H×W×3 uint8, what is shown and saved
@@ -50,6 +70,7 @@ class Decoded:
 class Codec:
     def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str):
         self.model = model.eval().requires_grad_(False)
+        guard(self.model)  # native entropy decoding of untrusted strings runs in a child process
         self.cfg = cfg
         self.weights_sha256 = weights_sha256
         self.source = source
@@ -115,7 +136,8 @@ class Codec:
         img = load_image(image)
         h, w = img.shape[:2]
         x = pad_to_multiple(to_tensor(img))
-        out = self.model.compress(x)
+        with thread_invariant():  # h_s here must match the decoder's to the bit (scale indexes, means)
+            out = self.model.compress(x)
         z_shape = tuple(int(s) for s in out["shape"])
         strings = (out["strings"][0][0], out["strings"][1][0])
         return Bitstream(self.cfg.arch, self.cfg.quality, self.weights_id, h, w, z_shape, strings).to_bytes()
@@ -128,6 +150,16 @@ class Codec:
         if bs.weights_id != self.weights_id:
             raise BitstreamError(f"bitstream was made with other weights ({bs.weights_id.hex()}); "
                                  f"this decoder's are {self.weights_id.hex()}")
+        # The rANS encoder writes whole 32-bit words, at least its 8-byte final state, and at most one
+        # word per symbol (its output buffer): anything else was not written by it.
+        zh, zw = bs.z_shape
+        symbols = (self.cfg.M * 16 * zh * zw, self.cfg.N * zh * zw)  # ŷ then ẑ
+        if len(bs.strings) != 2:
+            raise BitstreamError(f".dpx has {len(bs.strings)} entropy-coded strings, {self.cfg.arch} needs 2")
+        for name, string, n in zip(("ŷ", "ẑ"), bs.strings, symbols):
+            if len(string) % 4 or not 8 <= len(string) <= 4 * n:
+                raise BitstreamError(f".dpx {name} string has an impossible length ({len(string)} bytes "
+                                     f"for {n} symbols)")
         return bs
 
     @torch.inference_mode()
@@ -136,22 +168,29 @@ class Codec:
         bs = data if isinstance(data, Bitstream) else self.parse(data)
         m = self.model
         try:
-            z_hat = m.entropy_bottleneck.decompress([bs.strings[1]], bs.z_shape)
-            params = m.h_s(z_hat)
-            if self.cfg.arch == "mbt2018-mean":
-                scales, means = params.chunk(2, 1)
-            else:
-                scales, means = params, None
-            indexes = m.gaussian_conditional.build_indexes(scales)
-            y_hat = m.gaussian_conditional.decompress([bs.strings[0]], indexes, z_hat.dtype, means=means)
+            with thread_invariant():  # ŷ = symbols + means(h_s): the same to the bit for any thread count
+                z_hat = m.entropy_bottleneck.decompress([bs.strings[1]], bs.z_shape)
+                params = m.h_s(z_hat)
+                if self.cfg.arch == "mbt2018-mean":
+                    scales, means = params.chunk(2, 1)
+                else:
+                    scales, means = params, None
+                indexes = m.gaussian_conditional.build_indexes(scales)
+                y_hat = m.gaussian_conditional.decompress([bs.strings[0]], indexes, z_hat.dtype, means=means)
+        except BitstreamError:
+            raise
         except (RuntimeError, ValueError, IndexError) as exc:
             raise BitstreamError(f"entropy decoding failed: {exc}") from None
         return y_hat, bs
 
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved."""
-        x_hat = self.model.g_s(y_hat)[..., :height, :width]
+        """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved.
+
+        The same ŷ gives the same pixels whatever `torch.set_num_threads` says (`thread_invariant`).
+        """
+        with thread_invariant():
+            x_hat = self.model.g_s(y_hat)[..., :height, :width]
         return to_uint8(x_hat)
 
     def decode(self, data: bytes | Bitstream) -> Decoded:

@@ -33,10 +33,14 @@ def test_wrong_magic(encoded):
 
 
 def test_future_version(encoded):
-    data = bytearray(encoded[1])
+    import zlib
+
+    data = bytearray(encoded[1][:-4])
     data[4] = 2
     with pytest.raises(BitstreamError, match="version 2"):
-        Bitstream.from_bytes(bytes(data))
+        Bitstream.from_bytes(bytes(data) + struct.pack(">I", zlib.crc32(data)))
+    with pytest.raises(BitstreamError, match="corrupted"):  # without a matching checksum: damage
+        Bitstream.from_bytes(bytes(data) + encoded[1][-4:])
 
 
 @pytest.mark.parametrize("keep", [5, 20, 30, -1, -5])

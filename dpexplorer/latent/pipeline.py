@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dpexplorer.bitstream import Bitstream
-from dpexplorer.codec import Codec
+from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.denoiser import LatentDenoiser
 from dpexplorer.latent.schedulers import SAMPLERS, make_scheduler
 
@@ -74,7 +74,8 @@ class LatentPipeline:
         r = torch.randn(y_hat.shape, generator=generator) * scheduler.init_noise_sigma
         for i, t in enumerate(scheduler.timesteps):
             model_in = scheduler.scale_model_input(r, t)
-            pred = self.denoiser(model_in, t.reshape(1), y_hat)
+            with thread_invariant():  # the same seed gives the same r̃ whatever the thread count
+                pred = self.denoiser(model_in, t.reshape(1), y_hat)
             r = scheduler.step(pred, t, r, generator=generator).prev_sample
             if progress:
                 progress(i + 1, len(scheduler.timesteps))
