@@ -118,18 +118,23 @@ class Codec:
         """Image → `.dpx` bytes."""
         img = load_image(image)
         h, w = img.shape[:2]
-        hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
-        if self.tiling.active(hp, wp):
-            y = analysis(self.model.g_a, img, hp, wp, self.tiling)
-        else:
-            y = self.model.g_a(pad_to_multiple(to_tensor(img)))
-        z_shape, strings = self.entropy_encode(y)
+        z_shape, strings = self.entropy_encode(self.analyze(img))  # y is not kept here: entropy_encode frees it
         return Bitstream(self.cfg.arch, self.cfg.quality, self.weights_id, h, w, z_shape, strings).to_bytes()
 
+    def analyze(self, img: np.ndarray) -> torch.Tensor:
+        """y = g_a(x) of the padded image (tiled above the size threshold)."""
+        h, w = img.shape[:2]
+        hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+        if self.tiling.active(hp, wp):
+            return analysis(self.model.g_a, img, hp, wp, self.tiling)
+        return self.model.g_a(pad_to_multiple(to_tensor(img)))
+
     def entropy_encode(self, y: torch.Tensor) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
-        """The latent y → (z grid, (y string, z string)): CompressAI's `compress` after its g_a, step for step
-        (so a whole-image y gives the bytes of `model.compress(x)`; tests/test_tiling.py checks it)."""
-        m = self.model
+        """The latent y → (z grid, (y string, z string)): CompressAI's `compress` after its g_a, step for step,
+        so the bytes are those of `model.compress(x)` (tests/test_tiling.py). Unlike `gaussian_conditional.
+        compress`, each latent-sized tensor is dropped as soon as its Python list exists: at 48 MP a tensor is
+        144 MB and a list 288 MB, and holding them all pushed the encoder's peak over 3 GB."""
+        m, gc = self.model, self.model.gaussian_conditional
         z = m.h_a(y if self.cfg.arch == "mbt2018-mean" else torch.abs(y))
         z_strings = m.entropy_bottleneck.compress(z)
         z_hat = m.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
@@ -138,9 +143,15 @@ class Codec:
             scales, means = params.chunk(2, 1)
         else:
             scales, means = params, None
-        indexes = m.gaussian_conditional.build_indexes(scales)
-        y_strings = m.gaussian_conditional.compress(y, indexes, means=means)
-        return tuple(int(s) for s in z.shape[-2:]), (y_strings[0], z_strings[0])
+        indexes = gc.build_indexes(scales)
+        symbols = gc.quantize(y, "symbols", means)
+        del y, params, scales, means
+        symbols = symbols.reshape(-1).tolist()
+        indexes = indexes.reshape(-1).tolist()
+        y_string = gc.entropy_coder.encode_with_indexes(symbols, indexes, gc._quantized_cdf.tolist(),
+                                                        gc._cdf_length.reshape(-1).int().tolist(),
+                                                        gc._offset.reshape(-1).int().tolist())
+        return tuple(int(s) for s in z.shape[-2:]), (y_string, z_strings[0])
 
     def parse(self, data: bytes) -> Bitstream:
         """Parse and check that `data` was made by this very model (architecture, quality, weights)."""
