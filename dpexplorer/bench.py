@@ -177,7 +177,7 @@ def format_bench(r: dict, steps: int = 10) -> str:
         size = r["large_size"].replace("x", "×")
         lines.append(f"{size + ' photo: encode / decode (s)':42s} {r['large_encode_s']:8.1f} "
                      f"{r['large_decode_s']:7.1f}")
-        lines.append(f"{size + ' photo: peak memory (MiB)':42s} {r['large_encode_peak_rss_mib']:8.0f} "
+        lines.append(f"{size + ' photo: peak MiB, encode / decode':42s} {r['large_encode_peak_rss_mib']:8.0f} "
                      f"{r['large_decode_peak_rss_mib']:7.0f}")
     return "\n".join(lines)
 
