@@ -30,7 +30,9 @@ CELL = 16  # pixels per latent cell (g_a downsamples ×16)
 
 @dataclass(frozen=True)
 class Tiling:
-    above_pixels: int = 4_000_000  # padded images up to this size run untiled (exactly as before)
+    # Padded images up to 2.5 MP (the app's ≤ 2-MP images included) run untiled, exactly as before: untiled
+    # costs ~0.5 GB per MP (2842 MiB at 3.9 MP), so this keeps the untiled peak under the tiled 48-MP one.
+    above_pixels: int = 2_500_000
     # Cores of 32 cells (512 px): a tile adds ~150 MB over the ~0.9 GB of Python, torch and the q3 weights
     # (64 cells: ~600 MB); the halos cost (36/32)² = 1.27× the untiled compute.
     analysis_cells: int = 32  # core of a g_a tile, in latent cells

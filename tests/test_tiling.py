@@ -80,6 +80,6 @@ def test_tiled_codec_round_trips(codec, image):
 
 def test_threshold():
     t = Tiling()
-    assert not t.active(2048, 1920) and t.active(2048, 2048 + 64)
+    assert not t.active(1600, 1536) and t.active(1600, 1600)  # 2.46 MP untiled, 2.56 MP tiled
     assert not UNTILED.active(8000, 6000)
     assert Codec.untrained(channels=(8, 8)).tiling == Tiling()
