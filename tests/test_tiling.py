@@ -9,7 +9,7 @@ from dpexplorer.codec import Codec, pad_to_multiple
 from dpexplorer.metrics import to_tensor
 from dpexplorer.tiling import UNTILED, Tiling, _spans, analysis, synthesis
 
-SMALL = Tiling(above_pixels=0, analysis_cells=4, analysis_halo=2, synthesis_cells=4, synthesis_halo=3)
+SMALL = Tiling(above_pixels=0, analysis_cells=4, analysis_halo=2, synthesis_cells=4, synthesis_halo=2)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,23 @@ def test_threshold():
     assert not t.active(1600, 1536) and t.active(1600, 1600)  # 2.46 MP untiled, 2.56 MP tiled
     assert not UNTILED.active(8000, 6000)
     assert Codec.untrained(channels=(8, 8)).tiling == Tiling()
+
+
+def test_latent_decoder_synthesizes_through_the_tiles(codec, image):
+    """The latent decoder's ỹ_τ goes through the codec's (tiled) synthesis, so it is bounded too."""
+    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.latent.pipeline import LatentPipeline
+
+    torch.manual_seed(0)
+    tiled = Codec(codec.model, codec.cfg, codec.weights_sha256, codec.source, SMALL)
+    pipeline = LatentPipeline(tiled, LatentDenoiser(24, width=16, blocks=1))
+    data = tiled.encode(image)
+    calls = []
+    hook = codec.model.g_s.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    try:
+        x = pipeline.reconstruct(data, 1.0, "ddim", 2, 0)
+    finally:
+        hook.remove()
+    assert x.shape == image.shape and len(calls) > 1 and max(s[-1] for s in calls) <= 4 + 2 * 2  # tiles, not the 20×24 latent
+    fused = pipeline.fuse(tiled.decode_latent(data)[0], pipeline.cached_sample(data, "ddim", 2, 0), 1.0)
+    assert_pixels_agree(x, codec.synthesize(fused, 272, 330))
