@@ -5,6 +5,8 @@
     x_hat, y_hat = codec.decode(data)              # 8-bit image, quantized latent
 
 Images of any size are padded (replicate) to a multiple of 64 and cropped back after decoding.
+Above `Tiling.above_pixels` the transforms g_a and g_s run tile by tile (dpexplorer/tiling.py), so
+memory stays bounded up to the 48-MP input limit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dpexplorer.errors import BitstreamError, WeightsError
 from dpexplorer.imageio import ImageSource, load_image
 from dpexplorer.metrics import to_tensor, to_uint8
 from dpexplorer.ransguard import guard
+from dpexplorer.tiling import CELL, Tiling, analysis, synthesis
 from dpexplorer.weights import find_entry, load_weights
 from dpexplorer.zoo import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
 
@@ -68,9 +71,10 @@ class Decoded:
 
 
 class Codec:
-    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str):
+    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str, tiling: Tiling = Tiling()):
         self.model = model.eval().requires_grad_(False)
         guard(self.model)  # native entropy decoding of untrusted strings runs in a child process
+        self.tiling = tiling  # replaceable (tests force small tiles); it does not change the format
         self.cfg = cfg
         self.weights_sha256 = weights_sha256
         self.source = source
@@ -135,12 +139,41 @@ class Codec:
         """Image → `.dpx` bytes."""
         img = load_image(image)
         h, w = img.shape[:2]
-        x = pad_to_multiple(to_tensor(img))
         with thread_invariant():  # h_s here must match the decoder's to the bit (scale indexes, means)
-            out = self.model.compress(x)
-        z_shape = tuple(int(s) for s in out["shape"])
-        strings = (out["strings"][0][0], out["strings"][1][0])
+            z_shape, strings = self.entropy_encode(self.analyze(img))  # entropy_encode frees y as it goes
         return Bitstream(self.cfg.arch, self.cfg.quality, self.weights_id, h, w, z_shape, strings).to_bytes()
+
+    def analyze(self, img: np.ndarray) -> torch.Tensor:
+        """y = g_a(x) of the padded image (tiled above the size threshold)."""
+        h, w = img.shape[:2]
+        hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+        if self.tiling.active(hp, wp):
+            return analysis(self.model.g_a, img, hp, wp, self.tiling)
+        return self.model.g_a(pad_to_multiple(to_tensor(img)))
+
+    def entropy_encode(self, y: torch.Tensor) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
+        """The latent y → (z grid, (y string, z string)): CompressAI's `compress` after its g_a, step for step,
+        so the bytes are those of `model.compress(x)` (tests/test_tiling.py). Unlike `gaussian_conditional.
+        compress`, each latent-sized tensor is dropped as soon as its Python list exists: at 48 MP a tensor is
+        144 MB and a list 288 MB, and holding them all pushed the encoder's peak over 3 GB."""
+        m, gc = self.model, self.model.gaussian_conditional
+        z = m.h_a(y if self.cfg.arch == "mbt2018-mean" else torch.abs(y))
+        z_strings = m.entropy_bottleneck.compress(z)
+        z_hat = m.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        params = m.h_s(z_hat)
+        if self.cfg.arch == "mbt2018-mean":
+            scales, means = params.chunk(2, 1)
+        else:
+            scales, means = params, None
+        indexes = gc.build_indexes(scales)
+        symbols = gc.quantize(y, "symbols", means)
+        del y, params, scales, means
+        symbols = symbols.reshape(-1).tolist()
+        indexes = indexes.reshape(-1).tolist()
+        y_string = gc.entropy_coder.encode_with_indexes(symbols, indexes, gc._quantized_cdf.tolist(),
+                                                        gc._cdf_length.reshape(-1).int().tolist(),
+                                                        gc._offset.reshape(-1).int().tolist())
+        return tuple(int(s) for s in z.shape[-2:]), (y_string, z_strings[0])
 
     def parse(self, data: bytes) -> Bitstream:
         """Parse and check that `data` was made by this very model (architecture, quality, weights)."""
@@ -185,11 +218,12 @@ class Codec:
 
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved.
-
-        The same ŷ gives the same pixels whatever `torch.set_num_threads` says (`thread_invariant`).
-        """
+        """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved (tiled above the size
+        threshold; the latent decoder's ỹ comes through here too). The same ŷ gives the same pixels
+        whatever `torch.set_num_threads` says (`thread_invariant`)."""
         with thread_invariant():
+            if self.tiling.active(*(s * CELL for s in y_hat.shape[-2:])):
+                return synthesis(self.model.g_s, y_hat, height, width, self.tiling)
             x_hat = self.model.g_s(y_hat)[..., :height, :width]
         return to_uint8(x_hat)
 
