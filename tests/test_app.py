@@ -197,3 +197,17 @@ def test_messages_never_show_server_paths(client, tmp_path):
     with pytest.raises(Exception) as info:
         client.predict(handle_file(str(bad)), 1, api_name="/encode")
     assert "/tmp" not in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+def test_crafted_dpx_upload_and_render_leave_the_server_serving(client, photo, photo_file, tiny_weights_dir,
+                                                                tmp_path):
+    """A CRC-valid .dpx with a 12-byte ŷ string used to kill the server (SIGSEGV) at render."""
+    from test_cli import _short_y_string_dpx
+
+    crafted = tmp_path / "crafted.dpx"
+    crafted.write_bytes(_short_y_string_dpx(tiny_weights_dir, photo))
+    with pytest.raises(Exception, match="malformed|crashed|entropy"):
+        client.predict(handle_file(str(crafted)), api_name="/open_dpx")
+        client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    original, *_ = client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    assert original is not None

@@ -214,3 +214,33 @@ def test_several_inputs_need_a_folder_output(encoded, tmp_path, capsys):
     assert main(["decode", str(dpx), str(dpx), "-o", str(tmp_path / "file")]) == 1
     assert "not a folder" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def _short_y_string_dpx(weights_dir, photo) -> bytes:
+    """The issue's crash: a ŷ string of 12 bytes, container checksum recomputed."""
+    import dataclasses
+
+    from dpexplorer.bitstream import Bitstream
+    from dpexplorer.codec import Codec
+
+    bs = Bitstream.from_bytes(Codec.load(1, weights_dir=weights_dir).encode(photo))
+    return dataclasses.replace(bs, strings=(bs.strings[0][:12].ljust(12, b"\x00"), bs.strings[1])).to_bytes()
+
+
+def test_crafted_bitstream_is_a_one_line_error_in_a_real_process(tiny_env, tiny_weights_dir, photo, tmp_path):
+    """It used to end the process with SIGSEGV (exit 139) in CompressAI's rANS decoder; in folder
+    mode the good files around it must still be decoded."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_bad.dpx").write_bytes(_short_y_string_dpx(tiny_weights_dir, photo))
+    env = {**os.environ, "DPEXPLORER_WEIGHTS": str(tiny_weights_dir)}
+    one = subprocess.run([sys.executable, "-m", "dpexplorer", "decode", str(folder / "a_bad.dpx"),
+                          "-o", str(tmp_path / "x.png")], cwd=REPO, env=env, capture_output=True, text=True)
+    assert one.returncode == 1 and len(one.stderr.strip().splitlines()) == 1, one.stderr
+    assert "Traceback" not in one.stderr and not (tmp_path / "x.png").exists()
+    src = save_png(photo, tmp_path / "good.png")
+    assert main(["encode", str(src), "-q", "1", "-o", str(folder / "b_good.dpx")]) == 0
+    batch = subprocess.run([sys.executable, "-m", "dpexplorer", "decode", str(folder), "-o", str(tmp_path / "out/")],
+                           cwd=REPO, env=env, capture_output=True, text=True)
+    assert batch.returncode == 1 and "a_bad.dpx:" in batch.stderr and "Traceback" not in batch.stderr
+    assert load_image(tmp_path / "out" / "b_good.dpx.png").shape == photo.shape
