@@ -39,8 +39,8 @@ def results_markdown(result: dict) -> str:
     for crops in sorted((REPO_ROOT / "assets").glob("kodak_tau_crops_q*.png")):
         lines += ["", f"![zoomed crops across τ]({crops.relative_to(REPO_ROOT)})"]
     lines += ["", "JPEG/WebP rows: Pillow, quality searched per image to match the codec's bpp at that quality.",
-              "CompressAI reference: published Kodak results of `bmshj2018-hyperprior` (MSE), "
-              "CompressAI's `results/image/kodak/compressai-bmshj2018-hyperprior_mse_cuda.json`.", ""]
+              "CompressAI references: published Kodak results (MSE) of `mbt2018-mean`, our architecture, and "
+              "`bmshj2018-hyperprior`: CompressAI's `results/image/kodak/compressai-*_mse_cuda.json`.", ""]
     for k, v in result["bd_rate"].items():
         value = "n/a: the two curves do not overlap in quality" if math.isnan(v) else f"**{v:+.1f}%**"
         lines.append(f"- BD-rate {k.replace('_', ' ')}: {value}")
