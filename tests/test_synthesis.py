@@ -86,3 +86,20 @@ def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
                                threads=1, disc_cond=True)
     state = torch.load(train_synthesis(cfg, codec=tiny_codec), weights_only=True)
     assert state["step"] == 1 and state["config"]["disc_cond"] is True
+
+
+def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
+    from dpexplorer.metrics import hf_energy_ratio, to_tensor
+    from dpexplorer.training.synthesis import hf_energy, hf_overshoot
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    blur = ((ref.astype(int) + np.roll(ref, 1, 0) + np.roll(ref, 1, 1) + np.roll(ref, 1, (0, 1))) // 4).astype(np.uint8)
+    a, b = to_tensor(ref), to_tensor(blur)
+    assert float(hf_energy(b) / hf_energy(a)) == pytest.approx(hf_energy_ratio(ref, blur), rel=1e-4)
+    assert float(hf_overshoot(b, a)) == 0.0  # blur: no penalty
+    flat = torch.full((1, 3, 64, 64), 0.4)
+    grain = (flat + 0.02 * torch.randn(flat.shape)).requires_grad_(True)
+    loss = hf_overshoot(grain, flat)
+    loss.backward()
+    assert float(loss) > 1 and grain.grad.abs().sum() > 0

@@ -64,6 +64,7 @@ class SynthesisTrainConfig:
     w_lpips: float = 1.0
     w_adv: float = 0.1
     disc_cond: bool = True  # D also sees g_s0(ŷ)
+    w_hf: float = 0.0  # hinge on high-frequency energy above the original's (log ratio, per crop)
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
@@ -102,6 +103,28 @@ class MultiScaleCropSampler(CropSampler):
                 patch = patch.flip(2)
             out[i] = patch[0]
         return out
+
+
+def hf_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
+    """Per-crop luma energy above `cutoff` cycles/pixel (Hann window), as `metrics.hf_energy_ratio`
+    measures it, but differentiable and batched; mean squared amplitude (Parseval)."""
+    y = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1)
+    y = y - y.mean(dim=(1, 2), keepdim=True)
+    h, w = y.shape[-2:]
+    win = torch.outer(torch.hann_window(h, periodic=False, device=x.device),
+                      torch.hann_window(w, periodic=False, device=x.device))
+    spec = torch.fft.fft2(y * win).abs().square()
+    fy, fx = torch.fft.fftfreq(h, device=x.device)[:, None], torch.fft.fftfreq(w, device=x.device)[None]
+    mask = (fx.square() + fy.square()).sqrt() > cutoff
+    return (spec * mask).sum(dim=(1, 2)) / (h * w) ** 2
+
+
+def hf_overshoot(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """relu(log(E_hf(fake) / E_hf(real))): zero up to the original's high-frequency energy, so it
+    lets texture come back but penalises grain invented beyond it (the issue's HF ratio > 1).
+    The 8-bit quantisation step's energy keeps flat crops' ratio finite."""
+    eps = (1 / 255) ** 2 / 12
+    return F.relu(torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))).mean()
 
 
 def conditional_discriminator(cond: bool) -> nn.Module:
@@ -173,18 +196,19 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         mse = F.mse_loss(x1, x)
         lp = lpips_tensor(fake, x).mean()
         adv = F.softplus(-disc(d_in(fake, base))).mean()
-        loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv
+        hf = hf_overshoot(fake, x) if cfg.w_hf else torch.zeros(())
+        loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
         loss.backward()
         torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, v in (("mse", mse), ("lpips", lp), ("adv", adv), ("d", d_loss)):
+        for k, v in (("mse", mse), ("lpips", lp), ("adv", adv), ("d", d_loss), ("hf", hf)):
             running[k] = running.get(k, 0.0) + float(v.detach())
         n_run += 1
         if step % 25 == 0:
             r = {k: v / n_run for k, v in running.items()}
             log(f"step {step} psnr {-10 * math.log10(max(r['mse'], 1e-10)):.2f} lpips {r['lpips']:.4f} "
-                f"adv {r['adv']:.3f} d {r['d']:.3f} {(time.time() - t0) / 60:.1f} min")
+                f"adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f} {(time.time() - t0) / 60:.1f} min")
             running, n_run = {}, 0
         if time.time() - last > cfg.checkpoint_every_s:
             save()
