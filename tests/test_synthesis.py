@@ -59,7 +59,7 @@ def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
     add_arguments(p)
     cfg = config_from_args(p.parse_args(["--data", str(data), "--quality", "1", "--workdir", str(tmp_path / "w"),
                                          "--steps", "2", "--batch", "2", "--crop", "64", "--threads", "1",
-                                         "--run-name", "t", "--no-disc-cond"]))
+                                         "--run-name", "t", "--no-disc-cond", "--w-hf", "0.3"]))
     assert cfg.disc_cond is False and cfg.min_scale == SynthesisTrainConfig.min_scale
     out = train_synthesis(cfg, codec=tiny_codec)
     assert torch.load(cfg.run_dir() / "last.pt", weights_only=True)["step"] == 2

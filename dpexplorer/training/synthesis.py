@@ -9,13 +9,15 @@ as in "High-Fidelity Generative Image Compression" (HiFiC), but starting from θ
 `dpexplorer.synthesis.InterpolatedSynthesis` can blend the weights along τ ("ESRGAN: Enhanced
 Super-Resolution Generative Adversarial Networks", network interpolation).
 
-Two choices against invented grain on smooth content (the earlier probes' τ = 1 overshot the
-original's high-frequency energy on non-Kodak photos):
+Three choices against invented grain on smooth content (the earlier probes' τ = 1 overshot the
+original's high-frequency energy on non-Kodak photos); docs/synthesis-probe.md measures them — the
+hinge `w_hf` is what worked, the conditioned D made things worse (off by default):
 - multi-scale crops: each crop comes from the photo downscaled by a random factor in
   [`min_scale`, 1] (antialiased), so smooth, low-detail content is common in training;
 - `disc_cond`: the discriminator also sees g_s0(ŷ) (the plain decode, image resolution) as three
   extra channels, so it judges texture *given* what the latent says, as HiFiC's conditional D
-  does with ŷ: grain on a region that ŷ says is flat is easy to call fake.
+  does with ŷ: grain on a region that ŷ says is flat is easy to call fake;
+- `w_hf`: a hinge on each crop's high-frequency energy above the original's (`hf_overshoot`).
 
     python -m dpexplorer.training.synthesis --data /work/shared/train_photos --quality 1 \
         --run-name probe --minutes 35 --threads 1
@@ -63,8 +65,8 @@ class SynthesisTrainConfig:
     w_mse: float = 0.1  # relative to the codec's own λ·255²·MSE weighting
     w_lpips: float = 1.0
     w_adv: float = 0.1
-    disc_cond: bool = True  # D also sees g_s0(ŷ)
-    w_hf: float = 0.0  # hinge on high-frequency energy above the original's (log ratio, per crop)
+    disc_cond: bool = False  # D also sees g_s0(ŷ); hurt in the probe (docs/synthesis-probe.md)
+    w_hf: float = 0.3  # hinge on high-frequency energy above the original's (log ratio, per crop)
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
