@@ -1,0 +1,253 @@
+"""Fine-tuning a perceptual synthesis transform θ₁ on the frozen codec's ŷ (issue 16).
+
+A copy of the codec's g_s learns, from exactly the ŷ = round(y − μ) + μ the decoder gets (g_a, the
+hyperprior and the entropy model frozen, so the bitstream does not change),
+
+    w_mse·λ·255²·MSE + w_lpips·LPIPS + w_adv·(non-saturating GAN loss of a PatchGAN)
+
+as in "High-Fidelity Generative Image Compression" (HiFiC), but starting from θ₀ so that
+`dpexplorer.synthesis.InterpolatedSynthesis` can blend the weights along τ ("ESRGAN: Enhanced
+Super-Resolution Generative Adversarial Networks", network interpolation).
+
+Three choices against invented grain on smooth content (the earlier probes' τ = 1 overshot the
+original's high-frequency energy on non-Kodak photos); docs/synthesis-probe.md measures them — the
+hinge `w_hf` is what worked, the conditioned D made things worse (off by default):
+- multi-scale crops: each crop comes from the photo downscaled by a random factor in
+  [`min_scale`, 1] (antialiased), so smooth, low-detail content is common in training;
+- `disc_cond`: the discriminator also sees g_s0(ŷ) (the plain decode, image resolution) as three
+  extra channels, so it judges texture *given* what the latent says, as HiFiC's conditional D
+  does with ŷ: grain on a region that ŷ says is flat is easy to call fake;
+- `w_hf`: a hinge on each crop's high-frequency energy above the original's (`hf_overshoot`).
+
+    python -m dpexplorer.training.synthesis --data /work/shared/train_photos --quality 1 \
+        --run-name probe --minutes 35 --threads 1
+
+Checkpoints (θ₁, D, both optimisers, step, wall time) and the log go to
+~/.cache/dpexplorer/train/synthesis-q{q}-{run}/, every `checkpoint_every_s`; `theta1.pt` there
+holds θ₁ alone (what the evaluation loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import time
+import typing
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
+from dpexplorer.training.data import CropSampler
+from dpexplorer.training.latent import PatchDiscriminator, latent_and_rate
+
+
+@dataclass
+class SynthesisTrainConfig:
+    data: str
+    quality: int
+    run_name: str = "main"
+    arch: str | None = None
+    workdir: str = "~/.cache/dpexplorer/train"
+    steps: int = 100000
+    minutes: float | None = None  # wall-time budget of this call; ends at `steps` or here
+    batch: int = 8
+    crop: int = 128
+    min_scale: float = 0.5  # crops from the photo downscaled by U[min_scale, 1]; 1 = no rescaling
+    lr: float = 5e-5
+    disc_lr: float = 2e-4
+    w_mse: float = 0.1  # relative to the codec's own λ·255²·MSE weighting
+    w_lpips: float = 1.0
+    w_adv: float = 0.1
+    disc_cond: bool = False  # D also sees g_s0(ŷ); hurt in the probe (docs/synthesis-probe.md)
+    w_hf: float = 0.3  # hinge on high-frequency energy above the original's (log ratio, per crop)
+    checkpoint_every_s: float = 300.0
+    seed: int = 0
+    threads: int | None = None
+
+    def run_dir(self) -> Path:
+        return Path(os.path.expanduser(self.workdir)) / f"synthesis-q{self.quality}-{self.run_name}"
+
+
+class MultiScaleCropSampler(CropSampler):
+    """Crops of `crop` px from the photo downscaled by s ~ U[min_scale, 1]: a crop/s window resized
+    with an antialiased filter (the same pixels as downscaling the whole photo, then cropping)."""
+
+    def __init__(self, folder, crop: int, min_scale: float, seed: int = 0, **kw):
+        super().__init__(folder, crop, seed=seed, **kw)
+        self.min_scale = min_scale
+
+    def batch(self, size: int) -> torch.Tensor:
+        if self.min_scale >= 1:
+            return super().batch(size)
+        out = torch.empty(size, 3, self.crop, self.crop)
+        for i in range(size):
+            img = self.images[self.rng.integers(len(self.images))]
+            _, h, w = img.shape
+            s = self.rng.uniform(self.min_scale, 1.0)
+            win = min(int(round(self.crop / s)), h, w)
+            top, left = self.rng.integers(h - win + 1), self.rng.integers(w - win + 1)
+            patch = img[:, top:top + win, left:left + win][None].float().div(255.0)
+            if win != self.crop:
+                patch = F.interpolate(patch, size=(self.crop, self.crop), mode="bicubic", antialias=True,
+                                      align_corners=False)
+                # the 8-bit photo the codec would be given
+                patch = patch.clamp(0, 1).mul(255).round().div(255)
+            if self.rng.random() < 0.5:
+                patch = patch.flip(3)
+            if self.rng.random() < 0.5:
+                patch = patch.flip(2)
+            out[i] = patch[0]
+        return out
+
+
+def hf_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
+    """Per-crop luma energy above `cutoff` cycles/pixel (Hann window), as `metrics.hf_energy_ratio`
+    measures it, but differentiable and batched; mean squared amplitude (Parseval)."""
+    y = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1)
+    y = y - y.mean(dim=(1, 2), keepdim=True)
+    h, w = y.shape[-2:]
+    win = torch.outer(torch.hann_window(h, periodic=False, device=x.device),
+                      torch.hann_window(w, periodic=False, device=x.device))
+    spec = torch.fft.fft2(y * win).abs().square()
+    fy, fx = torch.fft.fftfreq(h, device=x.device)[:, None], torch.fft.fftfreq(w, device=x.device)[None]
+    mask = (fx.square() + fy.square()).sqrt() > cutoff
+    return (spec * mask).sum(dim=(1, 2)) / (h * w) ** 2
+
+
+def hf_overshoot(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """relu(log(E_hf(fake) / E_hf(real))): zero up to the original's high-frequency energy, so it
+    lets texture come back but penalises grain invented beyond it (the issue's HF ratio > 1).
+    The 8-bit quantisation step's energy keeps flat crops' ratio finite."""
+    eps = (1 / 255) ** 2 / 12
+    return F.relu(torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))).mean()
+
+
+def conditional_discriminator(cond: bool) -> nn.Module:
+    """The PatchGAN of the latent training, with 6 input channels (image, g_s0(ŷ)) when conditioned."""
+    disc = PatchDiscriminator()
+    if cond:
+        first = disc.net[0]
+        disc.net[0] = nn.utils.spectral_norm(nn.Conv2d(6, first.out_channels, 4, 2, 1))
+    return disc
+
+
+def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
+    """Fine-tune θ₁; returns the path of `theta1.pt` (resumes from the run folder's checkpoint)."""
+    from dpexplorer.codec import Codec
+    from dpexplorer.metrics import lpips_tensor
+
+    device, _, _ = setup_device(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    codec = codec or Codec.load(cfg.quality, cfg.arch)
+    arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
+    run_dir = cfg.run_dir()
+    log = TrainLogger(run_dir / "train.log")
+    ckpt, out = run_dir / "last.pt", run_dir / "theta1.pt"
+
+    g_s1 = copy.deepcopy(model.g_s).train().requires_grad_(True)
+    disc = conditional_discriminator(cfg.disc_cond).to(device)
+    # β = (0.5, 0.9): the usual GAN setting, as in the issue's probes
+    opt = torch.optim.Adam(g_s1.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+    step, wall = 0, 0.0
+    if ckpt.exists():
+        state = load_checkpoint(ckpt, device)
+        g_s1.load_state_dict(state["g_s1"])
+        disc.load_state_dict(state["disc"])
+        opt.load_state_dict(state["opt"])
+        opt_d.load_state_dict(state["opt_d"])
+        step, wall = state["step"], state["wall_s"]
+        log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
+    log(f"config {asdict(cfg)} codec {codec.source} {codec.weights_sha256[:12]} device={device}")
+    sampler = MultiScaleCropSampler(cfg.data, cfg.crop, cfg.min_scale, seed=cfg.seed * 1000 + step)
+    k_mse = cfg.w_mse * codec.cfg.lmbda * 255**2
+
+    def d_in(img, base):
+        return torch.cat([img, base], 1) if cfg.disc_cond else img
+
+    def save():
+        atomic_save({"g_s1": g_s1.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
+                     "opt_d": opt_d.state_dict(), "step": step, "wall_s": time.time() - t0,
+                     "config": asdict(cfg), "codec_sha256": codec.weights_sha256}, ckpt)
+        atomic_save({"g_s": g_s1.state_dict(), "step": step, "config": asdict(cfg),
+                     "codec_sha256": codec.weights_sha256}, out)
+
+    t0, last, session = time.time() - wall, time.time(), time.time()
+    running, n_run = {}, 0
+    while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
+        x = sampler.batch(cfg.batch).to(device)
+        with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
+            y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
+            base = model.g_s(y_hat).clamp(0, 1) if cfg.disc_cond else None
+        x1 = g_s1(y_hat)
+        fake = x1.clamp(0, 1)
+
+        opt_d.zero_grad(set_to_none=True)
+        d_loss = F.softplus(-disc(d_in(x, base))).mean() + F.softplus(disc(d_in(fake.detach(), base))).mean()
+        d_loss.backward()
+        opt_d.step()
+
+        opt.zero_grad(set_to_none=True)
+        mse = F.mse_loss(x1, x)
+        lp = lpips_tensor(fake, x).mean()
+        adv = F.softplus(-disc(d_in(fake, base))).mean()
+        hf = hf_overshoot(fake, x) if cfg.w_hf else torch.zeros(())
+        loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in (("mse", mse), ("lpips", lp), ("adv", adv), ("d", d_loss), ("hf", hf)):
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        n_run += 1
+        if step % 25 == 0:
+            r = {k: v / n_run for k, v in running.items()}
+            log(f"step {step} psnr {-10 * math.log10(max(r['mse'], 1e-10)):.2f} lpips {r['lpips']:.4f} "
+                f"adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f} {(time.time() - t0) / 60:.1f} min")
+            running, n_run = {}, 0
+        if time.time() - last > cfg.checkpoint_every_s:
+            save()
+            last = time.time()
+    save()
+    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min → {out}")
+    return out
+
+
+def load_theta1(path: str | Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(Path(os.path.expanduser(str(path))))["g_s"]
+
+
+# ---- CLI: every config field is a flag, with the dataclass as the single source of defaults ----
+def add_arguments(parser: argparse.ArgumentParser, config=SynthesisTrainConfig) -> None:
+    hints = typing.get_type_hints(config)
+    for f in fields(config):
+        flag = "--" + f.name.replace("_", "-")
+        tp = hints[f.name]
+        base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)  # X | None → X
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif f.default is MISSING:
+            parser.add_argument(flag, type=base, required=True)
+        else:
+            parser.add_argument(flag, type=base, default=f.default, help=f"default {f.default}")
+
+
+def config_from_args(args, config=SynthesisTrainConfig):
+    return config(**{f.name: getattr(args, f.name) for f in fields(config)})
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    train_synthesis(config_from_args(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
