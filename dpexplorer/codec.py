@@ -52,8 +52,8 @@ def thread_invariant():
 
     oneDNN (mkldnn) splits a 1×1 convolution's reduction (GDN's) by thread count: Kodak kodim01 at
     q3 decoded with 1 and with 2 threads differed by ±1 in 12 pixels. PyTorch's native convolutions
-    gave bit-identical g_s outputs for 1, 2, 3, 4, 6 and 8 threads, at about +30 % g_s time. The
-    switch is process-global, hence the lock: no decode runs half with oneDNN; other work running
+    gave bit-identical g_s outputs for 1, 2, 3, 4, 6 and 8 threads, at +60 % g_s time (kodim01,
+    2 threads, idle machine: 0.39 → 0.63 s). The switch is process-global, hence the lock: no decode runs half with oneDNN; other work running
     meanwhile in other threads is only slower.
     """
     with _INVARIANT_LOCK, torch.backends.mkldnn.flags(enabled=False):
