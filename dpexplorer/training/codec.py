@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from compressai.losses import RateDistortionLoss
 from compressai.ops import quantize_ste
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
+from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
 from dpexplorer.training.data import CropSampler
 from dpexplorer.zoo import DEFAULT_ARCH, build_model, codec_config
 
@@ -116,13 +116,8 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     ckpt_path = run_dir / "last.pt"
     log = TrainLogger(run_dir / "train.log", enabled=rank == 0)
 
-    step, wall = 0, 0.0
+    step, wall = resume(ckpt_path, device, {"model": model, "opt": opt, "aux_opt": aux_opt})
     if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
-        step, wall = state["step"], state["wall_s"]
         log(f"resumed from {ckpt_path} at step {step} ({wall / 3600:.2f} h)")
     elif cfg.init_from:
         source = Path(os.path.expanduser(cfg.init_from))

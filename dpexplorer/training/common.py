@@ -60,3 +60,14 @@ def atomic_save(obj, path: Path) -> None:
 def load_checkpoint(path: Path, device="cpu"):
     """Our own training checkpoints: tensors and plain containers only (weights_only, no pickle code)."""
     return torch.load(path, map_location=device, weights_only=True)
+
+
+def resume(path: Path, device, parts: dict) -> tuple[int, float]:
+    """Load each of `parts` (name → module or optimiser) from the checkpoint at `path`, if there is one;
+    (step, wall seconds) to go on from, (0, 0.0) for a fresh run."""
+    if not Path(path).exists():
+        return 0, 0.0
+    state = load_checkpoint(path, device)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return state["step"], state.get("wall_s", 0.0)  # early stage-2 checkpoints had no wall time

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
+from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
 from dpexplorer.training.data import CropSampler, split_holdout
 
 
@@ -133,14 +133,8 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
     disc = PatchDiscriminator().to(device)
     opt = torch.optim.Adam(g_a2.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
-    step, wall = 0, 0.0
-    if ckpt.exists():
-        state = load_checkpoint(ckpt, device)
-        g_a2.load_state_dict(state["g_a2"])
-        disc.load_state_dict(state["disc"])
-        opt.load_state_dict(state["opt"])
-        opt_d.load_state_dict(state["opt_d"])
-        step, wall = state["step"], state["wall_s"]
+    step, wall = resume(ckpt, device, {"g_a2": g_a2, "disc": disc, "opt": opt, "opt_d": opt_d})
+    if step:
         log(f"stage 1 resumed at step {step}")
     sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + step, holdout=cfg.holdout)
     lmbda = codec.cfg.lmbda
@@ -278,12 +272,8 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
     scheduler = training_scheduler()
     opt = torch.optim.AdamW(denoiser.parameters(), lr=2e-4, weight_decay=1e-4)
     ckpt = cfg.run_dir(codec.cfg.arch) / "denoiser.pt"
-    step, wall = 0, 0.0
-    if ckpt.exists():
-        state = load_checkpoint(ckpt, device)
-        denoiser.load_state_dict(state["denoiser"])
-        opt.load_state_dict(state["opt"])
-        step, wall = state["step"], state.get("wall_s", 0.0)
+    step, wall = resume(ckpt, device, {"denoiser": denoiser, "opt": opt})
+    if step:
         log(f"stage 2 resumed at step {step}")
     gen = torch.Generator().manual_seed(cfg.seed)
     n = y_hat.shape[0]

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, setup_device
+from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
 from dpexplorer.training.data import CropSampler
 from dpexplorer.training.latent import PatchDiscriminator, latent_and_rate
 
@@ -156,14 +156,8 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     # β = (0.5, 0.9): the usual GAN setting, as in the probes
     opt = torch.optim.Adam(g_s1.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
-    step, wall = 0, 0.0
-    if ckpt.exists():
-        state = load_checkpoint(ckpt, device)
-        g_s1.load_state_dict(state["g_s1"])
-        disc.load_state_dict(state["disc"])
-        opt.load_state_dict(state["opt"])
-        opt_d.load_state_dict(state["opt_d"])
-        step, wall = state["step"], state["wall_s"]
+    step, wall = resume(ckpt, device, {"g_s1": g_s1, "disc": disc, "opt": opt, "opt_d": opt_d})
+    if step:
         log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
     log(f"config {asdict(cfg)} codec {codec.source} {codec.weights_sha256[:12]} device={device}")
     sampler = MultiScaleCropSampler(cfg.data, cfg.crop, cfg.min_scale, seed=cfg.seed * 1000 + step)
