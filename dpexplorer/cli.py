@@ -181,7 +181,8 @@ def cmd_decode(args) -> int:
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
-        image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained)
+        image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained,
+                                 decoder=args.decoder)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
@@ -200,7 +201,7 @@ def cmd_metrics(args) -> int:
     bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
     if test_path.suffix == ".dpx":
         test = reconstruct_file(test_path.read_bytes(), args.tau, args.sampler, args.steps, args.seed,
-                                args.pretrained)
+                                args.pretrained, decoder=args.decoder)
     else:
         test = load_image(test_path)
     if bitstream is not None:
@@ -296,8 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     def decoder_options(sp):
         from dpexplorer.latent.schedulers import SAMPLERS
 
+        sp.add_argument("--decoder", default="latent",
+                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion)")
         sp.add_argument("--tau", type=float, default=0.0,
-                        help="0 = base decoder (best PSNR) … 1 = full latent diffusion (best realism)")
+                        help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism)")
         sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
         sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
         sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")

@@ -83,7 +83,7 @@ class DecoderFamily:
 def _latent_reconstruct(data, tau, sampler, steps, seed, progress=None):
     from dpexplorer.models import reconstruct_file
 
-    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress)
+    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder="latent")
 
 
 def _latent_qualities():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -77,14 +78,37 @@ def latent_qualities() -> list[int]:
     return sorted({e["quality"] for e in models if e.get("kind") == "latent"})
 
 
-def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-                     pretrained: bool = False, progress=None) -> np.ndarray:
-    """Decode a .dpx: the base decoder at τ = 0, the latent diffusion decoder at τ > 0."""
-    if tau == 0.0:
-        return decode_file(data, pretrained)
-    if pretrained:
-        raise ValueError("τ > 0 needs the shipped codec (the latent model is trained for its latent space)")
+# Decoders for τ > 0, by name: (qualities with weights, reconstruct(data, tau, sampler, steps, seed, progress)).
+# τ = 0 never reaches them: it is the plain decoder for every family (one rule, here).
+def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.ndarray:
     header = Bitstream.from_bytes(data)
     pipeline = get_latent_pipeline(header.quality, header.arch)
     pipeline.codec.parse(data)
     return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
+
+
+DECODERS = {"latent": (latent_qualities, _latent_decoder)}
+
+
+def check_tau(tau: float) -> float:
+    tau = float(tau)
+    if not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau must be in [0, 1], got {tau}")
+    return tau
+
+
+def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
+                     pretrained: bool = False, progress=None, decoder: str = "latent") -> np.ndarray:
+    """Decode a .dpx: the plain decoder at τ = 0, the `decoder` family (see DECODERS) at τ > 0."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+    if check_tau(tau) == 0.0:
+        return decode_file(data, pretrained)
+    if pretrained:
+        raise ValueError("τ > 0 needs the shipped codec (the τ decoders are trained for its latent space)")
+    qualities, run = DECODERS[decoder]
+    quality = Bitstream.from_bytes(data).quality
+    if quality not in qualities():
+        raise ValueError(f"the {decoder} decoder has no weights for quality {quality} "
+                         f"(it has {', '.join(map(str, qualities())) or 'none'})")
+    return run(data, tau, sampler, steps, seed, progress)
