@@ -262,8 +262,8 @@ def cmd_eval(args) -> int:
 
     if not args.data:
         return _fail("eval needs --data DIR")
-    decoders = args.decoders or (["plain", "latent"] if args.what == "latent" else
-                                 ["plain", "latent", "jpeg", "webp"])
+    decoders = args.decoders or (["plain", args.what] if args.what in ("latent", "synthesis") else
+                                 ["plain", "latent", "synthesis", "jpeg", "webp"])
     run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
                           samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
                           extra=not args.no_extra, limit=args.limit, assets=args.assets))
@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
         sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
         sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
-        sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "jpeg", "webp"], default=None)
+        sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "synthesis", "jpeg", "webp"],
+                        default=None)
         sp.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=["ddim", "ddpm", "dpmsolver++"])
         sp.add_argument("--steps", type=int, default=10)
         sp.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
@@ -392,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     esub = ev.add_subparsers(dest="what", required=False)
     el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
     eval_options(el, "results/latent")
+    es = esub.add_parser("synthesis", help="τ sweep of the perceptual synthesis (network interpolation) per quality")
+    eval_options(es, "results/synthesis")
     ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality; BD-rate vs CompressAI, WebP, JPEG")
     ec.add_argument("--data", required=True)
     ec.add_argument("--qualities", type=int, nargs="+", default=None)

@@ -80,16 +80,20 @@ class DecoderFamily:
     reconstruct: Callable[..., np.ndarray]  # (data, tau, sampler, steps, seed, progress) -> uint8 image
 
 
-def _latent_reconstruct(data, tau, sampler, steps, seed, progress=None):
-    from dpexplorer.models import reconstruct_file
+def _decoder(key: str):
+    """The family's (qualities, reconstruct) pair, through `models.reconstruct_file` (τ rules in one place)."""
 
-    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder="latent")
+    def reconstruct(data, tau, sampler, steps, seed, progress=None):
+        from dpexplorer.models import reconstruct_file
 
+        return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder=key)
 
-def _latent_qualities():
-    from dpexplorer.models import latent_qualities
+    def qualities():
+        from dpexplorer.models import DECODERS
 
-    return latent_qualities()
+        return DECODERS[key][0]()
+
+    return qualities, reconstruct
 
 
 FAMILIES: dict[str, DecoderFamily] = {
@@ -97,7 +101,12 @@ FAMILIES: dict[str, DecoderFamily] = {
         "latent", "Latent diffusion + τ fusion",
         "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
         "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
-        True, _latent_qualities, _latent_reconstruct),
+        True, *_decoder("latent")),
+    "synthesis": DecoderFamily(
+        "synthesis", "Perceptual synthesis (GAN, network interpolation)",
+        "A copy of the codec's synthesis transform fine-tuned on ŷ with LPIPS and a GAN loss; τ blends the "
+        "weights, θ_τ = (1 − τ)·θ₀ + τ·θ₁. Deterministic: sampler, steps and seed do not apply.",
+        False, *_decoder("synthesis")),
 }
 
 
