@@ -69,6 +69,9 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     assert json.dumps(again["means"]) == json.dumps(result["means"])  # (NaN-safe comparison)
     tau0 = [m for m in result["means"] if m["decoder"] in ("latent", "synthesis") and m["tau"] == 0.0]
     assert {m["decoder"] for m in tau0} == {"latent", "synthesis"}
+    bars = {(b["decoder"], b["sampler"]): b for b in result["tau_bar"]}
+    assert set(bars) == {("latent", "ddim"), ("latent", "ddpm"), ("synthesis", None)}
+    assert all(b["images"] == 2 and 0 <= b["share_tau1_better"] <= 1 for b in bars.values())
     plain = [m for m in result["means"] if m["decoder"] == "plain"][0]
     assert all(m["psnr"] == pytest.approx(plain["psnr"]) for m in tau0)  # τ = 0 is the base decoder
     for name in ("results.json", "results.csv", "dp_curves.png", "tau_crops_q1.png"):

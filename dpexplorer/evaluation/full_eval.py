@@ -250,7 +250,29 @@ def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_ima
         "weights": provenance, "means": means,
     }
     result["bd_rate"] = bd_rates(means)
+    result["tau_bar"] = tau_bars(cells)
     return result
+
+
+def tau_bars(cells: list[dict]) -> list[dict]:
+    """Per (quality, τ decoder, sampler): τ = 1 against τ = 0 on the same images — LPIPS change, share
+    of images better at τ = 1, PSNR cost, HF gap closed, monotonicity (issue 16's bar)."""
+    from dpexplorer.evaluation.synthesis_eval import summarize as bar_summary
+
+    groups = defaultdict(dict)
+    for c in cells:
+        if c["decoder"] in ("latent", "synthesis") and c.get("hf_ratio") is not None:
+            row = groups[(c["quality"], c["decoder"], c["sampler"])].setdefault(c["image"], {"bpp": c["bpp"]})
+            row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"]}
+    bars = []
+    for (q, dec, smp), by_image in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        taus = sorted(t for t in next(iter(by_image.values())) if t != "bpp")
+        rows = [r for r in by_image.values() if all(t in r for t in taus)]
+        if rows and taus[0] == 0.0 and taus[-1] == 1.0:
+            summary = bar_summary(rows, tuple(taus))
+            summary.pop("means")
+            bars.append({"quality": q, "decoder": dec, "sampler": smp, "images": len(rows), **summary})
+    return bars
 
 
 def bd_rates(means: list[dict]) -> dict:
@@ -379,4 +401,9 @@ def format_summary(result: dict) -> str:
                      f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
     for k, v in result["bd_rate"].items():
         lines.append(f"BD-rate {k}: {v:+.1f}%")
+    for b in result.get("tau_bar", []):
+        lines.append(f"τ=1 vs τ=0, q{b['quality']} {b['decoder']} {b['sampler'] or ''}: LPIPS "
+                     f"{100 * b['lpips_change_tau1']:+.0f}%, better on {100 * b['share_tau1_better']:.0f}% of "
+                     f"{b['images']} images, PSNR −{b['psnr_cost_tau1']:.2f} dB, HF gap closed "
+                     f"{b['hf_gap_closed']:.2f}; bar: " + " ".join(f"{k}{'✓' if v else '✗'}" for k, v in b["bar"].items()))
     return "\n".join(lines)
