@@ -120,3 +120,26 @@ def test_codec_eval_reports_bd_rates_against_compressai_and_same_image_baselines
     rows = (tmp_path / "out" / "codec_eval_baselines.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and "webp" in rows[1]
     assert "vs compressai mbt2018-mean" in format_table(result)
+
+
+def test_curves_of_decoders_not_rerun_are_carried_only_with_the_same_weights(tmp_path, tiny_weights_dir, monkeypatch):
+    from dataclasses import replace
+
+    from dpexplorer.evaluation.full_eval import run_eval
+
+    settings, _ = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
+    curves_path = tmp_path / "curves.json"
+    first = json.loads(curves_path.read_text())
+    latent = [s for s in first["series"] if s["kind"] == "latent"]
+    # a later run of the plain decoder and the synthesis only keeps the measured latent/JPEG/WebP curves
+    run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
+    second = json.loads(curves_path.read_text())
+    assert [s["kind"] for s in second["series"]].count("latent") == len(latent)
+    assert {s["kind"] for s in second["series"]} == {"plain", "latent", "synthesis", "jpeg", "webp"}
+    assert all(s["measured"] == first["date"] for s in second["series"] if s["kind"] in ("latent", "jpeg", "webp"))
+    # …but not once the latent module they were measured with is no longer the shipped one
+    stale = {**second, "weights": {**second["weights"], "latent-q1": "0" * 64}}
+    curves_path.write_text(json.dumps(stale))
+    run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
+    third = json.loads(curves_path.read_text())
+    assert {s["kind"] for s in third["series"]} == {"plain", "synthesis", "jpeg", "webp"}

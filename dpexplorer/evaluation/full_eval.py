@@ -101,11 +101,12 @@ def run_eval(settings: EvalSettings) -> dict:
             codec = get_codec(q)
             provenance[f"codec-q{q}"] = codec.weights_sha256
             pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
-            if pipeline is not None:
-                provenance[f"latent-q{q}"] = find_entry("latent", codec.cfg.arch, q)[1]["sha256"]
+            # every shipped module's hash, evaluated here or not: curves carried over from an earlier
+            # run are only kept while their weights are the shipped ones (`write_curves`)
+            for kind, shipped in (("latent", latent_qualities()), ("synthesis", synthesis_qualities())):
+                if q in shipped:
+                    provenance[f"{kind}-q{q}"] = find_entry(kind, codec.cfg.arch, q)[1]["sha256"]
             synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
-            if synth is not None:
-                provenance[f"synthesis-q{q}"] = find_entry("synthesis", codec.cfg.arch, q)[1]["sha256"]
             for path in images:
                 _eval_image(path, q, codec, pipeline, synth, provenance, settings, store, out)
                 bar.update(1)
@@ -344,11 +345,44 @@ def _point(m: dict) -> dict:
     return p
 
 
+def _series_weights(series: dict, qualities) -> list[str]:
+    """The provenance keys a series' numbers depend on."""
+    if series["kind"] in ("latent", "synthesis"):
+        return [f"codec-q{series['quality']}", f"{series['kind']}-q{series['quality']}"]
+    return [f"codec-q{q}" for q in qualities]
+
+
+def carried_series(old: dict | None, result: dict) -> list[dict]:
+    """Series of an earlier curves file for decoders this run did not evaluate, kept only if the same
+    images were used and every weight they depend on is still the one evaluated/shipped now."""
+    if not old or old.get("data") != result["data"] or old.get("images") != result["images"]:
+        return []
+    qualities = sorted({m["quality"] for m in result["means"]})
+    kept = []
+    for series in old.get("series", []):
+        if series["kind"] in result["settings"]["decoders"]:
+            continue
+        keys = _series_weights(series, qualities)
+        if all(result["weights"].get(k) and old.get("weights", {}).get(k) == result["weights"][k] for k in keys):
+            kept.append({**series, "measured": series.get("measured", old.get("date"))})
+    return kept
+
+
 def write_curves(result: dict, path: Path) -> dict:
+    old = None
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+    series = curve_series(result)
+    series += carried_series(old, result)
+    order = ("plain", "latent", "synthesis", "jpeg", "webp")
+    series.sort(key=lambda s: (order.index(s["kind"]) if s["kind"] in order else len(order), s.get("quality") or 0))
     curves = {"schema": CURVES_SCHEMA, "generated_by": result["generated_by"], "date": result["date"],
               "data": result["data"], "images": result["images"], "weights": result["weights"],
               "settings": {k: result["settings"][k] for k in ("decoders", "samplers", "steps", "taus", "seed")},
-              "series": curve_series(result)}
+              "series": series}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(curves, indent=2) + "\n")
     return curves
