@@ -94,7 +94,9 @@ def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lam
     save_file(out, str(path))
     path.chmod(0o644)
     manifest = load_manifest(directory)
-    entry = {**meta, "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    recipe = manifest["models"].get(name, {}).get("recipe")  # a re-export keeps the recipe it points to
+    entry = {**({"recipe": recipe} if recipe else {}), **meta, "file": path.name, "sha256": sha256_file(path),
+             "bytes": path.stat().st_size}
     manifest["models"][name] = entry
     save_manifest(manifest, directory)
     return entry

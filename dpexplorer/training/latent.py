@@ -29,44 +29,50 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
+from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
+                                        load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler, split_holdout
 
 
 @dataclass
 class LatentTrainConfig:
-    data: str
-    quality: int
-    arch: str | None = None
-    workdir: str = "~/.cache/dpexplorer/train"
-    aux_steps: int = 3000
-    diffusion_steps: int = 6000
+    """Defaults are the shipped q1/q2 recipe's (recipes/latent-q*.toml hold each shipped run exactly)."""
+
+    data: str = field(metadata={"help": "folder of training photos"})
+    quality: int = field(metadata={"help": "the shipped codec quality to train for", "aliases": ["-q"]})
+    arch: str | None = field(default=None, metadata={"help": "codec architecture (default: the shipped one)"})
+    workdir: str = field(default="~/.cache/dpexplorer/train", metadata={"help": "checkpoints and log (outside the repo)"})
+    aux_steps: int = field(default=800, metadata={"help": "stage 1: auxiliary encoder steps"})
+    diffusion_steps: int = field(default=3300, metadata={"help": "stage 2: denoiser steps"})
     batch: int = 8
     crop: int = 128
     lr: float = 1e-4
     disc_lr: float = 2e-4
-    w_mse: float = 0.3  # relative to the codec's own λ·255²·MSE weighting
+    w_mse: float = field(default=0.1, metadata={"help": "stage 1: fidelity weight, relative to the codec's λ·255²·MSE"})
     w_lpips: float = 1.0
-    w_adv: float = 0.3  # chosen by the stage-1 ablation (README, weights/README.md)
+    w_adv: float = field(default=0.3, metadata={"help": "stage 1: GAN weight (chosen by the ablation, weights/README.md)"})
     w_rate: float = 10.0
-    rate_slack: float = 0.06  # crop-level hinge; the rate it gives on whole photos is in weights/README.md
-    rho: float = 0.5  # stage 2: CDC's weight of LPIPS on g_s of the predicted clean latent (README: ρ runs)
+    rate_slack: float = field(default=0.05, metadata={  # crop-level hinge; its whole-photo rate: weights/README.md
+        "help": "stage 1: the auxiliary latent's rate may exceed the base latent's by this fraction"})
+    rho: float = field(default=0.5, metadata={
+        "help": "stage 2: CDC's ρ, the weight of LPIPS on g_s of the predicted clean latent"})
     perceptual_batch: int = 8
     width: int = 128
     blocks: int = 6
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
-    holdout: int = 16  # photos kept out of training to validate stage 1
-    run_name: str | None = None  # e.g. "wadv0.2" for an ablation run beside the main one
-    aux_only: bool = False  # stop after stage 1 and its validation (ablations)
+    holdout: int = field(default=16, metadata={"help": "photos (last in name order) kept out to validate stage 1"})
+    run_name: str | None = field(default=None, metadata={
+        "help": "a separate run beside the main one, e.g. for an ablation"})
+    aux_only: bool = field(default=False, metadata={"help": "stage 1 and its validation only (ablations)"})
 
     def run_dir(self, arch: str) -> Path:
         name = f"latent-{arch}-q{self.quality}" + (f"-{self.run_name}" if self.run_name else "")
@@ -376,3 +382,12 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     entry = save_weights(denoiser.state_dict(), name, meta, fp16=lambda k: k.endswith(".weight"))
     log(f"exported {entry['file']}")
     return entry
+
+
+def add_arguments(parser) -> None:
+    add_config_arguments(parser, LatentTrainConfig)
+
+
+def configs_from(args) -> list[LatentTrainConfig]:
+    """The runs to make, in order: one, or each phase of `--recipe` (each resumes the one before)."""
+    return configs_from_args(args, LatentTrainConfig)
