@@ -111,3 +111,22 @@ def test_every_shipped_model_points_to_its_recipe():
                 training["aux_steps"], training["diffusion_steps"], training["rho"])
             assert last.loss_weights() == training["weights"]
             assert last.width == entry["config"]["width"] and last.blocks == entry["config"]["blocks"]
+
+
+def model_card_tool():
+    """tools/model_card.py (a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_card", REPO / "tools" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_model_card_is_generated_from_the_manifest_and_recipes(monkeypatch):
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
+    tool = model_card_tool()
+    card = tool.render_model_card(REPO / "weights")
+    assert card == (REPO / "weights/README.md").read_text(), "run python tools/model_card.py"
+    assert "`recipes/latent-q3.toml`" in card and "w_mse 0.15" in card
+    assert tool.main(["--check", "--weights", str(REPO / "weights")]) == 0

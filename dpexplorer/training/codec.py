@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from compressai.losses import RateDistortionLoss
-from compressai.ops import quantize_ste
 
+from dpexplorer.codec import hyper_analysis, quantize_around_means, scales_and_means
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler
@@ -94,14 +94,10 @@ class MixedQuantization(torch.nn.Module):
     def forward(self, x):
         m = self.model
         y = m.g_a(x)
-        z_hat, z_likelihoods = m.entropy_bottleneck(m.h_a(y))
-        params = m.h_s(z_hat)
-        if params.shape[1] == 2 * y.shape[1]:  # mean-scale hyperprior
-            scales, means = params.chunk(2, 1)
-        else:
-            scales, means = params, torch.zeros_like(y)
+        z_hat, z_likelihoods = m.entropy_bottleneck(hyper_analysis(m, y))
+        scales, means = scales_and_means(m, z_hat)
         _, y_likelihoods = m.gaussian_conditional(y, scales, means=means)
-        y_hat = quantize_ste(y - means) + means
+        y_hat = quantize_around_means(y, means)
         return {"x_hat": m.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
+from dpexplorer.codec import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
 from dpexplorer.training.data import CropSampler, split_holdout
 
 
@@ -98,32 +99,18 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
-def quantize_around_means(y: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
-    """Rounding as the codec's entropy coder does it, with a straight-through gradient."""
-    m = means if means is not None else torch.zeros_like(y)
-    q = torch.round(y - m) + m
-    return y + (q - y).detach()
-
-
-def latent_and_rate(model, y: torch.Tensor, arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen hyperprior on latent y: its quantized ŷ and its rate in bits, both differentiable in y.
 
     Quantization is the entropy coder's rounding (around the predicted means) with straight-through
     gradients, and the rate is the frozen model's likelihood of exactly those symbols.
     """
-    z = model.h_a(y if arch == "mbt2018-mean" else torch.abs(y))
+    z = hyper_analysis(model, y)
     z_q, z_lik = model.entropy_bottleneck(z, training=False)  # rounded around the medians
     z_hat = z + (z_q - z).detach()
-    params = model.h_s(z_hat)
-    if arch == "mbt2018-mean":
-        scales, means = params.chunk(2, 1)
-    else:
-        scales, means = params, None
+    scales, means = scales_and_means(model, z_hat)
     y_hat = quantize_around_means(y, means)
-    gc = model.gaussian_conditional
-    y_lik = gc._likelihood(y_hat, scales, means)
-    if gc.use_likelihood_bound:
-        y_lik = gc.likelihood_lower_bound(y_lik)
+    y_lik = latent_likelihoods(model, y_hat, scales, means)
     bits = -(torch.log2(y_lik).sum(dim=(1, 2, 3)) + torch.log2(z_lik).sum(dim=(1, 2, 3)))
     return y_hat, bits
 
@@ -132,9 +119,8 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
     """Stage 1. Returns g'_a (also checkpointed, resumable)."""
     from dpexplorer.metrics import lpips_tensor
 
-    arch = codec.cfg.arch
     model = codec.model.to(device).eval().requires_grad_(False)
-    ckpt = cfg.run_dir(arch) / "aux.pt"
+    ckpt = cfg.run_dir(codec.cfg.arch) / "aux.pt"
     g_a2 = copy.deepcopy(model.g_a).train().requires_grad_(True)
     disc = PatchDiscriminator().to(device)
     opt = torch.optim.Adam(g_a2.parameters(), lr=cfg.lr)
@@ -149,9 +135,9 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
         x = sampler.batch(cfg.batch).to(device)
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
         with torch.no_grad():
-            _, bits_base = latent_and_rate(model, model.g_a(x), arch)
+            _, bits_base = latent_and_rate(model, model.g_a(x))
             bpp_base = bits_base.sum() / pixels
-        y_hat2, bits2 = latent_and_rate(model, g_a2(x), arch)
+        y_hat2, bits2 = latent_and_rate(model, g_a2(x))
         bpp2 = bits2.sum() / pixels
         x2 = model.g_s(y_hat2)
 
@@ -191,14 +177,14 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
     from dpexplorer.imageio import load_image
     from dpexplorer.metrics import all_metrics, to_uint8
 
-    arch, model = codec.cfg.arch, codec.model
+    model = codec.model
     sums = {"base": {}, "aux": {}}
     for path in paths:
         img = load_image(path)
         h, w = img.shape[:2]
         x = pad_to_multiple(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255)).to(device)
         for key, encoder in (("base", model.g_a), ("aux", g_a2)):
-            y_hat, bits = latent_and_rate(model, encoder(x), arch)
+            y_hat, bits = latent_and_rate(model, encoder(x))
             rec = to_uint8(model.g_s(y_hat).clamp(0, 1)[..., :h, :w].cpu())
             m = all_metrics(img, rec, extra=True)
             row = {"bpp": float(bits.sum()) / (h * w), **m}
@@ -246,13 +232,12 @@ def earlier_ablation_runs(previous: dict | None, current: list[dict]) -> list[di
 def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, device):
     """(ŷ, ŷ', x) for training crops: the decoder's latent, the auxiliary encoder's target and the
     crop itself (uint8, for the perceptual term)."""
-    arch = codec.cfg.arch
     model = codec.model
     ys, ys2, xs = [], [], []
     for _ in range(n_batches):
         x = sampler.batch(batch).to(device)
-        y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
-        y_hat2, _ = latent_and_rate(model, g_a2(x), arch)
+        y_hat, _ = latent_and_rate(model, model.g_a(x))
+        y_hat2, _ = latent_and_rate(model, g_a2(x))
         ys.append(y_hat.cpu())
         ys2.append(y_hat2.cpu())
         xs.append(x.mul(255).round().to(torch.uint8).cpu())

@@ -146,7 +146,7 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
     codec = codec or Codec.load(cfg.quality, cfg.arch)
-    arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
+    model = codec.model.to(device).eval().requires_grad_(False)
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")
     ckpt, out = run_dir / "last.pt", run_dir / "theta1.pt"
@@ -178,7 +178,7 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
-            y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
+            y_hat, _ = latent_and_rate(model, model.g_a(x))
             base = model.g_s(y_hat).clamp(0, 1) if cfg.disc_cond else None
         x1 = g_s1(y_hat)
         fake = x1.clamp(0, 1)
