@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_arguments(b)
     b.set_defaults(func=bench)
 
-    r = sub.add_parser("report", help="regenerate every number and figure of the README and assets/")
+    r = sub.add_parser("report", help="regenerate every measured number and figure: docs/results.md, assets/")
     r.add_argument("--data", required=True, help="evaluation folder (../shared/kodak)")
     r.add_argument("--out", default="results/report")
     r.add_argument("--bench-image", default=None, help="768×512 image for the bench (default: first of --data)")

@@ -18,13 +18,32 @@ from safetensors.torch import load_file, save_file
 
 from dpexplorer.errors import WeightsError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "manifest.json"
+_CHECKOUT = Path(__file__).resolve().parent.parent  # the repository, when the package runs from a clone
+
+
+def data_home() -> Path:
+    """The folder holding `weights/` and `assets/`: a checkout of the repository.
+
+    `$DPEXPLORER_HOME` if set; else the checkout the package was imported from (a clone, or an
+    editable install); else the current folder if it holds `weights/manifest.json` (`pip install .`,
+    then commands run in the clone). The weights (~82 MB) are not package data: a non-editable install
+    finds them through one of these."""
+    if home := os.environ.get("DPEXPLORER_HOME"):
+        return Path(home).expanduser()
+    for candidate in (_CHECKOUT, Path.cwd()):
+        if (candidate / "weights" / MANIFEST).is_file():
+            return candidate
+    return _CHECKOUT
+
+
+# Where the process started looking, for modules that read it at import (the app's curves file).
+REPO_ROOT = data_home()
 
 
 def weights_dir() -> Path:
-    """`$DPEXPLORER_WEIGHTS` if set, else the repository's `weights/`."""
-    return Path(os.environ.get("DPEXPLORER_WEIGHTS") or REPO_ROOT / "weights")
+    """`$DPEXPLORER_WEIGHTS` if set, else `weights/` of `data_home()`."""
+    return Path(os.environ.get("DPEXPLORER_WEIGHTS") or data_home() / "weights")
 
 
 def sha256_file(path: Path) -> str:
@@ -74,6 +93,10 @@ def find_entry(kind: str, arch: str | None, quality: int, directory: Path | None
     for name, entry in sorted(models.items()):
         if entry.get("kind") == kind and entry.get("quality") == quality and arch in (None, entry.get("arch")):
             return name, entry
+    path = (directory or weights_dir()) / MANIFEST
+    if not path.is_file():
+        raise WeightsError(f"no weights found ({path} does not exist): set DPEXPLORER_HOME to a DP Explorer "
+                           "checkout (the folder holding weights/), or DPEXPLORER_WEIGHTS to its weights folder")
     shipped = sorted(f"{e.get('arch')} q{e.get('quality')}" for e in models.values() if e.get("kind") == kind)
     raise WeightsError(f"no shipped {kind} weights for {arch or 'any architecture'} q{quality} "
                        f"(shipped: {', '.join(shipped) or 'none'})")
