@@ -78,9 +78,10 @@ def load_manifest(directory: Path | None = None) -> dict:
     return copy.deepcopy(manifest(directory))
 
 
-def save_manifest(manifest: dict, directory: Path | None = None) -> None:
+def save_manifest(records: dict, directory: Path | None = None) -> None:
     path = (directory or weights_dir()) / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
+    _read_manifest.cache_clear()  # another process's edit is seen by its mtime and size
 
 
 def model_name(kind: str, arch: str, quality: int) -> str:
