@@ -57,8 +57,7 @@ def scales_and_means(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     """h_s(ẑ) split into the Gaussian's scales and means (None: y is coded around 0)."""
     params = model.h_s(z_hat)
     if is_mean_scale(model):
-        scales, means = params.chunk(2, 1)
-        return scales, means
+        return params.chunk(2, 1)
     return params, None
 
 
@@ -75,7 +74,7 @@ def latent_likelihoods(model, y_hat: torch.Tensor, scales: torch.Tensor, means: 
 
     CompressAI's public `gaussian_conditional(y, …, training=False)` rounds y again without a
     straight-through gradient (no gradient reaches y), so this calls its likelihood directly, the one
-    place that does (tests/test_codec.py pins it to the public forward's values)."""
+    place that does (tests/test_hyperprior.py pins it to the public forward's values)."""
     gc = model.gaussian_conditional
     likelihood = gc._likelihood(y_hat, scales, means)
     return gc.likelihood_lower_bound(likelihood) if gc.use_likelihood_bound else likelihood
@@ -126,12 +125,7 @@ class Codec:
     @classmethod
     def load(cls, quality: int, arch: str | None = None, weights_dir=None) -> "Codec":
         """The shipped, trained model of `quality` from `weights/` (hash-checked)."""
-        return cls.from_entry(*find_entry("codec", arch, quality, weights_dir), weights_dir)
-
-    @classmethod
-    def from_entry(cls, name: str, entry: dict, weights_dir=None) -> "Codec":
-        """The model of a manifest entry (`weights.find_entry`), its file checked against the entry's hash."""
-        quality = entry["quality"]
+        name, entry = find_entry("codec", arch, quality, weights_dir)  # the manifest, read once per change
         cfg = codec_config(entry["arch"], quality, (entry["N"], entry["M"]))
         model = build_model(cfg)
         state = load_weights(entry, weights_dir)

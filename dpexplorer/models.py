@@ -11,7 +11,7 @@ import numpy as np
 
 from dpexplorer.bitstream import Bitstream
 from dpexplorer.codec import Codec
-from dpexplorer.weights import find_entry, manifest, weights_dir
+from dpexplorer.weights import find_entry, load_manifest, weights_dir
 
 _lock = threading.Lock()
 
@@ -20,7 +20,7 @@ _lock = threading.Lock()
 def _cached_codec(quality: int, arch: str, pretrained: bool, directory: str) -> Codec:
     if pretrained:
         return Codec.pretrained(quality, arch)
-    return Codec.from_entry(*find_entry("codec", arch, quality, Path(directory)), Path(directory))
+    return Codec.load(quality, arch, Path(directory))
 
 
 def get_codec(quality: int, arch: str | None = None, pretrained: bool = False) -> Codec:
@@ -33,7 +33,7 @@ def get_codec(quality: int, arch: str | None = None, pretrained: bool = False) -
 
 def shipped_qualities() -> list[int]:
     """Qualities with trained codec weights in weights/, ascending."""
-    models = manifest()["models"].values()
+    models = load_manifest()["models"].values()
     return sorted({e["quality"] for e in models if e.get("kind") == "codec"})
 
 
@@ -74,7 +74,7 @@ def get_latent_pipeline(quality: int, arch: str | None = None):
 
 
 def latent_qualities() -> list[int]:
-    models = manifest()["models"].values()
+    models = load_manifest()["models"].values()
     return sorted({e["quality"] for e in models if e.get("kind") == "latent"})
 
 
