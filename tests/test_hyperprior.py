@@ -57,3 +57,19 @@ def test_container_round_trip(arch):
     data = bs.to_bytes()
     assert Bitstream.from_bytes(data) == bs
     assert len(data) == 40 + 12 + 8  # 40 bytes of container, then the strings
+
+
+@torch.no_grad()
+def test_codec_training_sees_the_hyperprior_compressai_sees(codec):
+    """Mixed quantization's z and rate terms are CompressAI's own forward's (the scale-only model's h_a
+    sees |y|)."""
+    from dpexplorer.training.codec import MixedQuantization
+
+    model = codec.model.eval()  # deterministic rounding in both entropy models
+    seen = []
+    hook = model.entropy_bottleneck.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    x = torch.rand(1, 3, 64, 64)
+    ours, theirs = MixedQuantization(model)(x)["likelihoods"], model(x)["likelihoods"]
+    hook.remove()
+    assert torch.equal(seen[0], seen[1])
+    assert torch.allclose(ours["z"], theirs["z"]) and torch.allclose(ours["y"], theirs["y"])
