@@ -97,7 +97,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
     """One flag per field of `config_cls`, plus `--recipe`. Nothing is stored unless given, so that a
     recipe can sit between the dataclass defaults and the command line (see `configs_from_args`)."""
     parser.add_argument("--recipe", default=None,
-                        help="a recipes/*.toml file: what a shipped model was trained with; flags override it")
+                        help="a recipes/*.toml file: what a shipped model was trained with; a flag given here "
+                             "overrides it in every phase")
     for f in fields(config_cls):
         meta, base = f.metadata, _field_type(config_cls, f)
         names = ["--" + f.name.replace("_", "-"), *meta.get("aliases", ())]
