@@ -217,21 +217,20 @@ def cmd_metrics(args) -> int:
 
 
 def cmd_train_codec(args) -> int:
-    from dpexplorer.training.codec import config_from_args, train_codec
+    from dpexplorer.training.codec import configs_from, train_codec
 
-    train_codec(config_from_args(args))
+    for phase in configs_from(args):  # a recipe's phases resume one another
+        train_codec(phase)
     return EXIT_OK
 
 
 def cmd_train_latent(args) -> int:
-    from dpexplorer.training.latent import LatentTrainConfig, train_latent
+    from dpexplorer.training.latent import configs_from, train_latent
 
-    cfg = LatentTrainConfig(data=args.data, quality=args.quality, arch=args.arch, workdir=args.workdir,
-                            aux_steps=args.aux_steps, diffusion_steps=args.diffusion_steps, batch=args.batch,
-                            crop=args.crop, w_mse=args.w_mse, w_lpips=args.w_lpips, w_adv=args.w_adv,
-                            rate_slack=args.rate_slack, seed=args.seed, threads=args.threads,
-                            holdout=args.holdout, run_name=args.run_name, aux_only=args.aux_only, rho=args.rho)
-    print(json.dumps(train_latent(cfg, export=not args.no_export), indent=2, default=str))
+    phases = configs_from(args)
+    for i, phase in enumerate(phases):  # only the last phase exports
+        result = train_latent(phase, export=not args.no_export and i == len(phases) - 1)
+    print(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 
 
@@ -341,28 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(tc)
     tc.set_defaults(func=cmd_train_codec)
     tl = tsub.add_parser("latent", help="auxiliary encoder + latent diffusion for a shipped codec quality")
-    tl.add_argument("--data", required=True, help="folder of training photos")
-    tl.add_argument("--quality", "-q", type=int, required=True)
-    tl.add_argument("--arch", default=None)
-    tl.add_argument("--workdir", default="~/.cache/dpexplorer/train", help="checkpoints and log (outside the repo)")
-    tl.add_argument("--aux-steps", type=int, default=3000, help="stage 1: auxiliary encoder steps")
-    tl.add_argument("--diffusion-steps", type=int, default=6000, help="stage 2: denoiser steps")
-    tl.add_argument("--batch", type=int, default=8)
-    tl.add_argument("--crop", type=int, default=128)
-    tl.add_argument("--w-mse", type=float, default=0.3)
-    tl.add_argument("--w-lpips", type=float, default=1.0)
-    tl.add_argument("--w-adv", type=float, default=0.3)
-    tl.add_argument("--rate-slack", type=float, default=0.06,
-                    help="stage 1: the auxiliary latent's rate may exceed the base latent's by this fraction")
-    tl.add_argument("--rho", type=float, default=0.5,
-                    help="stage 2: CDC's ρ, the weight of LPIPS on g_s of the predicted clean latent")
-    tl.add_argument("--holdout", type=int, default=16, help="photos (last in name order) kept out to validate stage 1")
-    tl.add_argument("--run-name", default=None, help="a separate run beside the main one, e.g. for an ablation")
-    tl.add_argument("--aux-only", action="store_true", help="stage 1 and its validation only (ablations)")
+    from dpexplorer.training.latent import add_arguments as latent_arguments
+
+    latent_arguments(tl)
     tl.add_argument("--no-export", action="store_true",
                     help="leave weights/ alone (the denoiser stays in the run's checkpoint)")
-    tl.add_argument("--seed", type=int, default=0)
-    tl.add_argument("--threads", type=int, default=None)
     tl.set_defaults(func=cmd_train_latent)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
@@ -411,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_arguments(b)
     b.set_defaults(func=bench)
 
-    r = sub.add_parser("report", help="regenerate every number and figure of the README and assets/")
+    r = sub.add_parser("report", help="regenerate every measured number and figure: docs/results.md, assets/")
     r.add_argument("--data", required=True, help="evaluation folder (../shared/kodak)")
     r.add_argument("--out", default="results/report")
     r.add_argument("--bench-image", default=None, help="768×512 image for the bench (default: first of --data)")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from compressai.models import MeanScaleHyperprior
+from compressai.ops import quantize_ste
 from safetensors.torch import save as safetensors_bytes
 
 from dpexplorer.bitstream import Bitstream
@@ -36,6 +38,46 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+# ---- the hyperprior's rules, shared by the codec, its training and the latent module's training ----
+# (Ballé et al., "Variational image compression with a scale hyperprior"; Minnen et al., "Joint
+# autoregressive and hierarchical priors for learned image compression", its mean-scale variant.)
+def is_mean_scale(model) -> bool:
+    """mbt2018-mean predicts a mean and a scale per latent element; bmshj2018-hyperprior a scale only."""
+    return isinstance(model, MeanScaleHyperprior)
+
+
+def hyper_analysis(model, y: torch.Tensor) -> torch.Tensor:
+    """z = h_a(y); the scale-only hyperprior looks at |y|, as in CompressAI's models."""
+    return model.h_a(y if is_mean_scale(model) else torch.abs(y))
+
+
+def scales_and_means(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """h_s(ẑ) split into the Gaussian's scales and means (None: y is coded around 0)."""
+    params = model.h_s(z_hat)
+    if is_mean_scale(model):
+        return params.chunk(2, 1)
+    return params, None
+
+
+def quantize_around_means(y: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
+    """ŷ = round(y − μ) + μ, the symbols the entropy coder writes (what `decompress` gives back), with a
+    straight-through gradient so that training can see it (CompressAI's `quantize_ste`)."""
+    if means is None:
+        return quantize_ste(y)
+    return quantize_ste(y - means) + means
+
+
+def latent_likelihoods(model, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
+    """The frozen Gaussian conditional's likelihood of the symbols ŷ, differentiable in ŷ.
+
+    CompressAI's public `gaussian_conditional(y, …, training=False)` rounds y again without a
+    straight-through gradient (no gradient reaches y), so this calls its likelihood directly, the one
+    place that does (tests/test_hyperprior.py pins it to the public forward's values)."""
+    gc = model.gaussian_conditional
+    likelihood = gc._likelihood(y_hat, scales, means)
+    return gc.likelihood_lower_bound(likelihood) if gc.use_likelihood_bound else likelihood
 
 
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -83,7 +125,7 @@ class Codec:
     @classmethod
     def load(cls, quality: int, arch: str | None = None, weights_dir=None) -> "Codec":
         """The shipped, trained model of `quality` from `weights/` (hash-checked)."""
-        name, entry = find_entry("codec", arch, quality, weights_dir)
+        name, entry = find_entry("codec", arch, quality, weights_dir)  # the manifest, read once per change
         cfg = codec_config(entry["arch"], quality, (entry["N"], entry["M"]))
         model = build_model(cfg)
         state = load_weights(entry, weights_dir)
@@ -157,17 +199,13 @@ class Codec:
         compress`, each latent-sized tensor is dropped as soon as its Python list exists: at 48 MP a tensor is
         144 MB and a list 288 MB, and holding them all pushed the encoder's peak over 3 GB."""
         m, gc = self.model, self.model.gaussian_conditional
-        z = m.h_a(y if self.cfg.arch == "mbt2018-mean" else torch.abs(y))
+        z = hyper_analysis(m, y)
         z_strings = m.entropy_bottleneck.compress(z)
         z_hat = m.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        params = m.h_s(z_hat)
-        if self.cfg.arch == "mbt2018-mean":
-            scales, means = params.chunk(2, 1)
-        else:
-            scales, means = params, None
+        scales, means = scales_and_means(m, z_hat)
         indexes = gc.build_indexes(scales)
         symbols = gc.quantize(y, "symbols", means)
-        del y, params, scales, means
+        del y, scales, means
         symbols = symbols.reshape(-1).tolist()
         indexes = indexes.reshape(-1).tolist()
         y_string = gc.entropy_coder.encode_with_indexes(symbols, indexes, gc._quantized_cdf.tolist(),
@@ -203,11 +241,7 @@ class Codec:
         try:
             with thread_invariant():  # ŷ = symbols + means(h_s): the same to the bit for any thread count
                 z_hat = m.entropy_bottleneck.decompress([bs.strings[1]], bs.z_shape)
-                params = m.h_s(z_hat)
-                if self.cfg.arch == "mbt2018-mean":
-                    scales, means = params.chunk(2, 1)
-                else:
-                    scales, means = params, None
+                scales, means = scales_and_means(m, z_hat)
                 indexes = m.gaussian_conditional.build_indexes(scales)
                 y_hat = m.gaussian_conditional.decompress([bs.strings[0]], indexes, z_hat.dtype, means=means)
         except BitstreamError:

@@ -1,33 +1,38 @@
-"""`dpexplorer report --data ../shared/kodak`: the one command that regenerates every number and figure
-in the README's results section and in `assets/` from the shipped weights.
+"""`dpexplorer report --data ../shared/kodak`: the one command that regenerates every measured number
+and figure from the shipped weights.
 
-It runs the full evaluation (resumable), writes `assets/kodak_curves.json` (what the app plots) and
-`assets/kodak_dp_curves.png`, records each codec's Kodak means in `weights/manifest.json` (and the
-model card), runs the benchmark, and rewrites the README between its `<!-- results:begin/end -->`
-and `<!-- bench:begin/end -->` markers.
+It runs the full evaluation (resumable), writes `assets/kodak_curves.json` (what the app plots),
+`assets/kodak_dp_curves.png` and the τ crops, records each codec's Kodak means in
+`weights/manifest.json`, runs the benchmark, and writes `docs/results.md` (a file it owns whole).
+It edits no hand-written document: the README's summary and the model card
+(`python tools/model_card.py`) are refreshed by hand from these.
 """
 
 from __future__ import annotations
 
 import math
-import re
+import os
 import shutil
 from pathlib import Path
 
-from dpexplorer.weights import REPO_ROOT
+from dpexplorer.weights import data_home
 
 
 def _fmt(v, spec):
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
-def results_markdown(result: dict) -> str:
+def results_markdown(result: dict, assets: Path, page: Path) -> str:
+    """The results section: figures (linked relative to `page`, the file it goes in) and every row."""
+    def link(path: Path) -> str:
+        return Path(os.path.relpath(path, page.parent)).as_posix()
+
     means = result["means"]
     lines = [f"Measured on {result['data']} ({result['images']} images) on {result['date'][:10]} with the shipped "
              f"weights; bpp counts every byte of each `.dpx` file. Regenerate with "
              f"`dpexplorer report --data ../shared/kodak`.", "",
-             "![Kodak rate–PSNR, rate–LPIPS and distortion–perception plane](assets/kodak_dp_curves.png)", "",
-             "| q | decoder | sampler | τ | bpp | PSNR | MS-SSIM | LPIPS | HF ratio | FLIP | SSIMULACRA2 | NLPD | MS-GMSD |",
+             f"![Kodak rate–PSNR, rate–LPIPS and distortion–perception plane]({link(assets / 'kodak_dp_curves.png')})",
+             "", "| q | decoder | sampler | τ | bpp | PSNR | MS-SSIM | LPIPS | HF ratio | FLIP | SSIMULACRA2 | NLPD | MS-GMSD |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {"plain": 0, "latent": 1, "jpeg": 2, "webp": 3}
     for m in sorted(means, key=lambda m: (m["quality"], order[m["decoder"]], m["sampler"] or "", m["tau"] or 0)):
@@ -36,8 +41,8 @@ def results_markdown(result: dict) -> str:
                      f"{_fmt(m['psnr'], '.2f')} | {_fmt(m['ms_ssim'], '.4f')} | {_fmt(m['lpips'], '.4f')} | "
                      f"{_fmt(m['hf_ratio'], '.2f')} | {_fmt(m['flip'], '.4f')} | {_fmt(m['ssimulacra2'], '.2f')} | "
                      f"{_fmt(m['nlpd'], '.4f')} | {_fmt(m['ms_gmsd'], '.4f')} |")
-    for crops in sorted((REPO_ROOT / "assets").glob("kodak_tau_crops_q*.png")):
-        lines += ["", f"![zoomed crops across τ]({crops.relative_to(REPO_ROOT)})"]
+    for crops in sorted(assets.glob("kodak_tau_crops_q*.png")):
+        lines += ["", f"![zoomed crops across τ]({link(crops)})"]
     lines += ["", "JPEG/WebP rows: Pillow, quality searched per image to match the codec's bpp at that quality.",
               "CompressAI references: published Kodak results (MSE) of `mbt2018-mean`, our architecture, and "
               "`bmshj2018-hyperprior`: CompressAI's `results/image/kodak/compressai-*_mse_cuda.json`.", ""]
@@ -53,21 +58,16 @@ def bench_markdown(r: dict) -> str:
     return "```\n" + format_bench(r) + "\n```"
 
 
-def replace_section(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README has no <!-- {name}:begin/end --> markers")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
-
-
-def run_report(data: str, readme: Path = REPO_ROOT / "README.md", out: str = "results/report",
-               bench_image: str | None = None, extra: bool = True) -> None:
+def run_report(data: str, home: Path | None = None, out: str = "results/report", bench_image: str | None = None,
+               extra: bool = True) -> Path:
+    """Evaluation, assets, manifest means and benchmark → `docs/results.md` of `home` (the checkout)."""
     from dpexplorer.bench import run_bench
     from dpexplorer.evaluation.codec_eval import record_in_manifest
     from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
     from dpexplorer.imageio import list_images
 
-    assets = REPO_ROOT / "assets"
+    home = home or data_home()
+    assets, page = home / "assets", home / "docs" / "results.md"
     result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json")))
     shutil.copyfile(Path(out) / "dp_curves.png", assets / "kodak_dp_curves.png")
     for crops in sorted(Path(out).glob("tau_crops_q*.png")):
@@ -84,8 +84,13 @@ def run_report(data: str, readme: Path = REPO_ROOT / "README.md", out: str = "re
 
         bench_image = next((str(p) for p in list_images(data) if Image.open(p).size == (768, 512)), None)
     bench = run_bench(bench_image, large=True)
-    text = readme.read_text()
-    text = replace_section(text, "results", results_markdown(result))
-    text = replace_section(text, "bench", bench_markdown(bench))
-    readme.write_text(text)
-    print(f"updated {readme}, {assets / 'kodak_curves.json'}, {assets / 'kodak_dp_curves.png'}")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(results_page(results_markdown(result, assets, page), bench_markdown(bench)))
+    print(f"wrote {page}, {assets / 'kodak_curves.json'}, {assets / 'kodak_dp_curves.png'}; "
+          "the model card: python tools/model_card.py")
+    return page
+
+
+def results_page(results: str, bench: str) -> str:
+    return ("# Results\n\nGenerated by `dpexplorer report --data ../shared/kodak`; do not edit by hand.\n\n"
+            f"## Kodak, every decoder\n\n{results}\n\n## Speed and memory\n\n{bench}\n")

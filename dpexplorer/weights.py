@@ -6,9 +6,11 @@ training data and measured Kodak metrics. Nothing here unpickles: safetensors ho
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -16,13 +18,32 @@ from safetensors.torch import load_file, save_file
 
 from dpexplorer.errors import WeightsError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "manifest.json"
+_CHECKOUT = Path(__file__).resolve().parent.parent  # the repository, when the package runs from a clone
+
+
+def data_home() -> Path:
+    """The folder holding `weights/` and `assets/`: a checkout of the repository.
+
+    `$DPEXPLORER_HOME` if set; else the checkout the package was imported from (a clone, or an
+    editable install); else the current folder if it holds `weights/manifest.json` (`pip install .`,
+    then commands run in the clone). The weights (~82 MB) are not package data: a non-editable install
+    finds them through one of these."""
+    if home := os.environ.get("DPEXPLORER_HOME"):
+        return Path(home).expanduser()
+    for candidate in (_CHECKOUT, Path.cwd()):
+        if (candidate / "weights" / MANIFEST).is_file():
+            return candidate
+    return _CHECKOUT
+
+
+# Where the process started looking, for modules that read it at import (the app's curves file).
+REPO_ROOT = data_home()
 
 
 def weights_dir() -> Path:
-    """`$DPEXPLORER_WEIGHTS` if set, else the repository's `weights/`."""
-    return Path(os.environ.get("DPEXPLORER_WEIGHTS") or REPO_ROOT / "weights")
+    """`$DPEXPLORER_WEIGHTS` if set, else `weights/` of `data_home()`."""
+    return Path(os.environ.get("DPEXPLORER_WEIGHTS") or data_home() / "weights")
 
 
 def sha256_file(path: Path) -> str:
@@ -33,19 +54,34 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_manifest(directory: Path | None = None) -> dict:
+def manifest(directory: Path | None = None) -> dict:
+    """The manifest, read once per change of the file (every load and render looks it up): shared,
+    do not modify it (`load_manifest` gives a copy to edit)."""
     path = (directory or weights_dir()) / MANIFEST
-    if not path.is_file():
-        return {"models": {}}
     try:
-        return json.loads(path.read_text())
+        stat = path.stat()
+    except OSError:
+        return {"models": {}}
+    return _read_manifest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _read_manifest(path: str, mtime_ns: int, size: int) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{path}: not valid JSON ({exc})") from None
 
 
-def save_manifest(manifest: dict, directory: Path | None = None) -> None:
+def load_manifest(directory: Path | None = None) -> dict:
+    """A copy of the manifest, to edit and `save_manifest`."""
+    return copy.deepcopy(manifest(directory))
+
+
+def save_manifest(records: dict, directory: Path | None = None) -> None:
     path = (directory or weights_dir()) / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
+    _read_manifest.cache_clear()  # another process's edit is seen by its mtime and size
 
 
 def model_name(kind: str, arch: str, quality: int) -> str:
@@ -54,10 +90,14 @@ def model_name(kind: str, arch: str, quality: int) -> str:
 
 def find_entry(kind: str, arch: str | None, quality: int, directory: Path | None = None) -> tuple[str, dict]:
     """The manifest entry of (kind, arch, quality); `arch=None` takes whichever is shipped."""
-    models = load_manifest(directory)["models"]
+    models = manifest(directory)["models"]
     for name, entry in sorted(models.items()):
         if entry.get("kind") == kind and entry.get("quality") == quality and arch in (None, entry.get("arch")):
             return name, entry
+    path = (directory or weights_dir()) / MANIFEST
+    if not path.is_file():
+        raise WeightsError(f"no weights found ({path} does not exist): set DPEXPLORER_HOME to a DP Explorer "
+                           "checkout (the folder holding weights/), or DPEXPLORER_WEIGHTS to its weights folder")
     shipped = sorted(f"{e.get('arch')} q{e.get('quality')}" for e in models.values() if e.get("kind") == kind)
     raise WeightsError(f"no shipped {kind} weights for {arch or 'any architecture'} q{quality} "
                        f"(shipped: {', '.join(shipped) or 'none'})")
@@ -93,74 +133,10 @@ def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lam
     path = directory / f"{name}.safetensors"
     save_file(out, str(path))
     path.chmod(0o644)
-    manifest = load_manifest(directory)
-    entry = {**meta, "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-    manifest["models"][name] = entry
-    save_manifest(manifest, directory)
+    records = load_manifest(directory)
+    recipe = records["models"].get(name, {}).get("recipe")  # a re-export keeps the recipe it points to
+    entry = {**({"recipe": recipe} if recipe else {}), **meta, "file": path.name, "sha256": sha256_file(path),
+             "bytes": path.stat().st_size}
+    records["models"][name] = entry
+    save_manifest(records, directory)
     return entry
-
-
-def _ablation_table(file: str, runs: list[dict]) -> list[str]:
-    """Stage-1 validations (base decoder → auxiliary latent) of the runs recorded with a latent model."""
-    lines = ["", f"## {file}: stage-1 loss weights (held-out photos, g_s(ŷ) → g_s(ŷ'))", "",
-             "`codec`: the codec weights the run was trained on (SHA-256 prefix); rows of earlier exports "
-             "(other codec weights, or runs whose folders are gone) are kept.", "",
-             "| run | codec | aux steps | w_mse | w_lpips | w_adv | rate slack | bpp | PSNR | LPIPS | FLIP | HF ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        w, b, a = r["weights"], r["holdout"]["base"], r["holdout"]["aux"]
-
-        def pair(k, fmt):
-            return f"{format(b[k], fmt)} → {format(a[k], fmt)}"
-
-        run = r["run"] + (" (shipped)" if r.get("shipped") else "")
-        codec = f"`{r['codec_sha256'][:12]}…`" if r.get("codec_sha256") else "–"
-        lines.append(f"| {run} | {codec} | {r['aux_steps']} | {w['w_mse']} | {w['w_lpips']} | {w['w_adv']} | {w['rate_slack']} | "
-                     f"{pair('bpp', '.3f')} | {pair('psnr', '.2f')} | {pair('lpips', '.3f')} | "
-                     f"{pair('flip', '.3f')} | {pair('hf_ratio', '.2f')} |")
-    return lines
-
-
-def _steps(training: dict) -> str:
-    """Training steps; a latent module's as stage 1 (auxiliary encoder) + stage 2 (denoiser)."""
-    if "diffusion_steps" in training:
-        return f"{training.get('aux_steps', '–')} + {training['diffusion_steps']}"
-    return str(training.get("steps", "–"))
-
-
-def write_model_card(directory: Path | None = None) -> Path:
-    """weights/README.md, generated from the manifest (data, steps, wall time, measured metrics)."""
-    directory = directory or weights_dir()
-    models = load_manifest(directory)["models"]
-    lines = ["# Model card: shipped weights", "",
-             "Generated from `manifest.json` by `dpexplorer.weights.write_model_card()`; the Kodak numbers are "
-             "measured on the shipped files by `dpexplorer report` (or `dpexplorer eval codec "
-             "--update-manifest`).", "",
-             "All models were trained here from scratch on CPU (no pretrained weights were available), on "
-             "`shared/train_photos/` (584 photos: BSDS500, Sun-Hays 80, 4 of Urban100; research/training use "
-             "only). Kodak was used for evaluation only.", "",
-             "| file | kind | arch | q | λ | steps | wall (h) | Kodak bpp | PSNR | MS-SSIM | LPIPS | SHA-256 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, e in sorted(models.items()):
-        t, ev = e.get("training", {}), e.get("eval", {})
-
-        def f(key, fmt):
-            return format(ev[key], fmt) if key in ev else "–"
-
-        lines.append(f"| {e['file']} | {e.get('kind')} | {e.get('arch')} | {e.get('quality')} | {e.get('lambda', '–')} | "
-                     f"{_steps(t)} | {t.get('wall_hours', '–')} | {f('bpp', '.4f')} | "
-                     f"{f('psnr', '.2f')} | {f('ms_ssim', '.4f')} | {f('lpips', '.4f')} | `{e['sha256'][:12]}…` |")
-    notes = [f"- {e['file']}: {e['training']['notes']}" for e in models.values() if e.get("training", {}).get("notes")]
-    notes += [f"- {e['file']}: float16 kernels vs the float32 checkpoint on {len(c['images'])} images: "
-              f"ΔPSNR {c['mean_delta_psnr_db']:+.4f} dB, Δbpp {c['mean_delta_bpp']:+.5f}"
-              for e in models.values() if (c := e.get("fp16_check"))]
-    if notes:
-        lines += ["", "## Notes", *notes]
-    for e in models.values():
-        if runs := e.get("training", {}).get("ablation"):
-            lines += _ablation_table(e["file"], runs)
-    lines += ["", "Storage: safetensors; convolution kernels in float16, entropy-model parameters, CDF tables "
-              "and GDN parameters in float32. Loading checks each file's SHA-256 against the manifest."]
-    path = directory / "README.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path

@@ -44,7 +44,7 @@ def test_tau0_is_the_plain_decoder_and_tau1_is_theta1(tiny_codec, latent):
 def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
     from dpexplorer.evaluation.synthesis_eval import evaluate_images, summarize
     from dpexplorer.synthesis import InterpolatedSynthesis
-    from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, config_from_args,
+    from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, configs_from,
                                                load_theta1, train_synthesis)
 
     data = tmp_path / "photos"
@@ -57,7 +57,7 @@ def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
 
     p = argparse.ArgumentParser()
     add_arguments(p)
-    cfg = config_from_args(p.parse_args(["--data", str(data), "--quality", "1", "--workdir", str(tmp_path / "w"),
+    (cfg,) = configs_from(p.parse_args(["--data", str(data), "--quality", "1", "--workdir", str(tmp_path / "w"),
                                          "--steps", "2", "--batch", "2", "--crop", "64", "--threads", "1",
                                          "--run-name", "t", "--no-disc-cond", "--w-hf", "0.3"]))
     assert cfg.disc_cond is False and cfg.min_scale == SynthesisTrainConfig.min_scale

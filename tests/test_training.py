@@ -48,7 +48,7 @@ def test_rate_through_the_frozen_entropy_model_has_gradients(tiny_codec):
 
     model = tiny_codec.model
     y = (5 * model.g_a(torch.rand(1, 3, 64, 64))).detach().requires_grad_(True)  # non-zero symbols
-    y_hat, bits = latent_and_rate(model, y, tiny_codec.cfg.arch)
+    y_hat, bits = latent_and_rate(model, y)
     assert y_hat.shape == y.shape and torch.all(bits > 0)
     bits.sum().backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
@@ -106,11 +106,12 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert all(torch.equal(v, again["denoiser"].state_dict()[k]) for k, v in out["denoiser"].state_dict().items())
 
     # the model card prints the ablation as a table, one row per stage-1 run
-    from dpexplorer.weights import save_weights, write_model_card
+    from dpexplorer.weights import save_weights
+    from test_recipes import model_card_tool
 
     meta = {"kind": "latent", "arch": "mbt2018-mean", "quality": 1, "training": {"ablation": runs}}
     save_weights(out["denoiser"].state_dict(), "latent-mbt2018-mean-q1", meta, directory=tmp_path / "w")
-    card = write_model_card(tmp_path / "w").read_text()
+    card = model_card_tool().write_model_card(tmp_path / "w").read_text()
     table = card.split("stage-1 loss weights")[1]
     rows = [line for line in table.splitlines() if line.startswith("| latent-mbt2018-mean-q1")]
     assert [r.split(" | ")[0] for r in rows] == ["| latent-mbt2018-mean-q1 (shipped)",

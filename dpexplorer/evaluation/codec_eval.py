@@ -176,8 +176,8 @@ def plot_codec_eval(result: dict, path: Path) -> None:
 
 
 def record_in_manifest(result: dict) -> None:
-    """Write each quality's measured means into its manifest entry (the model card reads them)."""
-    from dpexplorer.weights import load_manifest, save_manifest, write_model_card
+    """Write each quality's measured means into its manifest entry (tools/model_card.py prints them)."""
+    from dpexplorer.weights import load_manifest, save_manifest
 
     manifest = load_manifest()
     for q, info in result["codecs"].items():
@@ -186,4 +186,3 @@ def record_in_manifest(result: dict) -> None:
                 entry["eval"] = {"data": Path(result["data"]).name, "images": result["images"],
                                  **{k: round(v, 4) for k, v in result["mean"][q].items() if not math.isnan(v)}}
     save_manifest(manifest)
-    write_model_card()

@@ -15,41 +15,46 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from compressai.losses import RateDistortionLoss
-from compressai.ops import quantize_ste
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
+from dpexplorer.codec import hyper_analysis, quantize_around_means, scales_and_means
+from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
+                                        load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 from dpexplorer.zoo import DEFAULT_ARCH, build_model, codec_config
 
 
 @dataclass
 class CodecTrainConfig:
-    data: str
-    quality: int
-    arch: str = DEFAULT_ARCH
-    workdir: str = "~/.cache/dpexplorer/train"
+    data: str = field(metadata={"help": "folder of training photos"})
+    quality: int = field(metadata={"help": "quality 1..8 (sets λ)", "aliases": ["-q"]})
+    arch: str = field(default=DEFAULT_ARCH, metadata={"help": "bmshj2018-hyperprior or mbt2018-mean"})
+    workdir: str = field(default="~/.cache/dpexplorer/train", metadata={"help": "checkpoints and log (outside the repo)"})
     steps: int = 20000
-    batch: int = 8
+    batch: int = field(default=8, metadata={"help": "crops per step (per rank under torchrun)"})
     crop: int = 128
     final_crop: int = 256  # larger crops for the last `final_crop_frac` of training
     final_crop_frac: float = 0.2
-    lr: float = 1e-4
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
     aux_lr: float = 1e-3
     lr_drop_frac: float = 0.9  # "step" schedule: lr ×0.1 from this fraction of training on
-    lr_schedule: str = "step"  # "step" or "cosine" (linear warm-up, cosine decay to lr_min)
+    lr_schedule: str = field(default="step", metadata={  # linear warm-up, cosine decay to lr_min
+        "choices": ["step", "cosine"], "help": "step: ×0.1 from lr_drop_frac; cosine: warm-up, decay to lr_min"})
     warmup_steps: int = 0
-    lr_min: float = 1e-6
-    quantization: str = "mixed"  # "mixed" or "noise" (see the module docstring)
-    minutes: float | None = None  # wall-time budget: training ends at `steps` or here, whichever first
-    init_from: str | None = None  # a checkpoint (e.g. of another quality) or shipped .safetensors to start from
-    checkpoint_every_s: float = 300.0
+    lr_min: float = field(default=1e-6, metadata={"help": "end of the cosine schedule"})
+    quantization: str = field(default="mixed", metadata={  # see the module docstring
+        "choices": ["mixed", "noise"], "help": "what g_s sees in training: rounded latent (mixed) or noisy (noise)"})
+    minutes: float | None = field(default=None, metadata={  # training ends at `steps` or here, whichever first
+        "help": "wall-time budget of this call (the schedule follows it); a checkpoint at the end"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "checkpoint or shipped weights/*.safetensors to start from (e.g. another quality)"})
+    checkpoint_every_s: float = field(default=300.0, metadata={"help": "seconds", "aliases": ["--checkpoint-every"]})
     seed: int = 0
     threads: int | None = None
 
@@ -89,14 +94,10 @@ class MixedQuantization(torch.nn.Module):
     def forward(self, x):
         m = self.model
         y = m.g_a(x)
-        z_hat, z_likelihoods = m.entropy_bottleneck(m.h_a(y))
-        params = m.h_s(z_hat)
-        if params.shape[1] == 2 * y.shape[1]:  # mean-scale hyperprior
-            scales, means = params.chunk(2, 1)
-        else:
-            scales, means = params, torch.zeros_like(y)
+        z_hat, z_likelihoods = m.entropy_bottleneck(hyper_analysis(m, y))
+        scales, means = scales_and_means(m, z_hat)
         _, y_likelihoods = m.gaussian_conditional(y, scales, means=means)
-        y_hat = quantize_ste(y - means) + means
+        y_hat = quantize_around_means(y, means)
         return {"x_hat": m.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
 
@@ -215,42 +216,18 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
 
 
 def add_arguments(parser) -> None:
-    d = CodecTrainConfig
-    parser.add_argument("--data", required=True, help="folder of training photos")
-    parser.add_argument("--quality", "-q", type=int, required=True, help="quality 1..8 (sets λ)")
-    parser.add_argument("--arch", default=d.arch, help="bmshj2018-hyperprior or mbt2018-mean")
-    parser.add_argument("--workdir", default=d.workdir, help="checkpoints and log (outside the repo)")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--batch", type=int, default=d.batch)
-    parser.add_argument("--crop", type=int, default=d.crop)
-    parser.add_argument("--final-crop", type=int, default=d.final_crop)
-    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    parser.add_argument("--lr-schedule", choices=("step", "cosine"), default=d.lr_schedule)
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    parser.add_argument("--lr-min", type=float, default=d.lr_min, help="end of the cosine schedule")
-    parser.add_argument("--quantization", choices=("mixed", "noise"), default=d.quantization,
-                        help="what g_s sees in training: rounded latent (mixed) or noisy (noise)")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="wall-time budget of this call (the schedule follows it); a checkpoint at the end")
-    parser.add_argument("--init-from", default=None,
-                        help="checkpoint or shipped weights/*.safetensors to start from (e.g. another quality)")
-    parser.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s, help="seconds")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--threads", type=int, default=None)
+    add_config_arguments(parser, CodecTrainConfig)
 
 
-def config_from_args(args) -> CodecTrainConfig:
-    return CodecTrainConfig(data=args.data, quality=args.quality, arch=args.arch, workdir=args.workdir,
-                            steps=args.steps, batch=args.batch, crop=args.crop, final_crop=args.final_crop,
-                            lr=args.lr, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-                            lr_min=args.lr_min, quantization=args.quantization, minutes=args.minutes,
-                            init_from=args.init_from, checkpoint_every_s=args.checkpoint_every,
-                            seed=args.seed, threads=args.threads)
+def configs_from(args) -> list[CodecTrainConfig]:
+    """The runs to make, in order: one, or each phase of `--recipe` (each resumes the one before)."""
+    return configs_from_args(args, CodecTrainConfig)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # what torchrun starts (DDP)
     import argparse
 
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    train_codec(config_from_args(p.parse_args()))
+    for phase in configs_from(p.parse_args()):
+        train_codec(phase)

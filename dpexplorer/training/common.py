@@ -1,10 +1,15 @@
-"""Pieces every training loop shares: device/DDP set-up, logging, safe checkpoints."""
+"""Pieces every training loop shares: device/DDP set-up, logging, safe checkpoints, and the flags and
+recipes derived from a config dataclass."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
+import tomllib
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import torch
@@ -71,3 +76,93 @@ def resume(path: Path, device, parts: dict) -> tuple[int, float]:
     for name, part in parts.items():
         part.load_state_dict(state[name])
     return state["step"], state.get("wall_s", 0.0)  # early stage-2 checkpoints had no wall time
+
+
+# ---- configs as the single source of defaults, flags and recipes ----------------------------------
+# Every field of a training config dataclass is a flag (`--field-name`; help, choices and short
+# aliases from the field's metadata, as Hugging Face's HfArgumentParser reads them). A recipe
+# (`recipes/*.toml`) holds what a shipped model was trained with: `[config]` sets fields and each
+# `[[phase]]` (optional) overrides some of them for one run that resumes the previous one. The
+# precedence is: dataclass default < recipe < phase < a flag given on the command line.
+RECIPE_KEYS = {"model", "command", "config", "phase"}
+LAUNCH_KEYS = {"ranks"}  # how a run was launched (DDP ranks), in [config] or a phase; not a config field
+
+
+def _field_type(config_cls, f):
+    tp = typing.get_type_hints(config_cls)[f.name]
+    return next((a for a in typing.get_args(tp) if a is not type(None)), tp)  # X | None → X
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
+    """One flag per field of `config_cls`, plus `--recipe`. Nothing is stored unless given, so that a
+    recipe can sit between the dataclass defaults and the command line (see `configs_from_args`)."""
+    parser.add_argument("--recipe", default=None,
+                        help="a recipes/*.toml file: what a shipped model was trained with; a flag given here "
+                             "overrides it in every phase")
+    for f in fields(config_cls):
+        meta, base = f.metadata, _field_type(config_cls, f)
+        names = ["--" + f.name.replace("_", "-"), *meta.get("aliases", ())]
+        default = "required" if f.default is MISSING else None if f.default is None else f"default {f.default}"
+        text = ", ".join(filter(None, [meta.get("help"), default]))
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": text or None}
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = base
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+        parser.add_argument(*names, **kwargs)
+
+
+def load_recipe(path: str | Path) -> dict:
+    """A recipe file, checked for unknown top-level keys (its fields are checked against a config)."""
+    path = Path(os.path.expanduser(str(path)))
+    try:
+        recipe = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    if unknown := set(recipe) - RECIPE_KEYS:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (a recipe has {sorted(RECIPE_KEYS)})")
+    return recipe
+
+
+def recipe_configs(config_cls, recipe: dict | None = None, overrides: dict | None = None) -> list:
+    """The config of each phase of `recipe` (one config without phases), with `overrides` on top.
+
+    A phase's `ranks` (it ran under `torchrun` on that many DDP ranks, `batch` per rank) keeps its
+    global batch on any number of ranks: the batch per rank becomes batch·ranks / WORLD_SIZE."""
+    recipe, overrides = recipe or {}, overrides or {}
+    names = {f.name: f for f in fields(config_cls)}
+    base = recipe.get("config", {})
+    configs = []
+    for phase in recipe.get("phase") or [{}]:
+        values = {**base, **phase}
+        if unknown := set(values) - set(names) - LAUNCH_KEYS:
+            raise ValueError(f"recipe sets {sorted(unknown)}, which {config_cls.__name__} does not have")
+        ranks = values.pop("ranks", None)
+        values = {k: _coerce(config_cls, names[k], v) for k, v in values.items()} | overrides
+        if ranks and "batch" not in overrides:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            values["batch"] = max(1, values.get("batch", names["batch"].default) * ranks // world)
+        if missing := [n for n, f in names.items() if f.default is MISSING and n not in values]:
+            raise ValueError(f"missing {', '.join('--' + n.replace('_', '-') for n in missing)} "
+                             "(give it as a flag or in the recipe)")
+        configs.append(config_cls(**values))
+    return configs
+
+
+def _coerce(config_cls, f, value):
+    """A TOML value as the field's type (TOML writes 1 for 1.0); anything else is an error."""
+    base = _field_type(config_cls, f)
+    if base is float and type(value) is int:
+        return float(value)
+    if value is not None and type(value) is not base:
+        raise ValueError(f"recipe: {f.name} = {value!r} is not a {base.__name__}")
+    return value
+
+
+def configs_from_args(args: argparse.Namespace, config_cls) -> list:
+    """The phases to run for parsed flags (`add_config_arguments`): recipe, then the flags given."""
+    given = {f.name: getattr(args, f.name) for f in fields(config_cls) if hasattr(args, f.name)}
+    recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else None
+    return recipe_configs(config_cls, recipe, given)

@@ -1,4 +1,5 @@
-"""Training checkpoint → shipped weights (safetensors + manifest entry)."""
+"""Training checkpoint → shipped weights (safetensors + manifest entry; `python tools/model_card.py`
+then regenerates the model card)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from dpexplorer.training.common import load_checkpoint
-from dpexplorer.weights import model_name, save_weights, write_model_card
+from dpexplorer.weights import model_name, save_weights
 from dpexplorer.zoo import build_model, codec_config
 
 # Convolution kernels of the four transforms go to float16 (halves the file; measured effect on
@@ -57,8 +58,7 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
         manifest = load_manifest(directory)
         manifest["models"][name] = entry
         save_manifest(manifest, directory)
-    write_model_card(directory)
-    return entry
+    return entry  # the model card: python tools/model_card.py
 
 
 def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:
@@ -74,13 +74,14 @@ def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | Non
     if state["codec_sha256"] != codec.weights_sha256:
         raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, "
                          f"not the shipped {codec.weights_sha256[:12]}…")
-    recipe = {k: v for k, v in cfg.items() if k not in ("data", "workdir", "run_name", "threads", "minutes",
+    config = {k: v for k, v in cfg.items() if k not in ("data", "workdir", "run_name", "threads", "minutes",
                                                         "steps", "checkpoint_every_s")}
     meta = {
         "kind": "synthesis", "arch": codec.cfg.arch, "quality": codec.cfg.quality,
+        "recipe": f"recipes/synthesis-q{codec.cfg.quality}.toml",
         "codec_sha256": codec.weights_sha256, "exported": date.today().isoformat(),
         "training": {"data": cfg["data"], "steps": int(state["step"]),
-                     "wall_hours": round(float(state["wall_s"]) / 3600, 3), "recipe": recipe, "notes": notes},
+                     "wall_hours": round(float(state["wall_s"]) / 3600, 3), "config": config, "notes": notes},
     }
     name = model_name("synthesis", codec.cfg.arch, codec.cfg.quality)
     return save_weights(state["g_s1"], name, meta, fp16=lambda k: k.endswith(".weight") and state["g_s1"][k].ndim == 4,

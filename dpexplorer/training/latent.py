@@ -29,44 +29,51 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
+from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
+                                        load_checkpoint, resume, setup_device)
+from dpexplorer.codec import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
 from dpexplorer.training.data import CropSampler, split_holdout
 
 
 @dataclass
 class LatentTrainConfig:
-    data: str
-    quality: int
-    arch: str | None = None
-    workdir: str = "~/.cache/dpexplorer/train"
-    aux_steps: int = 3000
-    diffusion_steps: int = 6000
+    """Defaults are the shipped q1/q2 recipe's (recipes/latent-q*.toml hold each shipped run exactly)."""
+
+    data: str = field(metadata={"help": "folder of training photos"})
+    quality: int = field(metadata={"help": "the shipped codec quality to train for", "aliases": ["-q"]})
+    arch: str | None = field(default=None, metadata={"help": "codec architecture (default: the shipped one)"})
+    workdir: str = field(default="~/.cache/dpexplorer/train", metadata={"help": "checkpoints and log (outside the repo)"})
+    aux_steps: int = field(default=800, metadata={"help": "stage 1: auxiliary encoder steps"})
+    diffusion_steps: int = field(default=3300, metadata={"help": "stage 2: denoiser steps"})
     batch: int = 8
     crop: int = 128
     lr: float = 1e-4
     disc_lr: float = 2e-4
-    w_mse: float = 0.3  # relative to the codec's own λ·255²·MSE weighting
+    w_mse: float = field(default=0.1, metadata={"help": "stage 1: fidelity weight, relative to the codec's λ·255²·MSE"})
     w_lpips: float = 1.0
-    w_adv: float = 0.3  # chosen by the stage-1 ablation (README, weights/README.md)
+    w_adv: float = field(default=0.3, metadata={"help": "stage 1: GAN weight (chosen by the ablation, weights/README.md)"})
     w_rate: float = 10.0
-    rate_slack: float = 0.06  # crop-level hinge; the rate it gives on whole photos is in weights/README.md
-    rho: float = 0.5  # stage 2: CDC's weight of LPIPS on g_s of the predicted clean latent (README: ρ runs)
+    rate_slack: float = field(default=0.05, metadata={  # crop-level hinge; its whole-photo rate: weights/README.md
+        "help": "stage 1: the auxiliary latent's rate may exceed the base latent's by this fraction"})
+    rho: float = field(default=0.5, metadata={
+        "help": "stage 2: CDC's ρ, the weight of LPIPS on g_s of the predicted clean latent"})
     perceptual_batch: int = 8
     width: int = 128
     blocks: int = 6
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
-    holdout: int = 16  # photos kept out of training to validate stage 1
-    run_name: str | None = None  # e.g. "wadv0.2" for an ablation run beside the main one
-    aux_only: bool = False  # stop after stage 1 and its validation (ablations)
+    holdout: int = field(default=16, metadata={"help": "photos (last in name order) kept out to validate stage 1"})
+    run_name: str | None = field(default=None, metadata={
+        "help": "a separate run beside the main one, e.g. for an ablation"})
+    aux_only: bool = field(default=False, metadata={"help": "stage 1 and its validation only (ablations)"})
 
     def run_dir(self, arch: str) -> Path:
         name = f"latent-{arch}-q{self.quality}" + (f"-{self.run_name}" if self.run_name else "")
@@ -92,32 +99,18 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
-def quantize_around_means(y: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
-    """Rounding as the codec's entropy coder does it, with a straight-through gradient."""
-    m = means if means is not None else torch.zeros_like(y)
-    q = torch.round(y - m) + m
-    return y + (q - y).detach()
-
-
-def latent_and_rate(model, y: torch.Tensor, arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen hyperprior on latent y: its quantized ŷ and its rate in bits, both differentiable in y.
 
     Quantization is the entropy coder's rounding (around the predicted means) with straight-through
     gradients, and the rate is the frozen model's likelihood of exactly those symbols.
     """
-    z = model.h_a(y if arch == "mbt2018-mean" else torch.abs(y))
+    z = hyper_analysis(model, y)
     z_q, z_lik = model.entropy_bottleneck(z, training=False)  # rounded around the medians
     z_hat = z + (z_q - z).detach()
-    params = model.h_s(z_hat)
-    if arch == "mbt2018-mean":
-        scales, means = params.chunk(2, 1)
-    else:
-        scales, means = params, None
+    scales, means = scales_and_means(model, z_hat)
     y_hat = quantize_around_means(y, means)
-    gc = model.gaussian_conditional
-    y_lik = gc._likelihood(y_hat, scales, means)
-    if gc.use_likelihood_bound:
-        y_lik = gc.likelihood_lower_bound(y_lik)
+    y_lik = latent_likelihoods(model, y_hat, scales, means)
     bits = -(torch.log2(y_lik).sum(dim=(1, 2, 3)) + torch.log2(z_lik).sum(dim=(1, 2, 3)))
     return y_hat, bits
 
@@ -126,9 +119,8 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
     """Stage 1. Returns g'_a (also checkpointed, resumable)."""
     from dpexplorer.metrics import lpips_tensor
 
-    arch = codec.cfg.arch
     model = codec.model.to(device).eval().requires_grad_(False)
-    ckpt = cfg.run_dir(arch) / "aux.pt"
+    ckpt = cfg.run_dir(codec.cfg.arch) / "aux.pt"
     g_a2 = copy.deepcopy(model.g_a).train().requires_grad_(True)
     disc = PatchDiscriminator().to(device)
     opt = torch.optim.Adam(g_a2.parameters(), lr=cfg.lr)
@@ -143,9 +135,9 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
         x = sampler.batch(cfg.batch).to(device)
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
         with torch.no_grad():
-            _, bits_base = latent_and_rate(model, model.g_a(x), arch)
+            _, bits_base = latent_and_rate(model, model.g_a(x))
             bpp_base = bits_base.sum() / pixels
-        y_hat2, bits2 = latent_and_rate(model, g_a2(x), arch)
+        y_hat2, bits2 = latent_and_rate(model, g_a2(x))
         bpp2 = bits2.sum() / pixels
         x2 = model.g_s(y_hat2)
 
@@ -185,14 +177,14 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
     from dpexplorer.imageio import load_image
     from dpexplorer.metrics import all_metrics, to_uint8
 
-    arch, model = codec.cfg.arch, codec.model
+    model = codec.model
     sums = {"base": {}, "aux": {}}
     for path in paths:
         img = load_image(path)
         h, w = img.shape[:2]
         x = pad_to_multiple(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255)).to(device)
         for key, encoder in (("base", model.g_a), ("aux", g_a2)):
-            y_hat, bits = latent_and_rate(model, encoder(x), arch)
+            y_hat, bits = latent_and_rate(model, encoder(x))
             rec = to_uint8(model.g_s(y_hat).clamp(0, 1)[..., :h, :w].cpu())
             m = all_metrics(img, rec, extra=True)
             row = {"bpp": float(bits.sum()) / (h * w), **m}
@@ -240,13 +232,12 @@ def earlier_ablation_runs(previous: dict | None, current: list[dict]) -> list[di
 def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, device):
     """(ŷ, ŷ', x) for training crops: the decoder's latent, the auxiliary encoder's target and the
     crop itself (uint8, for the perceptual term)."""
-    arch = codec.cfg.arch
     model = codec.model
     ys, ys2, xs = [], [], []
     for _ in range(n_batches):
         x = sampler.batch(batch).to(device)
-        y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
-        y_hat2, _ = latent_and_rate(model, g_a2(x), arch)
+        y_hat, _ = latent_and_rate(model, model.g_a(x))
+        y_hat2, _ = latent_and_rate(model, g_a2(x))
         ys.append(y_hat.cpu())
         ys2.append(y_hat2.cpu())
         xs.append(x.mul(255).round().to(torch.uint8).cpu())
@@ -376,3 +367,12 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     entry = save_weights(denoiser.state_dict(), name, meta, fp16=lambda k: k.endswith(".weight"))
     log(f"exported {entry['file']}")
     return entry
+
+
+def add_arguments(parser) -> None:
+    add_config_arguments(parser, LatentTrainConfig)
+
+
+def configs_from(args) -> list[LatentTrainConfig]:
+    """The runs to make, in order: one, or each phase of `--recipe` (each resumes the one before)."""
+    return configs_from_args(args, LatentTrainConfig)

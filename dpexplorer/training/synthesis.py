@@ -34,8 +34,7 @@ import copy
 import math
 import os
 import time
-import typing
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.training.common import TrainLogger, atomic_save, load_checkpoint, resume, setup_device
+from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
+                                        load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 from dpexplorer.training.latent import PatchDiscriminator, latent_and_rate
 
@@ -146,7 +146,7 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
     codec = codec or Codec.load(cfg.quality, cfg.arch)
-    arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
+    model = codec.model.to(device).eval().requires_grad_(False)
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")
     ckpt, out = run_dir / "last.pt", run_dir / "theta1.pt"
@@ -178,7 +178,7 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
-            y_hat, _ = latent_and_rate(model, model.g_a(x), arch)
+            y_hat, _ = latent_and_rate(model, model.g_a(x))
             base = model.g_s(y_hat).clamp(0, 1) if cfg.disc_cond else None
         x1 = g_s1(y_hat)
         fake = x1.clamp(0, 1)
@@ -218,29 +218,21 @@ def load_theta1(path: str | Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(Path(os.path.expanduser(str(path))))["g_s"]
 
 
-# ---- CLI: every config field is a flag, with the dataclass as the single source of defaults ----
-def add_arguments(parser: argparse.ArgumentParser, config=SynthesisTrainConfig) -> None:
-    hints = typing.get_type_hints(config)
-    for f in fields(config):
-        flag = "--" + f.name.replace("_", "-")
-        tp = hints[f.name]
-        base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)  # X | None → X
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.default is MISSING:
-            parser.add_argument(flag, type=base, required=True)
-        else:
-            parser.add_argument(flag, type=base, default=f.default, help=f"default {f.default}")
+# ---- CLI: every config field is a flag (training/common.py), `--recipe` a recipes/*.toml ----------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, SynthesisTrainConfig)
 
 
-def config_from_args(args, config=SynthesisTrainConfig):
-    return config(**{f.name: getattr(args, f.name) for f in fields(config)})
+def configs_from(args) -> list[SynthesisTrainConfig]:
+    """The runs to make, in order: one, or each phase of `--recipe` (each resumes the one before)."""
+    return configs_from_args(args, SynthesisTrainConfig)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    train_synthesis(config_from_args(p.parse_args(argv)))
+    for cfg in configs_from(p.parse_args(argv)):
+        train_synthesis(cfg)
 
 
 if __name__ == "__main__":
