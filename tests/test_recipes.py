@@ -111,6 +111,10 @@ def test_every_shipped_model_points_to_its_recipe():
                 training["aux_steps"], training["diffusion_steps"], training["rho"])
             assert last.loss_weights() == training["weights"]
             assert last.width == entry["config"]["width"] and last.blocks == entry["config"]["blocks"]
+        if entry["kind"] == "synthesis":
+            assert last.steps == training["steps"]
+            assert {k: getattr(last, k) for k in training["config"] if k != "arch"} == {
+                k: v for k, v in training["config"].items() if k != "arch"}
 
 
 def model_card_tool():

@@ -163,14 +163,14 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
 
 @pytest.mark.slow
 def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
-    """Every shipped quality has a synthesis module trained on exactly its shipped codec."""
+    """Every shipped synthesis module was trained on exactly the shipped codec of its quality."""
     monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
     from dpexplorer.models import get_codec, get_synthesis, shipped_qualities, synthesis_qualities
     from dpexplorer.weights import find_entry
 
     if not synthesis_qualities():
         pytest.skip("no shipped synthesis modules")
-    assert synthesis_qualities() == shipped_qualities()
+    assert set(synthesis_qualities()) <= set(shipped_qualities())
     for q in synthesis_qualities():
         assert find_entry("synthesis", None, q)[1]["codec_sha256"] == get_codec(q).weights_sha256
         get_synthesis(q)  # loads, hash-checked
