@@ -125,9 +125,9 @@ def run_eval(settings: EvalSettings) -> dict:
     result = summarize(cells, settings, provenance, len(images))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_csv(cells, out / "results.csv")
-    plot_all(result, out)
-    if settings.assets:
-        write_curves(result, Path(settings.assets))
+    # the curves file keeps the curves of decoders this run did not evaluate (same weights): plot those too
+    series = write_curves(result, Path(settings.assets))["series"] if settings.assets else curve_series(result)
+    plot_all(result, out, series)
     print(format_summary(result))
     return result
 
@@ -388,22 +388,22 @@ def write_curves(result: dict, path: Path) -> dict:
     return curves
 
 
-def plot_all(result: dict, out: Path) -> None:
+def plot_all(result: dict, out: Path, series: list[dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = curve_series(result)
+    series = curve_series(result) if series is None else series
     ref = COMPRESSAI_KODAK["mbt2018-mean"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     for s in series:
         pts = s["points"]
         if s["kind"] in ("plain", "jpeg", "webp"):
             for ax, key in zip(axes[:2], ("psnr", "lpips")):
                 ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], s["style"], label=s["label"])
-        axes[2].plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], s["style"], label=s["label"],
-                     markersize=4)
+        faint = {"alpha": 0.35, "markersize": 3} if s["kind"] == "latent" else {"markersize": 4}
+        axes[2].plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], s["style"], label=s["label"], **faint)
     for q in sorted({m["quality"] for m in result["means"]}):
         taus1 = [m for m in result["means"]
                  if m["decoder"] in ("latent", "synthesis") and m["quality"] == q and m["tau"] == 1.0]
@@ -419,7 +419,7 @@ def plot_all(result: dict, out: Path) -> None:
     axes[0].set_title("rate–PSNR")
     axes[1].set_title("rate–LPIPS")
     axes[2].set_title("distortion–perception plane")
-    axes[2].legend(fontsize=6)
+    axes[2].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a curve
     axes[0].legend(fontsize=6)
     fig.suptitle(f"{result['data']}: {result['images']} images")
     fig.tight_layout()
