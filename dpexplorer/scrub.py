@@ -1,0 +1,101 @@
+"""τ scrubbing: a sweep of frames τ = 0, 0.1, …, 1 per (bitstream, decoder setting), rendered once in
+the background so that a τ drag can show the nearest frame at once (the browser swaps cached PNGs) and
+this image's own τ curve (PSNR, LPIPS per frame) is drawn without waiting.
+
+The family caches its τ-independent work (the latent decoder draws r̃ once per bitstream, sampler, steps
+and seed), so a frame is one synthesis pass. Frames are PNG files (written by the app, one per τ) plus
+their numbers; the images themselves are not kept in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dpexplorer import explorer, metrics
+
+FRAME_TAUS = tuple(round(i / 10, 1) for i in range(11))
+MAX_SETTINGS = 3  # frame sets kept per bitstream (the latest settings)
+
+
+@dataclass
+class Frame:
+    tau: float
+    png: str
+    psnr: float | None = None
+    lpips: float | None = None
+
+
+@dataclass
+class FrameSet:
+    key: tuple
+    frames: dict[float, Frame] = field(default_factory=dict)
+
+    def ready(self) -> list[Frame]:
+        """Frames whose files still exist, by τ (the app's folder is swept after an idle hour)."""
+        for tau in [t for t, f in self.frames.items() if not os.path.isfile(f.png)]:
+            del self.frames[tau]
+        return [self.frames[t] for t in sorted(self.frames)]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ready()) == len(FRAME_TAUS)
+
+    def curve(self) -> list[dict]:
+        return [{"tau": f.tau, "psnr": f.psnr, "lpips": f.lpips} for f in self.ready() if f.lpips is not None]
+
+
+def setting_key(family: explorer.DecoderFamily, sampler: str, steps: int, seed: int) -> tuple:
+    """What a frame depends on besides the bitstream; sampler, steps and seed only where the family uses them."""
+    return (family.key, sampler, int(steps), int(seed)) if family.uses_sampler else (family.key,)
+
+
+def frame_set(enc: explorer.Encoded, key: tuple) -> FrameSet:
+    """The frames of `enc` at setting `key` (created empty; the oldest setting beyond MAX_SETTINGS goes)."""
+    sets = enc._frames
+    if key in sets:
+        sets[key] = sets.pop(key)  # most recent last
+    else:
+        sets[key] = FrameSet(key)
+        while len(sets) > MAX_SETTINGS:
+            del sets[next(iter(sets))]
+    return sets[key]
+
+
+def latest_setting(enc: explorer.Encoded) -> tuple | None:
+    """The setting whose frames were asked for last (a render of it or its sweep)."""
+    return next(reversed(enc._frames), None)
+
+
+def on_grid(tau: float) -> float | None:
+    """The frame τ equal to `tau` (to 1e-9), or None."""
+    nearest = round(float(tau) * 10) / 10
+    return nearest if abs(nearest - float(tau)) < 1e-9 else None
+
+
+def add_frame(enc: explorer.Encoded, fs: FrameSet, tau: float, image: np.ndarray,
+              write_png: Callable[[np.ndarray], str], png: str | None = None) -> Frame:
+    """Store `image` as the frame at grid τ `tau` (its PNG written unless given), with PSNR and LPIPS."""
+    frame = Frame(tau, png or write_png(image))
+    if enc.original is not None:
+        frame.psnr, frame.lpips = metrics.psnr(enc.original, image), metrics.lpips(enc.original, image)
+    fs.frames[tau] = frame
+    return frame
+
+
+def render_frames(enc: explorer.Encoded, family: explorer.DecoderFamily, sampler: str, steps: int, seed: int,
+                  write_png: Callable[[np.ndarray], str],
+                  base_png: str | None = None) -> Iterator[tuple[int, int]]:
+    """Render the missing frames of this setting; yields (frames ready, total) after each one."""
+    fs = frame_set(enc, setting_key(family, sampler, steps, seed))
+    total = len(FRAME_TAUS)
+    for tau in FRAME_TAUS:
+        if tau not in fs.frames or not os.path.isfile(fs.frames[tau].png):
+            if tau == 0.0:  # τ = 0 is the codec decoder for every family: its PNG is already there
+                add_frame(enc, fs, tau, explorer.base_reconstruction(enc), write_png, base_png)
+            else:
+                add_frame(enc, fs, tau, family.reconstruct(enc.data, tau, sampler, int(steps), int(seed)), write_png)
+        yield len(fs.ready()), total
