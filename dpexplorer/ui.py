@@ -313,6 +313,7 @@ def tau_frames(state, family_key, sampler, steps, seed, progress=gr.Progress(), 
     frames = scrub.render_frames(enc, family, sampler, steps, seed, lambda im: _png(request, im),
                                  _cached_png(enc, "codec", explorer.base_reconstruction(enc), request))
     key = scrub.setting_key(family, sampler, steps, seed)
+    scrub.frame_set(enc, key)  # the latest asked for, until another setting is rendered
     done = total = len(scrub.FRAME_TAUS)
     while True:
         _foreground.wait_idle()  # a render (a τ release) goes first
@@ -550,17 +551,18 @@ def build_demo() -> gr.Blocks:
         heavy = dict(concurrency_id="heavy")  # one queue for everything that runs a network
         background = dict(concurrency_id="frames", concurrency_limit=1, show_progress="minimal")
 
-        def then_frames(event):
+        def then_frames(event, api_name=None):
             """After a render: this setting's cached frames at once, then the missing ones in the background."""
+            visibility = dict(api_name=api_name) if api_name else dict(api_visibility="private")
             return event.success(current_frames, setting, frames_html, api_visibility="private", show_progress="hidden") \
-                .then(tau_frames, setting, frames_out, api_visibility="private", **background)
+                .then(tau_frames, setting, frames_out, **visibility, **background)
 
         # `change` also fires for an example click, not only for an upload.
         encoded = gr.on([upload.change, encode_btn.click, quality.input], encode_upload, [upload, quality, state],
                         [state, original, info, dpx_out], api_name="encode", **heavy)
         encoded.success(editor_background, state, editor, api_visibility="private", show_progress="hidden")
         then_frames(encoded.success(render, controls, outputs, api_name="render_encoded", api_visibility="private",
-                                    **heavy))
+                                    **heavy), api_name="tau_frames")
         quality.input(update_families, quality, family, api_visibility="private")
         family.change(sampler_controls, family, [sampler, steps, seed], api_visibility="private")
         opened = dpx_in.upload(open_dpx, dpx_in, [state, original, info, dpx_out], api_name="open_dpx", **heavy)
@@ -576,8 +578,6 @@ def build_demo() -> gr.Blocks:
                           trigger_mode="always_last", api_name="render_setting", api_visibility="private", **heavy)
         then_frames(changed)
         demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
-        frames_btn = gr.Button(visible=False)
-        frames_btn.click(tau_frames, setting, frames_out, api_name="tau_frames", **background)
         export_btn.click(export_comparison, [state, family, sampler, steps, seed, zoom_x, zoom_y],
                          [slide, export_files], api_name="export", **heavy)
         brush_btn.click(editor_to_mask, editor, mask_file, api_visibility="private") \
