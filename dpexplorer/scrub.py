@@ -10,12 +10,14 @@ their numbers; the images themselves are not kept in memory.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dpexplorer import explorer, metrics
+from dpexplorer.imageio import load_image
 
 FRAME_TAUS = tuple(round(i / 10, 1) for i in range(11))
 MAX_SETTINGS = 3  # frame sets kept per bitstream (the latest settings)
@@ -27,6 +29,7 @@ class Frame:
     png: str
     psnr: float | None = None
     lpips: float | None = None
+    ms_ssim: float | None = None
 
 
 @dataclass
@@ -77,25 +80,38 @@ def on_grid(tau: float) -> float | None:
 
 
 def add_frame(enc: explorer.Encoded, fs: FrameSet, tau: float, image: np.ndarray,
-              write_png: Callable[[np.ndarray], str], png: str | None = None) -> Frame:
-    """Store `image` as the frame at grid τ `tau` (its PNG written unless given), with PSNR and LPIPS."""
+              write_png: Callable[[np.ndarray], str], png: str | None = None, measure: bool = True) -> Frame:
+    """Store `image` as the frame at grid τ `tau` (its PNG written unless given), measured."""
     frame = Frame(tau, png or write_png(image))
-    if enc.original is not None:
-        frame.psnr, frame.lpips = metrics.psnr(enc.original, image), metrics.lpips(enc.original, image)
+    if measure:
+        measure_frame(enc, frame, image)
     fs.frames[tau] = frame
     return frame
 
 
+def measure_frame(enc: explorer.Encoded, frame: Frame, image: np.ndarray | None = None) -> None:
+    if enc.original is not None and frame.lpips is None:
+        if image is None:
+            image = load_image(Path(frame.png))
+        m = metrics.all_metrics(enc.original, image)
+        frame.psnr, frame.ms_ssim, frame.lpips = m["psnr"], m["ms_ssim"], m["lpips"]
+
+
 def render_frames(enc: explorer.Encoded, family: explorer.DecoderFamily, sampler: str, steps: int, seed: int,
                   write_png: Callable[[np.ndarray], str],
-                  base_png: str | None = None) -> Iterator[tuple[int, int]]:
-    """Render the missing frames of this setting; yields (frames ready, total) after each one."""
+                  base_png: str | None = None) -> Iterator[tuple[str, int, int]]:
+    """Render the missing frames of this setting, then measure them (PSNR, MS-SSIM, LPIPS: the τ curve); yields
+    ("frames" or "curve", done, total) after each step: the frames are on screen before the curve."""
     fs = frame_set(enc, setting_key(family, sampler, steps, seed))
     total = len(FRAME_TAUS)
     for tau in FRAME_TAUS:
         if tau not in fs.frames or not os.path.isfile(fs.frames[tau].png):
             if tau == 0.0:  # τ = 0 is the codec decoder for every family: its PNG is already there
-                add_frame(enc, fs, tau, explorer.base_reconstruction(enc), write_png, base_png)
+                image = explorer.base_reconstruction(enc)
             else:
-                add_frame(enc, fs, tau, family.reconstruct(enc.data, tau, sampler, int(steps), int(seed)), write_png)
-        yield len(fs.ready()), total
+                image = family.reconstruct(enc.data, tau, sampler, int(steps), int(seed))
+            add_frame(enc, fs, tau, image, write_png, base_png if tau == 0.0 else None, measure=False)
+        yield "frames", len(fs.ready()), total
+    for i, frame in enumerate(fs.ready()):
+        measure_frame(enc, frame)
+        yield "curve", i + 1, total

@@ -18,7 +18,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from dpexplorer import compare, explorer, metrics, scrub, taumap
+from dpexplorer import compare, explorer, scrub, taumap
 from dpexplorer.errors import DPExplorerError
 from dpexplorer.imageio import load_image, save_png
 
@@ -227,8 +227,9 @@ def _reconstruct(enc, family, tau, sampler, steps, seed, progress, request):
         frame = scrub.add_frame(enc, fs, grid, recon, lambda im: _png(request, im)) if grid is not None else None
     png = frame.png if frame is not None else _png(request, recon)
     m = None
-    if frame is not None and enc.original is not None:  # PSNR, LPIPS from the frame: only MS-SSIM is new
-        m = {"psnr": frame.psnr, "ms_ssim": metrics.ms_ssim(enc.original, recon), "lpips": frame.lpips}
+    if frame is not None and enc.original is not None:  # a frame is measured once
+        scrub.measure_frame(enc, frame, recon)
+        m = {"psnr": frame.psnr, "ms_ssim": frame.ms_ssim, "lpips": frame.lpips}
     return recon, png, f"{family.label}, τ={tau:.2f}", m
 
 
@@ -314,24 +315,33 @@ def tau_frames(state, family_key, sampler, steps, seed, progress=gr.Progress(), 
                                  _cached_png(enc, "codec", explorer.base_reconstruction(enc), request))
     key = scrub.setting_key(family, sampler, steps, seed)
     scrub.frame_set(enc, key)  # the latest asked for, until another setting is rendered
-    done = total = len(scrub.FRAME_TAUS)
+    total = len(scrub.FRAME_TAUS)
+    ready_s = None
     while True:
         _foreground.wait_idle()  # a render (a τ release) goes first
         if scrub.latest_setting(enc) != key:  # another setting was rendered since: its own sweep follows
             yield gr.skip(), gr.skip(), gr.skip()
             return
         try:
-            done, total = next(frames)
+            phase, done, total = next(frames)
         except StopIteration:
             break
         except Exception as exc:
             raise _user_error(exc) from None
-        progress(done / total, desc=f"τ frames {done}/{total}")
-        if done < total:
-            yield _frames_html(enc, family, sampler, steps, seed), f"τ frames: {done}/{total}…", gr.skip()
-    status = f"τ frames ready: {total} (scrub τ freely; the exact τ renders on release) · {time.perf_counter() - t0:.1f} s"
-    live = enc._live
-    yield _frames_html(enc, family, sampler, steps, seed), status, _plot(enc, family, sampler, steps, seed, live)
+        if phase == "frames":
+            progress(done / total, desc=f"τ frames {done}/{total}")
+            if done < total:
+                yield _frames_html(enc, family, sampler, steps, seed), f"τ frames: {done}/{total}…", gr.skip()
+            elif ready_s is None:
+                ready_s = time.perf_counter() - t0
+                yield (_frames_html(enc, family, sampler, steps, seed),
+                       f"τ frames ready: {total} in {ready_s:.1f} s (scrub τ freely; the exact τ renders on release)"
+                       + (" · measuring the τ curve…" if enc.original is not None else ""), gr.skip())
+        else:
+            progress(done / total, desc=f"τ curve {done}/{total}")
+    status = (f"τ frames ready: {total} in {ready_s or 0:.1f} s (scrub τ freely; the exact τ renders on release)"
+              + (f" · τ curve in {time.perf_counter() - t0:.1f} s" if enc.original is not None else ""))
+    yield _frames_html(enc, family, sampler, steps, seed), status, _plot(enc, family, sampler, steps, seed, enc._live)
 
 
 def export_comparison(state, family_key, sampler, steps, seed, zoom_x, zoom_y, request: gr.Request = None):
@@ -438,6 +448,9 @@ if (!window.__dpScrub) {
     const target = after[after.length - 1];
     if (target.getAttribute('src') !== best.src) { target.src = best.src; target.dataset.scrubTau = best.dataset.tau; }
   };
+  // Decode each frame as it arrives, so that showing it is a swap, not a PNG decode.
+  new MutationObserver(() => document.querySelectorAll('#tau-frames img[data-tau]').forEach(
+    (img) => img.decode().catch(() => null))).observe(element, {childList: true, subtree: true});
   document.addEventListener('input', (e) => {
     if (e.target.closest && e.target.closest('#tau')) show(parseFloat(e.target.value));
   }, true);
