@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dpexplorer import explorer, metrics
+from dpexplorer.errors import ImageError
 from dpexplorer.imageio import load_image
 
 FRAME_TAUS = tuple(round(i / 10, 1) for i in range(11))
@@ -113,5 +114,8 @@ def render_frames(enc: explorer.Encoded, family: explorer.DecoderFamily, sampler
             add_frame(enc, fs, tau, image, write_png, base_png if tau == 0.0 else None, measure=False)
         yield "frames", len(fs.ready()), total
     for i, frame in enumerate(fs.ready()):
-        measure_frame(enc, frame)
+        try:
+            measure_frame(enc, frame)
+        except ImageError:  # its file went meanwhile (the session ended): no frame, no point
+            fs.frames.pop(frame.tau, None)
         yield "curve", i + 1, total

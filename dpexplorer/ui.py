@@ -233,11 +233,13 @@ def _reconstruct(enc, family, tau, sampler, steps, seed, progress, request):
     return recon, png, f"{family.label}, τ={tau:.2f}", m
 
 
-def _table(enc: explorer.Encoded, rows: list[tuple[str, dict, int]]) -> str:
+def _table(enc: explorer.Encoded, rows: list[tuple[str, dict | None, int]]) -> str:
+    """The metrics table; a row whose metrics are None is still being measured."""
     if enc.original is None:
         return "No original (a .dpx was uploaded): nothing to measure against."
     lines = ["| | bytes | PSNR (dB) ↑ | MS-SSIM ↑ | LPIPS ↓ |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {size:,} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['lpips']:.4f} |" for name, m, size in rows]
+    lines += [f"| {name} | {size:,} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['lpips']:.4f} |" if m else
+              f"| {name} | {size:,} | measuring… | | |" for name, m, size in rows]
     return "\n".join(lines) + f"\n\nCodec and τ decoders: **one bitstream**, {enc.bpp:.4f} bpp."
 
 
@@ -250,16 +252,17 @@ def _plot(enc: explorer.Encoded, family, sampler, steps, seed, live: dict):
 
 def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="codec", progress=gr.Progress(),
            request: gr.Request = None):
-    """The comparison (left side ↔ τ decoder), zoomed crops, numbers and the plot with this image on it."""
+    """The comparison (left side ↔ τ decoder), zoomed crops, numbers and the plot with this image on it.
+    Yields the images as soon as they are decoded, then the numbers and the plot once measured."""
     if not state or "enc" not in state:
-        return None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
+        yield None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
+        return
     enc: explorer.Encoded = state["enc"]
     family = _family(enc, family_key)
     with _foreground:
         try:
             recon, recon_png, label, m_rec = _reconstruct(enc, family, tau, sampler, steps, seed, progress, request)
             left_img, left_label = compare.left_image(enc, left)
-            baselines = {f: compare.same_size(enc, f) for f in compare.SAME_SIZE_FORMATS} if enc.original is not None else {}
         except Exception as exc:
             raise _user_error(exc) from None
         base = explorer.base_reconstruction(enc)
@@ -269,8 +272,17 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="c
                  ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
         if left in compare.SAME_SIZE_FORMATS and enc.original is not None:
             crops.append((_png(request, explorer.zoom_crop(left_img, zoom_x, zoom_y)), left_label))
+    pair = (left_png, recon_png)
+    if enc.original is not None and m_rec is None and recon is not base:  # show it now, measure next
+        rows = [("codec decoder", enc._base_metrics, len(enc.data)), (label, None, len(enc.data))]
+        yield pair, crops, _table(enc, rows), gr.skip(), recon_png
+    with _foreground:
         live, rows = {}, []
         if enc.original is not None:
+            try:
+                baselines = {f: compare.same_size(enc, f) for f in compare.SAME_SIZE_FORMATS}
+            except Exception as exc:
+                raise _user_error(exc) from None
             m_base = explorer.base_metrics(enc)
             if m_rec is None:
                 m_rec = m_base if recon is base else explorer.measure(enc.original, recon)
@@ -281,7 +293,7 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="c
             live.update({f"this image: {compare.fmt_name(f)} same size": b["metrics"] for f, b in baselines.items()})
         enc._live = live  # the sweep's plot shows the same points
         plot = _plot(enc, family, sampler, steps, seed, live)
-    return (left_png, recon_png), crops, _table(enc, rows), plot, recon_png
+    yield pair, crops, _table(enc, rows), plot, recon_png
 
 
 def _frames_html(enc: explorer.Encoded | None, family, sampler, steps, seed) -> str:
