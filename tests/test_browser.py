@@ -151,3 +151,34 @@ def test_the_comparison_is_in_the_first_viewport(app, browser, tmp_path, viewpor
         assert tau["y"] + tau["height"] <= h and tau["y"] > box["y"] + box["height"] - 5
     else:  # stacked: the image starts on the first screen
         assert box["y"] < h, box
+
+
+def test_paint_the_tau_brush_with_the_mouse(app, browser, photo, tmp_path):
+    b, expect = browser
+    page = b.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app, wait_until="domcontentloaded")
+    page.locator("#upload input[type=file]").wait_for(state="attached", timeout=60_000)
+    page.locator("#upload input[type=file]").set_input_files(str(save_png(photo, tmp_path / "photo.png")))
+    expect(page.locator("#metrics")).to_contain_text("τ=1.00", timeout=120_000)
+    canvas = page.locator("#brush-editor canvas").first
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)  # the editor loads the codec decoder's image as its background
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 40, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 40, cy, steps=10)
+    page.mouse.up()
+    page.locator("#brush-btn").click()
+    expect(page.locator("#brush-out img")).to_have_count(1, timeout=60_000)
+    expect(page.locator("#brush-mask img")).to_have_count(1)
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    mask = np.asarray(Image.open(io.BytesIO(httpx.get(page.locator("#brush-mask img").get_attribute("src"),
+                                                      timeout=30).content)).convert("L"))
+    assert mask.shape == photo.shape[:2] and 0.05 < (mask > 127).mean() < 0.95  # the stroke, not all or nothing
+    page.screenshot(path=str(ARTIFACTS / "browser_brush.png"), full_page=True)
