@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dpexplorer import explorer, metrics
+from dpexplorer import explorer
 from dpexplorer.evaluation.baselines import match_rate
 
 # The left side of the comparison slider: key → label. Codec decoder and original need no work.
@@ -97,7 +97,3 @@ def bpp_line(enc: explorer.Encoded) -> str:
     h = enc.header
     return (f"{h.width}×{h.height} px, {h.arch} q{h.quality}: {len(enc.data):,} bytes = {enc.bpp:.4f} bpp, "
             "one bitstream for every decoder shown")
-
-
-def ms_ssim_or_nan(a, b) -> float:
-    return metrics.ms_ssim(a, b)
