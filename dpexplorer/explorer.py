@@ -35,7 +35,6 @@ class Encoded:
     # The codec decoder's image and its metrics never change for a bitstream: computed once.
     _base: np.ndarray | None = field(default=None, init=False, repr=False)
     _base_metrics: dict | None = field(default=None, init=False, repr=False)
-    _base_png: str | None = field(default=None, init=False, repr=False)  # set by the app
     # The app's τ frames (scrub.py) per decoder setting, and same-size JPEG/WebP (compare.py).
     _frames: dict = field(default_factory=dict, init=False, repr=False)
     _baselines: dict = field(default_factory=dict, init=False, repr=False)
@@ -166,6 +165,7 @@ def load_curves(path: Path = CURVES_PATH) -> dict | None:
 
 
 SAMPLER_STYLES = {"ddim": "-", "ddpm": "--", "dpmsolver++": ":", "euler": "-."}
+FAMILY_MARKERS = {"latent": "o"}  # a τ sweep of another family (kind) is drawn with squares
 QUALITY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
 
@@ -174,7 +174,7 @@ def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "th
     """Distortion–perception plane (PSNR → right is better, LPIPS ↓ is better) with the Kodak curves.
 
     Read in seconds: the τ sweeps of `quality` in full colour (the others faint), the sampler as line
-    style, the legend outside the axes; this image's τ curve (`own_curve`: dicts with tau, psnr,
+    style, the family (series "kind") as marker, the legend outside the axes; this image's τ curve (`own_curve`: dicts with tau, psnr,
     lpips) and its live points (`live`: label → metrics) on the same axes.
     """
     import matplotlib
@@ -198,7 +198,7 @@ def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "th
             chosen = quality is None or q == quality
             label = series["label"] if chosen else (None if faint_labelled else "other qualities")
             faint_labelled = faint_labelled or not chosen
-            ax.plot(xs, ys, style, marker="o", color=colour, alpha=1.0 if chosen else 0.18,
+            ax.plot(xs, ys, style, marker=FAMILY_MARKERS.get(series.get("kind"), "s"), color=colour, alpha=1.0 if chosen else 0.18,
                     markersize=3.5 if chosen else 2, linewidth=1.6 if chosen else 0.8, label=label,
                     zorder=3 if chosen else 1)
         ax.set_title(f"Kodak ({curves.get('images', '?')} images)" + (f", q{quality} highlighted" if quality else ""),

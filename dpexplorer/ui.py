@@ -389,13 +389,8 @@ def export_comparison(state, family_key, sampler, steps, seed, zoom_x, zoom_y, r
 
 def editor_to_mask(editor, request: gr.Request = None):
     """The painted strokes of the τ brush (any layer, any colour) → a grayscale mask PNG (white = painted)."""
-    if not editor or not editor.get("layers"):
-        raise gr.Error("Paint on the image first (the brush marks where τ applies).")
-    alpha = None
-    for layer in editor["layers"]:
-        a = np.asarray(layer)[..., 3] if np.asarray(layer).ndim == 3 and np.asarray(layer).shape[2] == 4 else None
-        if a is not None:
-            alpha = a if alpha is None else np.maximum(alpha, a)
+    alphas = [a[..., 3] for a in map(np.asarray, (editor or {}).get("layers") or []) if a.ndim == 3 and a.shape[2] == 4]
+    alpha = np.maximum.reduce(alphas) if alphas else None
     if alpha is None or not alpha.any():
         raise gr.Error("Paint on the image first (the brush marks where τ applies).")
     return _png(request, np.repeat(alpha[..., None], 3, axis=2))
