@@ -388,12 +388,14 @@ def export_comparison(state, family_key, sampler, steps, seed, zoom_x, zoom_y, r
 
 
 def editor_to_mask(editor, request: gr.Request = None):
-    """The painted strokes of the τ brush (any layer, any colour) → a grayscale mask PNG (white = painted)."""
+    """The painted strokes of the τ brush (any layer, any colour) → a grayscale mask PNG (white = painted),
+    as the brush's input file and as a preview."""
     alphas = [a[..., 3] for a in map(np.asarray, (editor or {}).get("layers") or []) if a.ndim == 3 and a.shape[2] == 4]
     alpha = np.maximum.reduce(alphas) if alphas else None
     if alpha is None or not alpha.any():
         raise gr.Error("Paint on the image first (the brush marks where τ applies).")
-    return _png(request, np.repeat(alpha[..., None], 3, axis=2))
+    png = _png(request, np.repeat(alpha[..., None], 3, axis=2))
+    return png, png
 
 
 def brush(state, mask_file, family_key, tau, sampler, steps, seed, mode="paint realism", request: gr.Request = None):
@@ -559,8 +561,11 @@ def build_demo() -> gr.Blocks:
                     brush_mode = gr.Radio(["paint realism", "protect"], value="paint realism", label="Painted areas",
                                           elem_id="brush-mode")
                     brush_btn = gr.Button("Decode with the brush", elem_id="brush-btn")
-                mask_file = gr.Image(label="τ map (white = τ, black = 0)", type="filepath", format="png",
-                                     elem_id="brush-mask", height=160)
+                with gr.Row():
+                    mask_preview = gr.Image(label="Painted τ map (white = τ, black = 0)", format="png",
+                                            interactive=False, elem_id="brush-mask-preview", height=160)
+                    mask_file = gr.File(label="τ map as an image (or upload one)", file_types=["image"],
+                                        type="filepath", elem_id="brush-mask")
                 brushed = gr.Image(label="Brushed decode", format="png", interactive=False, elem_id="brush-out")
                 brushed_file = gr.File(label="Brushed decode (PNG)", interactive=False, elem_id="brush-download")
 
@@ -600,7 +605,7 @@ def build_demo() -> gr.Blocks:
         demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
         export_btn.click(export_comparison, [state, family, sampler, steps, seed, zoom_x, zoom_y],
                          [slide, export_files], api_name="export", **heavy)
-        brush_btn.click(editor_to_mask, editor, mask_file, api_visibility="private") \
+        brush_btn.click(editor_to_mask, editor, [mask_file, mask_preview], api_visibility="private") \
             .success(brush, [state, mask_file, family, tau, sampler, steps, seed, brush_mode], [brushed, brushed_file],
                      api_name="brush", **heavy)
         demo.unload(end_session)  # the tab closed: its files go now

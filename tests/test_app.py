@@ -163,6 +163,11 @@ def test_tau_brush(client, photo, photo_file, tmp_path):
                             "paint realism", api_name="/brush")
     out = load_image(out)
     assert not np.array_equal(out, load_image(full[1])) and not np.array_equal(out, load_image(base[1]))
+    bad = tmp_path / "mask.png"
+    bad.write_text("not a mask")
+    with pytest.raises(Exception, match="not an image|cannot"):
+        client.predict(handle_file(str(bad)), "latent", 1.0, "ddim", 2, 0, "paint realism", api_name="/brush")
+    assert client.predict(handle_file(str(white)), "latent", 1.0, "ddim", 2, 0, "protect", api_name="/brush")
 
 
 def test_oversized_upload_is_refused_by_the_server(app_url, tmp_path):

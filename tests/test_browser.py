@@ -171,14 +171,14 @@ def test_paint_the_tau_brush_with_the_mouse(app, browser, photo, tmp_path):
     page.mouse.up()
     page.locator("#brush-btn").click()
     expect(page.locator("#brush-out img")).to_have_count(1, timeout=60_000)
-    expect(page.locator("#brush-mask img")).to_have_count(1)
+    expect(page.locator("#brush-mask-preview img")).to_have_count(1)
     import io
 
     import httpx
     import numpy as np
     from PIL import Image
 
-    mask = np.asarray(Image.open(io.BytesIO(httpx.get(page.locator("#brush-mask img").get_attribute("src"),
+    mask = np.asarray(Image.open(io.BytesIO(httpx.get(page.locator("#brush-mask-preview img").get_attribute("src"),
                                                       timeout=30).content)).convert("L"))
     assert mask.shape == photo.shape[:2] and 0.05 < (mask > 127).mean() < 0.95  # the stroke, not all or nothing
     page.screenshot(path=str(ARTIFACTS / "browser_brush.png"), full_page=True)
