@@ -10,9 +10,10 @@ their numbers; the images themselves are not kept in memory.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from dpexplorer.imageio import load_image
 
 FRAME_TAUS = tuple(round(i / 10, 1) for i in range(11))
 MAX_SETTINGS = 3  # frame sets kept per bitstream (the latest settings)
+# A render (τ release) and the background sweep of one session add frames from two threads.
+_lock = threading.RLock()
 
 
 @dataclass
@@ -40,13 +43,10 @@ class FrameSet:
 
     def ready(self) -> list[Frame]:
         """Frames whose files still exist, by τ (the app's folder is swept after an idle hour)."""
-        for tau in [t for t, f in self.frames.items() if not os.path.isfile(f.png)]:
-            del self.frames[tau]
-        return [self.frames[t] for t in sorted(self.frames)]
-
-    @property
-    def complete(self) -> bool:
-        return len(self.ready()) == len(FRAME_TAUS)
+        with _lock:
+            for tau in [t for t, f in self.frames.items() if not os.path.isfile(f.png)]:
+                del self.frames[tau]
+            return [self.frames[t] for t in sorted(self.frames)]
 
     def curve(self) -> list[dict]:
         return [{"tau": f.tau, "psnr": f.psnr, "lpips": f.lpips} for f in self.ready() if f.lpips is not None]
@@ -59,7 +59,11 @@ def setting_key(family: explorer.DecoderFamily, sampler: str, steps: int, seed: 
 
 def frame_set(enc: explorer.Encoded, key: tuple) -> FrameSet:
     """The frames of `enc` at setting `key` (created empty; the oldest setting beyond MAX_SETTINGS goes)."""
-    sets = enc._frames
+    with _lock:
+        return _frame_set(enc._frames, key)
+
+
+def _frame_set(sets: dict, key: tuple) -> FrameSet:
     if key in sets:
         sets[key] = sets.pop(key)  # most recent last
     else:
@@ -71,7 +75,8 @@ def frame_set(enc: explorer.Encoded, key: tuple) -> FrameSet:
 
 def latest_setting(enc: explorer.Encoded) -> tuple | None:
     """The setting whose frames were asked for last (a render of it or its sweep)."""
-    return next(reversed(enc._frames), None)
+    with _lock:
+        return next(reversed(enc._frames), None)
 
 
 def on_grid(tau: float) -> float | None:
@@ -86,7 +91,8 @@ def add_frame(enc: explorer.Encoded, fs: FrameSet, tau: float, image: np.ndarray
     frame = Frame(tau, png or write_png(image))
     if measure:
         measure_frame(enc, frame, image)
-    fs.frames[tau] = frame
+    with _lock:
+        fs.frames[tau] = frame
     return frame
 
 
@@ -117,5 +123,6 @@ def render_frames(enc: explorer.Encoded, family: explorer.DecoderFamily, sampler
         try:
             measure_frame(enc, frame)
         except ImageError:  # its file went meanwhile (the session ended): no frame, no point
-            fs.frames.pop(frame.tau, None)
+            with _lock:
+                fs.frames.pop(frame.tau, None)
         yield "curve", i + 1, total
