@@ -190,6 +190,14 @@ class _Foreground:
 
 
 _foreground = _Foreground()
+_sweeps = _Foreground()  # background τ sweeps running
+
+
+def wait_for_work(timeout: float = 120.0) -> None:
+    """After `demo.close()`: wait for renders and τ sweeps still running in worker threads (a process
+    that exits under a running torch computation aborts)."""
+    _foreground.wait_idle(timeout)
+    _sweeps.wait_idle(timeout)
 
 
 def _family(enc: explorer.Encoded, family_key) -> explorer.DecoderFamily | None:
@@ -322,6 +330,11 @@ def tau_frames(state, family_key, sampler, steps, seed, progress=gr.Progress(), 
     if family is None:
         yield "", "No τ decoder is shipped for this quality.", gr.skip()
         return
+    with _sweeps:
+        yield from _sweep(enc, family, sampler, steps, seed, progress, request)
+
+
+def _sweep(enc, family, sampler, steps, seed, progress, request):
     t0 = time.perf_counter()
     frames = scrub.render_frames(enc, family, sampler, steps, seed, lambda im: _png(request, im),
                                  _cached_png(enc, "codec", explorer.base_reconstruction(enc), request))

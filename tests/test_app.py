@@ -37,6 +37,7 @@ def app_url(tiny_weights_dir, app_tmp):
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+    ui.wait_for_work()
     mp.undo()
 
 
