@@ -181,8 +181,16 @@ def cmd_decode(args) -> int:
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
-        image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained,
-                                 decoder=args.decoder)
+        data = src.read_bytes()
+        tau_map = None
+        if args.tau_map:  # resized to each bitstream's image size
+            from dpexplorer.bitstream import Bitstream
+            from dpexplorer.taumap import load_tau_map
+
+            header = Bitstream.from_bytes(data)
+            tau_map = load_tau_map(args.tau_map, header.height, header.width)
+        image = reconstruct_file(data, args.tau, args.sampler, args.steps, args.seed, args.pretrained,
+                                 decoder=args.decoder, tau_map=tau_map)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
@@ -320,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     codec_options(d)
     decoder_options(d)
+    d.add_argument("--tau-map", metavar="MASK.png",
+                   help="τ per pixel from a mask image (black = 0 … white = 1, any bit depth; resized to the "
+                        "image): the τ brush; --tau is then ignored")
     d.set_defaults(func=cmd_decode)
 
     m = sub.add_parser("metrics", help="PSNR, MS-SSIM, LPIPS of TEST against REF (bpp with a .dpx)")

@@ -2,7 +2,9 @@
 
 Decoder families are entries of `FAMILIES`; each turns (bitstream, τ, sampler, steps, seed) into an
 8-bit image. A new family (e.g. a pixel-space diffusion decoder) is one more entry; the app builds its
-controls from this table.
+controls from this table. The app renders a τ sweep (11 frames) per setting, so a family caches its
+expensive, τ-independent work (the latent decoder: one r̃ per bitstream, sampler, steps and seed) and a
+frame costs one synthesis pass.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ class Encoded:
     # The codec decoder's image and its metrics never change for a bitstream: computed once.
     _base: np.ndarray | None = field(default=None, init=False, repr=False)
     _base_metrics: dict | None = field(default=None, init=False, repr=False)
-    _base_png: str | None = field(default=None, init=False, repr=False)  # set by the app
+    # The app's τ frames (scrub.py) per decoder setting, and same-size JPEG/WebP (compare.py).
+    _frames: dict = field(default_factory=dict, init=False, repr=False)
+    _baselines: dict = field(default_factory=dict, init=False, repr=False)
+    _pngs: dict = field(default_factory=dict, init=False, repr=False)  # name → PNG the app wrote once
+    _live: dict = field(default_factory=dict, init=False, repr=False)  # the app's last plotted points
 
     def __post_init__(self):
         self.header = Bitstream.from_bytes(self.data)
@@ -110,6 +116,21 @@ FAMILIES: dict[str, DecoderFamily] = {
 }
 
 
+def reconstruct_map(family: DecoderFamily, data: bytes, tau_map: np.ndarray, sampler: str, steps: int,
+                    seed: int) -> np.ndarray:
+    """The τ brush: decode with τ per pixel (see models.reconstruct_file); a family outside the models'
+    registry is blended in pixel space between its τ = 0 and τ = 1 decodes."""
+    from dpexplorer import models
+    from dpexplorer.taumap import blend, check_tau_map
+
+    if family.key in models.DECODERS:
+        return models.reconstruct_file(data, sampler=sampler, steps=steps, seed=seed, decoder=family.key,
+                                       tau_map=tau_map)
+    h = Bitstream.from_bytes(data)
+    tau_map = check_tau_map(tau_map, h.height, h.width)
+    return blend(models.decode_file(data), family.reconstruct(data, 1.0, sampler, steps, seed), tau_map)
+
+
 def base_reconstruction(enc: Encoded) -> np.ndarray:
     from dpexplorer.models import decode_file
 
@@ -152,58 +173,64 @@ def load_curves(path: Path = CURVES_PATH) -> dict | None:
         return None
 
 
-def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "this image"):
-    """Distortion–perception plane (PSNR → right is better, LPIPS ↓ is better) with the Kodak curves."""
+SAMPLER_STYLES = {"ddim": "-", "ddpm": "--", "dpmsolver++": ":", "euler": "-."}
+FAMILY_MARKERS = {"latent": "o"}  # a τ sweep of another family (kind) is drawn with squares
+QUALITY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "this image",
+            quality: int | None = None, own_curve: list[dict] | None = None):
+    """Distortion–perception plane (PSNR → right is better, LPIPS ↓ is better) with the Kodak curves.
+
+    Read in seconds: the τ sweeps of `quality` in full colour (the others faint), the sampler as line
+    style, the family (series "kind") as marker, the legend outside the axes; this image's τ curve (`own_curve`: dicts with tau, psnr,
+    lpips) and its live points (`live`: label → metrics) on the same axes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(8.4, 4.2), layout="constrained")
+    faint_labelled = False
     if curves:
         for series in curves.get("series", []):
             pts = series["points"]
-            ax.plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], series.get("style", "o-"),
-                    label=series["label"], alpha=0.8, markersize=4)
-        ax.set_title(f"Kodak ({curves.get('images', '?')} images) distortion–perception plane", fontsize=10)
+            xs, ys = [p["psnr"] for p in pts], [p["lpips"] for p in pts]
+            q = series.get("quality")
+            if q is None:  # codec decoder, JPEG, WebP: one curve over all qualities
+                ax.plot(xs, ys, series.get("style", "o-"), color="0.35", label=series["label"], alpha=0.9,
+                        markersize=4, linewidth=1.2)
+                continue
+            style = SAMPLER_STYLES.get(series.get("sampler"), "-")
+            colour = QUALITY_COLOURS[(q - 1) % len(QUALITY_COLOURS)]
+            chosen = quality is None or q == quality
+            label = series["label"] if chosen else (None if faint_labelled else "other qualities")
+            faint_labelled = faint_labelled or not chosen
+            ax.plot(xs, ys, style, marker=FAMILY_MARKERS.get(series.get("kind"), "s"), color=colour, alpha=1.0 if chosen else 0.18,
+                    markersize=3.5 if chosen else 2, linewidth=1.6 if chosen else 0.8, label=label,
+                    zorder=3 if chosen else 1)
+        ax.set_title(f"Kodak ({curves.get('images', '?')} images)" + (f", q{quality} highlighted" if quality else ""),
+                     fontsize=10)
     else:
         ax.set_title("No precomputed curves (run `dpexplorer eval`)", fontsize=10)
-    if live:
-        for label, point in live.items():
-            ax.plot([point["psnr"]], [point["lpips"]], "*", markersize=16, label=label, zorder=5)
-    ax.set_xlabel("PSNR (dB) →")
-    ax.set_ylabel("LPIPS (AlexNet) ↓")
+    if own_curve:
+        pts = sorted(own_curve, key=lambda p: p["tau"])
+        ax.plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], "-o", color="crimson", linewidth=2.2,
+                markersize=4, label=f"{live_label}: τ curve", zorder=6)
+        for p in (pts[0], pts[-1]):
+            ax.annotate(f"τ={p['tau']:g}", (p["psnr"], p["lpips"]), fontsize=8, color="crimson",
+                        xytext=(4, 4), textcoords="offset points")
+    markers = iter("*PXDs^v")
+    for label, point in (live or {}).items():
+        ax.plot([point["psnr"]], [point["lpips"]], next(markers, "*"), markersize=13, label=label, zorder=7,
+                markeredgecolor="black", markeredgewidth=0.6)
+    ax.set_xlabel("PSNR (dB) → better")
+    ax.set_ylabel("LPIPS (AlexNet) ↓ better")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
     plt.close(fig)
     return fig
-
-
-def tau_curve(enc: Encoded, family: DecoderFamily, sampler: str, steps: int, seed: int,
-              taus=(0.0, 0.25, 0.5, 0.75, 1.0)):
-    """This image's own τ sweep: (PSNR, LPIPS) at each τ, as a figure and the numbers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = []
-    for tau in taus:
-        recon = family.reconstruct(enc.data, tau, sampler, steps, seed)
-        m = measure(enc.original, recon)
-        points.append({"tau": tau, "psnr": m["psnr"], "lpips": m["lpips"]})
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.plot([p["psnr"] for p in points], [p["lpips"] for p in points], "o-")
-    for p in points:
-        ax.annotate(f"τ={p['tau']:g}", (p["psnr"], p["lpips"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("PSNR (dB) →")
-    ax.set_ylabel("LPIPS ↓")
-    ax.set_title(f"This image, {sampler}, {steps} steps, seed {seed}", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig, points
 
 
 def example_images() -> list[tuple[str, Path]]:

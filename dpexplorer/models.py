@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -79,12 +80,13 @@ def latent_qualities() -> list[int]:
 
 
 # Decoders for τ > 0, by name: (qualities with weights, reconstruct(data, tau, sampler, steps, seed, progress)).
-# τ = 0 never reaches them: it is the plain decoder for every family (one rule, here).
-def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.ndarray:
+# τ = 0 never reaches them: it is the plain decoder for every family (one rule, here). A decoder whose
+# reconstruct also takes `tau_map` applies τ maps itself; for the others `reconstruct_file` blends.
+def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_map=None) -> np.ndarray:
     header = Bitstream.from_bytes(data)
     pipeline = get_latent_pipeline(header.quality, header.arch)
     pipeline.codec.parse(data)
-    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
+    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress, tau_map=tau_map)
 
 
 @lru_cache(maxsize=None)
@@ -113,21 +115,49 @@ def synthesis_qualities() -> list[int]:
     return sorted({e["quality"] for e in models if e.get("kind") == "synthesis"})
 
 
+_synthesis_latents = None  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame
+
+
 def _synthesis_decoder(data: bytes, tau, sampler=None, steps=None, seed=None, progress=None) -> np.ndarray:
     """ŷ through g_s(θ_τ): deterministic, so sampler, steps and seed do not apply."""
+    import hashlib
+
+    from dpexplorer.latent.pipeline import LRU
+
+    global _synthesis_latents
     codec, bs = codec_for(data)
-    y_hat, _ = codec.decode_latent(bs)
+    with _lock:
+        _synthesis_latents = _synthesis_latents or LRU(8)
+        y_hat, _ = _synthesis_latents.get_or((hashlib.sha256(data).hexdigest(), codec.weights_sha256),
+                                             lambda: codec.decode_latent(bs))
     return codec.synthesize(y_hat, bs.height, bs.width, g_s=get_synthesis(bs.quality, bs.arch).at(tau))
 
 
 DECODERS = {"latent": (latent_qualities, _latent_decoder), "synthesis": (synthesis_qualities, _synthesis_decoder)}
 
 
+def takes_tau_map(decoder: str) -> bool:
+    """Whether the `decoder` family applies a τ map itself (else: blended in pixel space)."""
+    return "tau_map" in inspect.signature(DECODERS[decoder][1]).parameters
+
+
 def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-                     pretrained: bool = False, progress=None, decoder: str = "latent") -> np.ndarray:
-    """Decode a .dpx: the plain decoder at τ = 0, the `decoder` family (see DECODERS) at τ > 0."""
+                     pretrained: bool = False, progress=None, decoder: str = "latent",
+                     tau_map: np.ndarray | None = None) -> np.ndarray:
+    """Decode a .dpx: the plain decoder at τ = 0, the `decoder` family (see DECODERS) at τ > 0.
+
+    `tau_map` (float32 H×W in [0, 1], the image's size) is τ per pixel; `tau` is then ignored. An
+    all-zero map is the plain decoder; a family that cannot apply a map gets
+    x̂ = x̂₀ + m·(x̂₁ − x̂₀) (rounded) between its τ = 0 and τ = 1 decodes, so a map of ones is τ = 1.
+    """
+    from dpexplorer.taumap import blend, check_tau_map
+
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+    if tau_map is not None:
+        header = Bitstream.from_bytes(data)
+        tau_map = check_tau_map(tau_map, header.height, header.width)
+        tau = 1.0 if tau_map.any() else 0.0  # τ = 1 only to pass the checks below: the map decides
     if check_tau(tau) == 0.0:
         return decode_file(data, pretrained)
     if pretrained:
@@ -137,4 +167,8 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
     if quality not in qualities():
         raise ValueError(f"the {decoder} decoder has no weights for quality {quality} "
                          f"(it has {', '.join(map(str, qualities())) or 'none'})")
-    return run(data, tau, sampler, steps, seed, progress)
+    if tau_map is None:
+        return run(data, tau, sampler, steps, seed, progress)
+    if takes_tau_map(decoder):
+        return run(data, 1.0, sampler, steps, seed, progress, tau_map=tau_map)
+    return blend(decode_file(data), run(data, 1.0, sampler, steps, seed, progress), tau_map)

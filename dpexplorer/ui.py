@@ -12,12 +12,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from dpexplorer import explorer
+from dpexplorer import compare, explorer, scrub, taumap
 from dpexplorer.errors import DPExplorerError
 from dpexplorer.imageio import load_image, save_png
 
@@ -43,11 +44,9 @@ _log = logging.getLogger("dpexplorer.app")
 _last_sweep = 0.0
 _sweep_lock = threading.Lock()
 
-INTRO = """# DP Explorer
-Encode once, then steer the **distortion–perception tradeoff at the receiver**: the codec's own
-decoder gives the best PSNR, a diffusion decoder gives realistic texture, and **τ** moves between them —
-the bitstream never changes. Upload a photo (PNG/JPEG/…, up to 25 MB; images over 2 MP are
-downscaled for this demo) or pick an example."""
+INTRO = """**DP Explorer** — encode once, then steer the **distortion–perception tradeoff at the receiver**:
+τ = 0 is the codec's own decoder (best PSNR), τ = 1 the diffusion decoder (realistic texture); the
+bitstream never changes. Upload a photo (≤ 25 MB; over 2 MP is downscaled) or pick an example."""
 
 
 def _session_dir(request: gr.Request | None) -> Path:
@@ -169,67 +168,325 @@ def open_dpx(file, request: gr.Request = None):
     return {"enc": enc}, None, enc.summary() + " · decoded from an uploaded bitstream (no original to compare)", str(dpx)
 
 
-def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, progress=gr.Progress(),
-           request: gr.Request = None):
-    """Both reconstructions, zoomed crops, numbers and the live point on the Kodak curves."""
-    if not state or "enc" not in state:
-        return None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
-    enc: explorer.Encoded = state["enc"]
+class _Foreground:
+    """Counts renders in progress: the background τ frames wait for them between frames, so a τ
+    release is never queued behind a whole sweep."""
+
+    def __init__(self):
+        self._n, self._cond = 0, threading.Condition()
+
+    def __enter__(self):
+        with self._cond:
+            self._n += 1
+
+    def __exit__(self, *exc):
+        with self._cond:
+            self._n -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0):
+        with self._cond:
+            self._cond.wait_for(lambda: self._n == 0, timeout)
+
+
+_foreground = _Foreground()
+_sweeps = _Foreground()  # background τ sweeps running
+
+
+def wait_for_work(timeout: float = 120.0) -> None:
+    """After `demo.close()`: wait for renders and τ sweeps still running in worker threads (a process
+    that exits under a running torch computation aborts)."""
+    _foreground.wait_idle(timeout)
+    _sweeps.wait_idle(timeout)
+
+
+def _family(enc: explorer.Encoded, family_key) -> explorer.DecoderFamily | None:
+    """The chosen family if it has weights for this bitstream's quality."""
     family = explorer.FAMILIES.get(family_key)
-    try:
-        base = explorer.base_reconstruction(enc)
-        if family is None or enc.quality not in family.qualities():
-            recon, label = base, "codec decoder (no diffusion decoder shipped for this quality)"
-        elif float(tau) == 0.0:
-            recon, label = base, f"{family.label}, τ=0.00 (= codec decoder)"
-        else:
-            def report(i, n):
-                progress(i / n, desc=f"diffusion step {i}/{n}")
+    return family if family is not None and enc.quality in family.qualities() else None
 
-            recon = family.reconstruct(enc.data, float(tau), sampler, int(steps), int(seed), report)
-            label = f"{family.label}, τ={float(tau):.2f}"
-    except Exception as exc:
-        raise _user_error(exc) from None
 
-    # Written once each, at the fastest lossless PNG level, and served as files: the slider and the
-    # download are exactly the pixels measured below.
-    if enc._base_png is None or not os.path.isfile(enc._base_png):  # swept after an idle hour
-        enc._base_png = _png(request, base)
-    recon_png = enc._base_png if recon is base else _png(request, recon)
-    crops = [(_png(request, explorer.zoom_crop(im, zoom_x, zoom_y)), name) for im, name in
-             ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
+def _cached_png(enc: explorer.Encoded, name: str, image: np.ndarray, request) -> str:
+    """A PNG written once per bitstream (codec decoder, original, same-size baselines)."""
+    path = enc._pngs.get(name)
+    if path is None or not os.path.isfile(path):  # swept after an idle hour: written again
+        path = enc._pngs[name] = _png(request, image)
+    return path
 
-    live, rows = {}, []
-    if enc.original is not None:
-        m_base = explorer.base_metrics(enc)
-        m_rec = m_base if recon is base else explorer.measure(enc.original, recon)
-        live = {f"codec decoder (q{enc.quality})": m_base, "diffusion decoder (now)": m_rec}
-        rows = [("codec decoder", m_base), (label, m_rec)]
-        table = "| | PSNR (dB) ↑ | MS-SSIM ↑ | LPIPS ↓ |\n|---|---|---|---|\n" + "\n".join(
-            f"| {name} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['lpips']:.4f} |" for name, m in rows)
-        table += f"\n\n{enc.bpp:.4f} bpp for both: one bitstream."
+
+def _reconstruct(enc, family, tau, sampler, steps, seed, progress, request):
+    """(image, PNG, label, metrics) at τ; a τ on the frame grid is the cached frame, or becomes one."""
+    base = explorer.base_reconstruction(enc)
+    if family is None:
+        return base, _cached_png(enc, "codec", base, request), "codec decoder (no τ decoder for this quality)", None
+    tau = float(tau)
+    if tau == 0.0:
+        return base, _cached_png(enc, "codec", base, request), f"{family.label}, τ=0.00 (= codec decoder)", None
+    fs = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed))
+    grid = scrub.on_grid(tau)
+    frame = fs.frames.get(grid) if grid is not None else None
+    if frame is not None and os.path.isfile(frame.png):
+        recon = load_image(Path(frame.png))
     else:
-        table = "No original (a .dpx was uploaded): nothing to measure against."
-    plot = explorer.dp_plot(explorer.load_curves(), live)
-    return (enc._base_png, recon_png), crops, table, plot, recon_png
+        def report(i, n):
+            progress(i / n, desc=f"diffusion step {i}/{n}")
+
+        recon = family.reconstruct(enc.data, tau, sampler, int(steps), int(seed), report)
+        frame = scrub.add_frame(enc, fs, grid, recon, lambda im: _png(request, im)) if grid is not None else None
+    png = frame.png if frame is not None else _png(request, recon)
+    m = None
+    if frame is not None and enc.original is not None:  # a frame is measured once
+        scrub.measure_frame(enc, frame, recon)
+        m = {"psnr": frame.psnr, "ms_ssim": frame.ms_ssim, "lpips": frame.lpips}
+    return recon, png, f"{family.label}, τ={tau:.2f}", m
 
 
-def own_tau_curve(state, family_key, sampler, steps, seed):
-    if not state or "enc" not in state or state["enc"].original is None:
-        raise gr.Error("Encode an image first (a τ curve needs the original).")
-    family = explorer.FAMILIES.get(family_key)
-    if family is None or state["enc"].quality not in family.qualities():
-        raise gr.Error("No diffusion decoder is shipped for this quality.")
-    try:
-        fig, _ = explorer.tau_curve(state["enc"], family, sampler, int(steps), int(seed))
-    except Exception as exc:
-        raise _user_error(exc) from None
-    return fig
+def _table(enc: explorer.Encoded, rows: list[tuple[str, dict | None, int]]) -> str:
+    """The metrics table; a row whose metrics are None is still being measured."""
+    if enc.original is None:
+        return "No original (a .dpx was uploaded): nothing to measure against."
+    lines = ["| | bytes | PSNR (dB) ↑ | MS-SSIM ↑ | LPIPS ↓ |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {size:,} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['lpips']:.4f} |" if m else
+              f"| {name} | {size:,} | measuring… | | |" for name, m, size in rows]
+    return "\n".join(lines) + f"\n\nCodec and τ decoders: **one bitstream**, {enc.bpp:.4f} bpp."
+
+
+def _plot(enc: explorer.Encoded, family, sampler, steps, seed, live: dict):
+    own = None
+    if family is not None:
+        own = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed)).curve()
+    return explorer.dp_plot(explorer.load_curves(), live, quality=enc.quality, own_curve=own)
+
+
+def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="codec", progress=gr.Progress(),
+           request: gr.Request = None):
+    """The comparison (left side ↔ τ decoder), zoomed crops, numbers and the plot with this image on it.
+    Yields the images as soon as they are decoded, then the numbers and the plot once measured."""
+    if not state or "enc" not in state:
+        yield None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
+        return
+    enc: explorer.Encoded = state["enc"]
+    family = _family(enc, family_key)
+    with _foreground:
+        try:
+            recon, recon_png, label, m_rec = _reconstruct(enc, family, tau, sampler, steps, seed, progress, request)
+            left_img, left_label = compare.left_image(enc, left)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        base = explorer.base_reconstruction(enc)
+        left_png = (_cached_png(enc, left, left_img, request) if left in ("original", *compare.SAME_SIZE_FORMATS)
+                    else _cached_png(enc, "codec", base, request))
+        crops = [(_png(request, explorer.zoom_crop(im, zoom_x, zoom_y)), name) for im, name in
+                 ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
+        if left in compare.SAME_SIZE_FORMATS and enc.original is not None:
+            crops.append((_png(request, explorer.zoom_crop(left_img, zoom_x, zoom_y)), left_label))
+    pair = (left_png, recon_png)
+    if enc.original is not None and m_rec is None and recon is not base:  # show it now, measure next
+        rows = [("codec decoder", enc._base_metrics, len(enc.data)), (label, None, len(enc.data))]
+        yield pair, crops, _table(enc, rows), gr.skip(), recon_png
+    with _foreground:
+        live, rows = {}, []
+        if enc.original is not None:
+            try:
+                baselines = {f: compare.same_size(enc, f) for f in compare.SAME_SIZE_FORMATS}
+            except Exception as exc:
+                raise _user_error(exc) from None
+            m_base = explorer.base_metrics(enc)
+            if m_rec is None:
+                m_rec = m_base if recon is base else explorer.measure(enc.original, recon)
+            rows = [("codec decoder", m_base, len(enc.data)), (label, m_rec, len(enc.data))]
+            rows += [(f"{compare.fmt_name(f)} q{b['setting']}, same size", b["metrics"], b["bytes"])
+                     for f, b in baselines.items()]
+            live = {"this image: codec decoder": m_base, f"this image: τ={float(tau):.2f}": m_rec}
+            live.update({f"this image: {compare.fmt_name(f)} same size": b["metrics"] for f, b in baselines.items()})
+        enc._live = live  # the sweep's plot shows the same points
+        plot = _plot(enc, family, sampler, steps, seed, live)
+    yield pair, crops, _table(enc, rows), plot, recon_png
+
+
+def _frames_html(enc: explorer.Encoded | None, family, sampler, steps, seed) -> str:
+    """Hidden <img> tags of this setting's cached τ frames: the browser preloads them, and the scrub
+    script shows the nearest one while τ is dragged."""
+    if enc is None or family is None:
+        return ""
+    fs = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed))
+    imgs = "".join(f'<img data-tau="{f.tau:g}" src="gradio_api/file={quote(f.png)}" alt="">' for f in fs.ready())
+    return f'<div class="dp-frames" data-count="{len(fs.frames)}">{imgs}</div>'
+
+
+def current_frames(state, family_key, sampler, steps, seed) -> str:
+    enc = state.get("enc") if state else None
+    return _frames_html(enc, _family(enc, family_key) if enc else None, sampler, steps, seed)
+
+
+def tau_frames(state, family_key, sampler, steps, seed, progress=gr.Progress(), request: gr.Request = None):
+    """Render τ = 0, 0.1, …, 1 of this setting in the background (one synthesis pass each, the sample
+    cached); yields the frames as they come, then this image's τ curve on the plot."""
+    if not state or "enc" not in state:
+        yield "", "Encode an image first.", gr.skip()
+        return
+    enc: explorer.Encoded = state["enc"]
+    family = _family(enc, family_key)
+    if family is None:
+        yield "", "No τ decoder is shipped for this quality.", gr.skip()
+        return
+    with _sweeps:
+        yield from _sweep(enc, family, sampler, steps, seed, progress, request)
+
+
+def _sweep(enc, family, sampler, steps, seed, progress, request):
+    t0 = time.perf_counter()
+    frames = scrub.render_frames(enc, family, sampler, steps, seed, lambda im: _png(request, im),
+                                 _cached_png(enc, "codec", explorer.base_reconstruction(enc), request))
+    key = scrub.setting_key(family, sampler, steps, seed)
+    scrub.frame_set(enc, key)  # the latest asked for, until another setting is rendered
+    total = len(scrub.FRAME_TAUS)
+    ready_s = None
+    while True:
+        _foreground.wait_idle()  # a render (a τ release) goes first
+        if scrub.latest_setting(enc) != key:  # another setting was rendered since: its own sweep follows
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        try:
+            phase, done, total = next(frames)
+        except StopIteration:
+            break
+        except Exception as exc:
+            raise _user_error(exc) from None
+        if phase == "frames":
+            progress(done / total, desc=f"τ frames {done}/{total}")
+            if done < total:
+                yield _frames_html(enc, family, sampler, steps, seed), f"τ frames: {done}/{total}…", gr.skip()
+            elif ready_s is None:
+                ready_s = time.perf_counter() - t0
+                yield (_frames_html(enc, family, sampler, steps, seed),
+                       f"τ frames ready: {total} in {ready_s:.1f} s (scrub τ freely; the exact τ renders on release)"
+                       + (" · measuring the τ curve…" if enc.original is not None else ""), gr.skip())
+        else:
+            progress(done / total, desc=f"τ curve {done}/{total}")
+    status = (f"τ frames ready: {total} in {ready_s or 0:.1f} s (scrub τ freely; the exact τ renders on release)"
+              + (f" · τ curve in {time.perf_counter() - t0:.1f} s" if enc.original is not None else ""))
+    yield _frames_html(enc, family, sampler, steps, seed), status, _plot(enc, family, sampler, steps, seed, enc._live)
+
+
+def export_comparison(state, family_key, sampler, steps, seed, zoom_x, zoom_y, request: gr.Request = None):
+    """One slide PNG (original | codec decoder | τ = 1, crops, bpp and metrics) and the lossless PNGs."""
+    if not state or "enc" not in state:
+        raise gr.Error("Encode an image first.")
+    enc: explorer.Encoded = state["enc"]
+    family = _family(enc, family_key)
+    with _foreground:
+        try:
+            base = explorer.base_reconstruction(enc)
+            panels = ([(enc.original, "original")] if enc.original is not None else []) + [(base, "codec decoder")]
+            caption = [compare.bpp_line(enc)]
+            files = [_cached_png(enc, "codec", base, request)]
+            if enc.original is not None:
+                caption.append(compare.metrics_line("codec decoder", explorer.base_metrics(enc)))
+            if family is not None:
+                full, full_png, label, m = _reconstruct(enc, family, 1.0, sampler, steps, seed, lambda *a, **k: None,
+                                                        request)
+                panels.append((full, label))
+                files.append(full_png)
+                if enc.original is not None:
+                    caption.append(compare.metrics_line(label, m or explorer.measure(enc.original, full)))
+                settings = f"{sampler}, {steps} steps, seed {seed}" if family.uses_sampler else "deterministic"
+                caption.append(f"τ decoder: {family.label} ({settings}); crops ×4 around ({zoom_x:.2f}, {zoom_y:.2f})")
+            crops = [explorer.zoom_crop(im, zoom_x, zoom_y) for im, _ in panels]
+            slide = compare.comparison_png(panels, crops, caption)
+        except Exception as exc:
+            raise _user_error(exc) from None
+    slide_png = _png(request, slide)
+    return slide_png, [slide_png, *files]
+
+
+def editor_to_mask(editor, request: gr.Request = None):
+    """The painted strokes of the τ brush (any layer, any colour) → a grayscale mask PNG (white = painted),
+    as the brush's input file and as a preview."""
+    alphas = [a[..., 3] for a in map(np.asarray, (editor or {}).get("layers") or []) if a.ndim == 3 and a.shape[2] == 4]
+    alpha = np.maximum.reduce(alphas) if alphas else None
+    if alpha is None or not alpha.any():
+        raise gr.Error("Paint on the image first (the brush marks where τ applies).")
+    png = _png(request, np.repeat(alpha[..., None], 3, axis=2))
+    return png, png
+
+
+def brush(state, mask_file, family_key, tau, sampler, steps, seed, mode="paint realism", request: gr.Request = None):
+    """Decode the bitstream with a spatial τ: τ where the mask is white ("paint realism") or everywhere
+    but there ("protect"); the same bitstream. Returns the image and its lossless PNG."""
+    if not state or "enc" not in state:
+        raise gr.Error("Encode an image first.")
+    enc: explorer.Encoded = state["enc"]
+    family = _family(enc, family_key)
+    if family is None:
+        raise gr.Error("No τ decoder is shipped for this quality.")
+    if mask_file is None:
+        raise gr.Error("Paint or upload a mask first.")
+    with _foreground:
+        try:
+            h = enc.header
+            mask = taumap.load_tau_map(Path(mask_file), h.height, h.width)
+            if mode == "protect":
+                mask = 1.0 - mask
+            image = explorer.reconstruct_map(family, enc.data, float(tau) * mask, sampler, int(steps), int(seed))
+        except Exception as exc:
+            raise _user_error(exc) from None
+    png = _png(request, image)
+    return png, png
 
 
 def update_families(quality):
     choices = _families_for(int(quality))
     return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+
+def sampler_controls(family_key):
+    """Sampler, steps and seed apply only to families that sample."""
+    family = explorer.FAMILIES.get(family_key)
+    visible = family is None or family.uses_sampler
+    return gr.update(visible=visible), gr.update(visible=visible), gr.update(visible=visible)
+
+
+def editor_background(state, request: gr.Request = None):
+    """The τ brush paints over the codec decoder's image of the current bitstream."""
+    if not state or "enc" not in state:
+        return gr.skip()
+    enc = state["enc"]
+    return {"background": _cached_png(enc, "codec", explorer.base_reconstruction(enc), request), "layers": [],
+            "composite": None}
+
+
+# The scrub: while τ is dragged, the compare slider's right image becomes the nearest preloaded τ
+# frame at once (no server round trip); on release the server's exact render replaces it.
+SCRUB_JS = """
+if (!window.__dpScrub) {
+  window.__dpScrub = true;
+  const show = (value) => {
+    const frames = [...document.querySelectorAll('#tau-frames img[data-tau]')];
+    const after = document.querySelectorAll('#compare img');
+    if (!frames.length || !after.length) return;
+    let best = frames[0];
+    for (const f of frames) if (Math.abs(f.dataset.tau - value) < Math.abs(best.dataset.tau - value)) best = f;
+    const target = after[after.length - 1];
+    if (target.getAttribute('src') !== best.src) { target.src = best.src; target.dataset.scrubTau = best.dataset.tau; }
+  };
+  // Decode each frame as it arrives, so that showing it is a swap, not a PNG decode.
+  new MutationObserver(() => document.querySelectorAll('#tau-frames img[data-tau]').forEach(
+    (img) => img.decode().catch(() => null))).observe(element, {childList: true, subtree: true});
+  document.addEventListener('input', (e) => {
+    if (e.target.closest && e.target.closest('#tau')) show(parseFloat(e.target.value));
+  }, true);
+}
+"""
+
+CSS = """
+#upload { min-height: 0 !important; }
+#upload .wrap { min-height: 56px !important; padding: 4px !important; }
+#tau-frames { display: none !important; }
+#compare img { object-fit: contain; }
+.dp-strip { align-items: stretch; }
+footer { display: none !important; }
+"""
 
 
 # ---- layout ------------------------------------------------------------------------------------
@@ -241,68 +498,129 @@ def build_demo() -> gr.Blocks:
     # open on the best quality that shows both decoders: where the diffusion decoder is strongest
     default_q = (with_diffusion or qualities)[-1]
     families = _families_for(default_q)
+    first = explorer.FAMILIES.get(families[0][1]) if families else None
+    samples = first is None or first.uses_sampler
     examples = explorer.example_images()
 
     sweep(force=True)  # leftovers of an earlier run
     # delete_cache: Gradio's own copies of uploads and served files, swept by the same age.
     with gr.Blocks(title="DP Explorer", delete_cache=(SWEEP_EVERY_S, MAX_AGE_S)) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="intro")
         state = gr.State({}, time_to_live=MAX_AGE_S)  # an idle session's images leave memory
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
+        # 1. a compact strip: photo, examples, quality, Encode
+        with gr.Row(elem_classes="dp-strip", equal_height=False):
+            upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload", height=90,
+                             scale=2, min_width=200)
+            with gr.Column(scale=4, min_width=280):
                 if examples:
                     gr.Examples([[str(p)] for _, p in examples], inputs=[upload],
-                                example_labels=[label for label, _ in examples], label="Examples")
-                quality = gr.Dropdown([(f"q{q}", q) for q in qualities], value=default_q, label="Quality",
-                                      elem_id="quality")
-                encode_btn = gr.Button("Encode", variant="primary", elem_id="encode-btn")
+                                example_labels=[label.split(" (")[0] for label, _ in examples], label="Examples")
+            with gr.Column(scale=2, min_width=200):
+                with gr.Row():
+                    quality = gr.Dropdown([(f"q{q}", q) for q in qualities], value=default_q, label="Quality",
+                                          elem_id="quality", min_width=80)
+                    encode_btn = gr.Button("Encode", variant="primary", elem_id="encode-btn", min_width=80)
                 info = gr.Markdown(elem_id="encode-info")
-                dpx_out = gr.File(label="Bitstream (.dpx) to download", interactive=False, elem_id="dpx-download")
-                dpx_in = gr.File(label="…or decode a .dpx", file_types=[".dpx"], type="filepath",
-                                 elem_id="dpx-upload")
-            with gr.Column(scale=1):
-                family = gr.Radio(families, value=families[0][1] if families else None, label="Diffusion decoder",
-                                  elem_id="family")
+        # 2. the comparison first, τ directly under it, the decoder controls and numbers beside it
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=320):
+                slider = gr.ImageSlider(label="left side ↔ τ decoder (drag the divider)", format="png",
+                                         elem_id="compare", max_height=420, buttons=["fullscreen", "download"])
                 tau = gr.Slider(0, 1, value=1.0, step=0.05, label="τ: codec decoder (0) … full perception (1)",
                                 elem_id="tau")
+                frames_status = gr.Markdown(elem_id="frames-status")
+                frames_html = gr.HTML("", elem_id="tau-frames", js_on_load=SCRUB_JS)
+                numbers = gr.Markdown(elem_id="metrics")
+            with gr.Column(scale=1, min_width=260):
+                family = gr.Radio(families, value=families[0][1] if families else None, label="τ decoder",
+                                  elem_id="family")
+                left = gr.Radio([(label, key) for key, label in compare.LEFT_CHOICES.items()], value="codec",
+                                label="Left side", elem_id="left")
                 sampler = gr.Dropdown(explorer.sampler_choices(), value="ddpm", label="Sampler",  # best LPIPS on Kodak
-                                      elem_id="sampler")
-                steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps", elem_id="steps")
-                seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+                                      elem_id="sampler", visible=samples)
+                with gr.Row():
+                    steps = gr.Slider(1, 50, value=10, step=1, label="Steps", elem_id="steps", visible=samples,
+                                      min_width=120)
+                    seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", visible=samples, min_width=80)
+                original = gr.Image(label="Original", format="png", interactive=False, elem_id="original", height=180)
+        # 3. details: crops, original, files, then the plot
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                zoom = gr.Gallery(label="Zoomed crops (×4, nearest)", columns=4, format="png", elem_id="zoom",
+                                  height=300)
                 with gr.Row():
                     zoom_x = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom x", elem_id="zoom-x")
                     zoom_y = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom y", elem_id="zoom-y")
-        with gr.Row():
-            compare = gr.ImageSlider(label="codec decoder ↔ diffusion decoder", format="png", elem_id="compare")
-            original = gr.Image(label="Original", format="png", interactive=False, elem_id="original")
-        zoom = gr.Gallery(label="Zoomed crops (×4, nearest)", columns=3, format="png", elem_id="zoom")
-        recon_file = gr.File(label="Diffusion reconstruction (PNG, exactly the pixels measured)",
-                             interactive=False, elem_id="recon-download")
-        with gr.Row():
+            with gr.Column(scale=2):
+                dpx_out = gr.File(label="Bitstream (.dpx) to download", interactive=False, elem_id="dpx-download")
+                recon_file = gr.File(label="τ decoder's image (PNG, exactly the pixels measured)", interactive=False,
+                                     elem_id="recon-download")
+                dpx_in = gr.File(label="…or decode someone's .dpx", file_types=[".dpx"], type="filepath",
+                                 elem_id="dpx-upload")
+        dp = gr.Plot(label="Distortion–perception plane: Kodak curves and this image", elem_id="dp-plot")
+        with gr.Row(equal_height=False):
             with gr.Column():
-                numbers = gr.Markdown(elem_id="metrics")
-                curve_btn = gr.Button("This image's τ curve", elem_id="tau-curve-btn")
-                curve_plot = gr.Plot(label="τ curve of this image", elem_id="tau-curve")
-            dp = gr.Plot(label="Distortion–perception plane", elem_id="dp-plot")
+                export_btn = gr.Button("Export comparison (PNG for slides)", elem_id="export-btn")
+                slide = gr.Image(label="Comparison slide", format="png", interactive=False, elem_id="export-image")
+                export_files = gr.File(label="Slide and reconstructions (lossless PNG)", file_count="multiple",
+                                       interactive=False, elem_id="export-files")
+            with gr.Column():
+                gr.Markdown("**τ brush**: paint where realism may be invented (texture, foliage) — or, with "
+                            "*protect*, where it may not (faces, text). The mask is τ's spatial map; same bitstream.")
+                editor = gr.ImageEditor(label="Paint the mask", type="numpy", elem_id="brush-editor",
+                                        brush=gr.Brush(colors=["#ff2d55"], default_size=40), layers=False,
+                                        transforms=(), sources=(), height=360)
+                with gr.Row():
+                    brush_mode = gr.Radio(["paint realism", "protect"], value="paint realism", label="Painted areas",
+                                          elem_id="brush-mode")
+                    brush_btn = gr.Button("Decode with the brush", elem_id="brush-btn")
+                with gr.Row():
+                    mask_preview = gr.Image(label="Painted τ map (white = τ, black = 0)", format="png",
+                                            interactive=False, elem_id="brush-mask-preview", height=160)
+                    mask_file = gr.File(label="τ map as an image (or upload one)", file_types=["image"],
+                                        type="filepath", elem_id="brush-mask")
+                brushed = gr.Image(label="Brushed decode", format="png", interactive=False, elem_id="brush-out")
+                brushed_file = gr.File(label="Brushed decode (PNG)", interactive=False, elem_id="brush-download")
 
-        controls = [state, family, tau, sampler, steps, seed, zoom_x, zoom_y]
-        outputs = [compare, zoom, numbers, dp, recon_file]
+        controls = [state, family, tau, sampler, steps, seed, zoom_x, zoom_y, left]
+        outputs = [slider, zoom, numbers, dp, recon_file]
+        setting = [state, family, sampler, steps, seed]
+        frames_out = [frames_html, frames_status, dp]
         heavy = dict(concurrency_id="heavy")  # one queue for everything that runs a network
+        background = dict(concurrency_id="frames", concurrency_limit=1, show_progress="minimal")
+
+        def then_frames(event, api_name=None):
+            """After a render: this setting's cached frames at once, then the missing ones in the background."""
+            visibility = dict(api_name=api_name) if api_name else dict(api_visibility="private")
+            return event.success(current_frames, setting, frames_html, api_visibility="private", show_progress="hidden") \
+                .then(tau_frames, setting, frames_out, **visibility, **background)
+
         # `change` also fires for an example click, not only for an upload.
-        gr.on([upload.change, encode_btn.click, quality.input], encode_upload, [upload, quality, state],
-              [state, original, info, dpx_out], api_name="encode", **heavy) \
-            .success(render, controls, outputs, api_name="render_encoded", api_visibility="private", **heavy)
+        encoded = gr.on([upload.change, encode_btn.click, quality.input], encode_upload, [upload, quality, state],
+                        [state, original, info, dpx_out], api_name="encode", **heavy)
+        encoded.success(editor_background, state, editor, api_visibility="private", show_progress="hidden")
+        then_frames(encoded.success(render, controls, outputs, api_name="render_encoded", api_visibility="private",
+                                    **heavy), api_name="tau_frames")
         quality.input(update_families, quality, family, api_visibility="private")
-        dpx_in.upload(open_dpx, dpx_in, [state, original, info, dpx_out], api_name="open_dpx", **heavy) \
-            .success(render, controls, outputs, api_name="render_opened", api_visibility="private", **heavy)
-        # Dragging τ (or a zoom slider) re-renders on release only, the latest value winning; the
-        # sample is cached, so this is one g_s pass.
-        gr.on([tau.release, zoom_x.release, zoom_y.release, family.input, sampler.input, steps.input, seed.input],
-              render, controls, outputs, trigger_mode="always_last", api_name="render", **heavy)
-        curve_btn.click(own_tau_curve, [state, family, sampler, steps, seed], curve_plot, api_name="tau_curve",
-                        **heavy)
+        family.change(sampler_controls, family, [sampler, steps, seed], api_visibility="private")
+        opened = dpx_in.upload(open_dpx, dpx_in, [state, original, info, dpx_out], api_name="open_dpx", **heavy)
+        opened.success(editor_background, state, editor, api_visibility="private", show_progress="hidden")
+        then_frames(opened.success(render, controls, outputs, api_name="render_opened", api_visibility="private",
+                                   **heavy))
+        # Dragging τ shows cached frames in the browser; the release renders the exact τ (the latest
+        # value winning): a frame τ is a cached PNG, another τ one synthesis pass.
+        gr.on([tau.release, zoom_x.release, zoom_y.release, left.input], render, controls, outputs,
+              trigger_mode="always_last", api_name="render", **heavy)
+        # A new setting draws a new sample: the frames of the old one stop.
+        changed = gr.on([family.input, sampler.input, steps.input, seed.input], render, controls, outputs,
+                          trigger_mode="always_last", api_name="render_setting", api_visibility="private", **heavy)
+        then_frames(changed)
         demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
+        export_btn.click(export_comparison, [state, family, sampler, steps, seed, zoom_x, zoom_y],
+                         [slide, export_files], api_name="export", **heavy)
+        brush_btn.click(editor_to_mask, editor, [mask_file, mask_preview], api_visibility="private") \
+            .success(brush, [state, mask_file, family, tau, sampler, steps, seed, brush_mode], [brushed, brushed_file],
+                     api_name="brush", **heavy)
         demo.unload(end_session)  # the tab closed: its files go now
     demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)
     return demo
@@ -317,6 +635,7 @@ def configure_threads() -> None:
 
 
 def launch(demo: gr.Blocks, **kwargs):
+    kwargs.setdefault("css", CSS)
     kwargs.setdefault("max_file_size", MAX_UPLOAD)
     kwargs.setdefault("state_session_capacity", MAX_SESSIONS)
     kwargs.setdefault("allowed_paths", [str(OUT_DIR)])

@@ -1,6 +1,8 @@
 """The app launched on 127.0.0.1 and driven through gradio_client, on tiny untrained models."""
 
+import re
 import socket
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -35,6 +37,7 @@ def app_url(tiny_weights_dir, app_tmp):
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+    ui.wait_for_work()
     mp.undo()
 
 
@@ -99,10 +102,73 @@ def test_bad_uploads_show_an_error_and_the_server_keeps_serving(client, photo_fi
     assert original is not None
 
 
-def test_own_tau_curve(client, photo_file):
+def test_tau_frames_sample_once_and_are_the_exact_renders(client, photo_file, monkeypatch):
+    from dpexplorer import models
+
     client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
-    plot = client.predict("latent", "ddim", 2, 0, api_name="/tau_curve")
+    pipeline = models.get_latent_pipeline(1)
+    calls, real = [], pipeline.sample
+    monkeypatch.setattr(pipeline, "sample", lambda *a, **k: calls.append(1) or real(*a, **k))
+    html, status, plot = client.predict("latent", "euler", 3, 7, api_name="/tau_frames")
+    assert "ready: 11" in status and html.count("<img data-tau=") == 11
     assert plot and plot.get("type") == "matplotlib"
+    assert len(calls) == 1  # one diffusion sample for the whole sweep: a frame is one synthesis pass
+    pair_half, *_ = client.predict("latent", 0.5, "euler", 3, 7, 0.5, 0.5, api_name="/render")
+    pair_odd, *_ = client.predict("latent", 0.55, "euler", 3, 7, 0.5, 0.5, api_name="/render")
+    assert len(calls) == 1
+    half = load_image(pair_half[1])
+    frame = re.search(r'data-tau="0.5" src="gradio_api/file=([^"]+)"', html).group(1)
+    assert np.array_equal(load_image(unquote(frame)), half)  # the frame shown while dragging = the exact τ
+    assert not np.array_equal(load_image(pair_odd[1]), half)
+
+
+def test_same_size_baselines_on_the_left_and_in_the_table(client, photo, photo_file):
+    _, _, dpx = client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    budget = len(open(dpx, "rb").read())
+    from dpexplorer.evaluation.baselines import match_rate
+
+    pair, _, table, *_ = client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, "webp", api_name="/render")
+    webp = match_rate(photo, "webp", budget * 8 / photo[..., 0].size)
+    assert np.array_equal(load_image(pair[0]), webp["image"])  # left side: WebP at this bitstream's size
+    assert f"WebP q{webp['setting']}, same size | {webp['bytes']:,}" in table and "JPEG q" in table
+    pair, *_ = client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, "original", api_name="/render")
+    assert np.array_equal(load_image(pair[0]), photo)
+    pair, *_ = client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, "jpeg", api_name="/render")
+    assert Image.open(pair[0]).format == "PNG" and not np.array_equal(load_image(pair[0]), photo)
+
+
+def test_export_comparison(client, photo_file):
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    slide, files = client.predict("latent", "ddim", 2, 0, 0.5, 0.5, api_name="/export")
+    full, *_ = client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    base, *_ = client.predict("latent", 0.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    im = Image.open(slide)
+    assert im.format == "PNG" and im.width > 3 * 600  # original | codec decoder | τ = 1
+    shown = [load_image(f) for f in files]
+    assert any(np.array_equal(x, load_image(full[1])) for x in shown)  # lossless reconstructions
+    assert any(np.array_equal(x, load_image(base[1])) for x in shown)
+
+
+def test_tau_brush(client, photo, photo_file, tmp_path):
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    full, *_ = client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    base, *_ = client.predict("latent", 0.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    white = save_png(np.full((48, 64, 3), 255, np.uint8), tmp_path / "white.png")  # resized to the image
+    out, png = client.predict(handle_file(str(white)), "latent", 1.0, "ddim", 2, 0, "paint realism", api_name="/brush")
+    assert np.array_equal(load_image(out), load_image(full[1])) and np.array_equal(load_image(png), load_image(out))
+    out, _ = client.predict(handle_file(str(white)), "latent", 1.0, "ddim", 2, 0, "protect", api_name="/brush")
+    assert np.array_equal(load_image(out), load_image(base[1]))  # everything protected: the codec decoder
+    half = np.zeros((96, 128, 3), np.uint8)
+    half[:, 64:] = 255
+    out, _ = client.predict(handle_file(str(save_png(half, tmp_path / "half.png"))), "latent", 1.0, "ddim", 2, 0,
+                            "paint realism", api_name="/brush")
+    out = load_image(out)
+    assert not np.array_equal(out, load_image(full[1])) and not np.array_equal(out, load_image(base[1]))
+    bad = tmp_path / "mask.png"
+    bad.write_text("not a mask")
+    with pytest.raises(Exception, match="not an image|cannot"):
+        client.predict(handle_file(str(bad)), "latent", 1.0, "ddim", 2, 0, "paint realism", api_name="/brush")
+    assert client.predict(handle_file(str(white)), "latent", 1.0, "ddim", 2, 0, "protect", api_name="/brush")
 
 
 def test_oversized_upload_is_refused_by_the_server(app_url, tmp_path):

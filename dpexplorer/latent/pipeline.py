@@ -9,8 +9,12 @@ a linear fusion of the original and the transformed latent. τ = 0 is the base d
 returned without touching the sample, so the PNG is bit-identical); τ = 1 is the full perceptual
 latent. The bitstream never changes; τ, sampler, steps and seed are decode-time arguments.
 
+A τ map (the app's τ brush, `--tau-map`) makes τ spatial: averaged over each 16×16 cell onto the
+latent grid, ỹ = ŷ + τ(x, y)·r̃.
+
 Caching: the entropy-decoded ŷ is cached per bitstream and the sample r̃ per
-(bitstream, sampler, steps, seed), so moving τ costs one g_s pass.
+(bitstream, sampler, steps, seed), so moving τ (a whole τ sweep, or a new τ map) costs one g_s pass
+per image.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import torch
 from dpexplorer.bitstream import Bitstream
 from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.denoiser import LatentDenoiser
-from dpexplorer.tau import check_tau
 from dpexplorer.latent.schedulers import SAMPLERS, make_scheduler
+from dpexplorer.tau import check_tau
+from dpexplorer.taumap import check_tau_map, to_grid
+from dpexplorer.tiling import CELL
 
 MAX_STEPS = 1000
 
@@ -95,13 +101,21 @@ class LatentPipeline:
         return y_hat + check_tau(tau) * residual
 
     def reconstruct(self, data: bytes, tau: float = 1.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-                    progress=None) -> np.ndarray:
-        """The 8-bit reconstruction of a .dpx at τ. τ = 0 never samples and equals the base decoder."""
+                    progress=None, tau_map: np.ndarray | None = None) -> np.ndarray:
+        """The 8-bit reconstruction of a .dpx at τ, or with a τ map (H×W in [0, 1]; τ is then ignored).
+        τ = 0 (or an all-zero map) never samples and equals the base decoder."""
         tau = check_tau(tau)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         y_hat, bs = self.latent(data)
-        if tau == 0.0:
+        if tau_map is not None:
+            tau_map = check_tau_map(tau_map, bs.height, bs.width)
+        if (tau == 0.0) if tau_map is None else not tau_map.any():
             return self.codec.synthesize(y_hat, bs.height, bs.width)
         residual = self.cached_sample(data, sampler, steps, seed, progress)
-        return self.codec.synthesize(self.fuse(y_hat, residual, tau), bs.height, bs.width)
+        if tau_map is None:
+            y_tilde = self.fuse(y_hat, residual, tau)
+        else:  # the same product and sum as `fuse`, per latent cell: a map of ones gives τ = 1 to the bit
+            grid = torch.from_numpy(to_grid(tau_map, *y_hat.shape[-2:], CELL))
+            y_tilde = y_hat + grid[None, None] * residual
+        return self.codec.synthesize(y_tilde, bs.height, bs.width)
