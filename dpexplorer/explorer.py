@@ -102,17 +102,19 @@ def _decoder(key: str):
     return qualities, reconstruct
 
 
+# The first family is the app's default: the perceptual synthesis, which reaches the lower LPIPS at
+# τ = 1 for less PSNR on Kodak and on photos outside it (docs/synthesis.md).
 FAMILIES: dict[str, DecoderFamily] = {
-    "latent": DecoderFamily(
-        "latent", "Latent diffusion + τ fusion",
-        "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
-        "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
-        True, *_decoder("latent")),
     "synthesis": DecoderFamily(
         "synthesis", "Perceptual synthesis (GAN, network interpolation)",
         "A copy of the codec's synthesis transform fine-tuned on ŷ with LPIPS and a GAN loss; τ blends the "
         "weights, θ_τ = (1 − τ)·θ₀ + τ·θ₁. Deterministic: sampler, steps and seed do not apply.",
         False, *_decoder("synthesis")),
+    "latent": DecoderFamily(
+        "latent", "Latent diffusion + τ fusion",
+        "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
+        "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
+        True, *_decoder("latent")),
 }
 
 
