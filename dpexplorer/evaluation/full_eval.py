@@ -250,7 +250,8 @@ def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_ima
         "data": Path(settings.data).name, "images": n_images, "settings": asdict(settings),
         "weights": provenance, "means": means,
     }
-    result["bd_rate"] = bd_rates(means)
+    # CompressAI publishes Kodak numbers only: comparing another folder's curve with them means nothing
+    result["bd_rate"] = bd_rates(means, against_compressai=Path(settings.data).name.lower() == "kodak")
     result["tau_bar"] = tau_bars(cells)
     return result
 
@@ -276,12 +277,15 @@ def tau_bars(cells: list[dict]) -> list[dict]:
     return bars
 
 
-def bd_rates(means: list[dict]) -> dict:
-    """PSNR BD-rate of the plain decoder vs CompressAI, and LPIPS BD-rate of each curve vs the plain decoder."""
+def bd_rates(means: list[dict], against_compressai: bool = True) -> dict:
+    """PSNR BD-rate of the plain decoder vs CompressAI (Kodak), and LPIPS BD-rate of each curve vs the
+    plain decoder (NaN where the LPIPS ranges do not overlap)."""
     plain = sorted((m for m in means if m["decoder"] == "plain"), key=lambda m: m["bpp"])
     out = {}
     if len(plain) >= 2:
         for name, key in (("mbt2018-mean", "mbt2018_mean"), ("bmshj2018-hyperprior", "hyperprior")):
+            if not against_compressai:
+                break
             ref = COMPRESSAI_KODAK[name]  # mbt2018-mean first: our architecture
             out[f"plain_psnr_vs_compressai_{key}"] = bd_rate(ref["bpp"][:5], ref["psnr"][:5],
                                                              [m["bpp"] for m in plain], [m["psnr"] for m in plain])
@@ -434,7 +438,7 @@ def format_summary(result: dict) -> str:
         lines.append(f"{m['quality']:>2} {m['decoder']:9} {m['sampler'] or '':12} {tau:>5} {m['bpp']:7.4f} "
                      f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
     for k, v in result["bd_rate"].items():
-        lines.append(f"BD-rate {k}: {v:+.1f}%")
+        lines.append(f"BD-rate {k}: " + ("n/a (the curves' ranges do not overlap)" if math.isnan(v) else f"{v:+.1f}%"))
     for b in result.get("tau_bar", []):
         lines.append(f"τ=1 vs τ=0, q{b['quality']} {b['decoder']} {b['sampler'] or ''}: LPIPS "
                      f"{100 * b['lpips_change_tau1']:+.0f}%, better on {100 * b['share_tau1_better']:.0f}% of "
