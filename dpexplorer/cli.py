@@ -181,13 +181,35 @@ def cmd_decode(args) -> int:
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
-        image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained,
-                                 decoder=args.decoder)
+        with _step_bar(src.name) as progress:
+            image = reconstruct_file(src.read_bytes(), args.tau, args.sampler, args.steps, args.seed, args.pretrained,
+                                     progress=progress, decoder=args.decoder)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
 
     return _run_batch(files, batch, args, ".png", work)
+
+
+class _step_bar:
+    """A tqdm bar over diffusion steps on stderr, opened by the first step (a τ = 0 decode shows none)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, i: int, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n, desc=self.desc, unit="step", leave=False, file=sys.stderr)
+        self.bar.update(i - self.bar.n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_metrics(args) -> int:
@@ -233,6 +255,19 @@ def cmd_train_latent(args) -> int:
                             holdout=args.holdout, run_name=args.run_name, aux_only=args.aux_only, rho=args.rho)
     print(json.dumps(train_latent(cfg, export=not args.no_export), indent=2, default=str))
     return EXIT_OK
+
+
+def cmd_train_pixel(args) -> int:
+    from dpexplorer.training.pixel import PixelTrainConfig, config_from_args, train_pixel
+
+    print(train_pixel(config_from_args(args, PixelTrainConfig)))
+    return EXIT_OK
+
+
+def cmd_eval_pixel(args) -> int:
+    from dpexplorer.evaluation.pixel_eval import run_from_args
+
+    return run_from_args(args)
 
 
 def cmd_train_export(args) -> int:
@@ -298,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
         from dpexplorer.latent.schedulers import SAMPLERS
 
         sp.add_argument("--decoder", default="latent",
-                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion)")
+                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; pixel: pixel-space "
+                        "diffusion + τ blend)")
         sp.add_argument("--tau", type=float, default=0.0,
                         help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism)")
         sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
@@ -364,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--seed", type=int, default=0)
     tl.add_argument("--threads", type=int, default=None)
     tl.set_defaults(func=cmd_train_latent)
+    tp = tsub.add_parser("pixel", help="pixel-space diffusion decoder for a shipped codec quality")
+    from dpexplorer.training.pixel import PixelTrainConfig
+    from dpexplorer.training.synthesis import add_arguments as config_arguments
+
+    config_arguments(tp, PixelTrainConfig)
+    tp.set_defaults(func=cmd_train_pixel)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
     tx.add_argument("--notes", default="", help="free text for the model card")
@@ -392,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     esub = ev.add_subparsers(dest="what", required=False)
     el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
     eval_options(el, "results/latent")
+    epx = esub.add_parser("pixel", help="pixel diffusion decoder per quality and sampler/steps setting, τ = 0 and 1")
+    from dpexplorer.evaluation.pixel_eval import add_arguments as pixel_eval_arguments
+
+    pixel_eval_arguments(epx)
+    epx.set_defaults(func=cmd_eval_pixel)
     ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality; BD-rate vs CompressAI, WebP, JPEG")
     ec.add_argument("--data", required=True)
     ec.add_argument("--qualities", type=int, nargs="+", default=None)

@@ -92,12 +92,30 @@ def _latent_qualities():
     return latent_qualities()
 
 
+def _pixel_reconstruct(data, tau, sampler, steps, seed, progress=None):
+    from dpexplorer.models import reconstruct_file
+
+    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder="pixel")
+
+
+def _pixel_qualities():
+    from dpexplorer.models import pixel_qualities
+
+    return pixel_qualities()
+
+
 FAMILIES: dict[str, DecoderFamily] = {
     "latent": DecoderFamily(
         "latent", "Latent diffusion + τ fusion",
         "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
         "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
         True, _latent_qualities, _latent_reconstruct),
+    "pixel": DecoderFamily(
+        "pixel", "Pixel diffusion + τ blend",
+        "A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail the codec's "
+        "decode x̂₀ lacks, given ŷ and x̂₀; τ blends the images (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps "
+        "change the sample (DDIM 10 vs DDPM 100: paper 001).",
+        True, _pixel_qualities, _pixel_reconstruct),
 }
 
 
