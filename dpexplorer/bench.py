@@ -148,7 +148,10 @@ def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 19
 
     Ours is timed at 768×512; the full-resolution paper networks on a crop×crop input, scaled by the
     pixel ratio (convolutions scale linearly; paper 001's attention quadratically, so its figure is a
-    lower bound). All run as the pipeline runs the denoiser (`thread_invariant`)."""
+    lower bound). All run as the pipeline runs the denoiser (`thread_invariant`). GFLOP per step (counted by
+    torch, scaled the same way) compare the networks independently of the machine's load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from dpexplorer.codec import thread_invariant
     from dpexplorer.pixel.denoiser import CDC, OURS, PAPER_001, PixelDenoiser
 
@@ -161,11 +164,12 @@ def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 19
         args = (torch.randn(1, 3, h, w), torch.tensor([500]), torch.rand(1, 3, h, w),
                 torch.randn(1, latent_channels, h // 16, w // 16))
         with torch.inference_mode(), thread_invariant():
-            den(*args)  # warm-up
+            with FlopCounterMode(display=False) as flops:  # also the warm-up
+                den(*args)
             t = _median_time(lambda: den(*args), repeat)
         scale = PIXEL_SIZE[0] * PIXEL_SIZE[1] / (h * w)
         out[name] = {"params_m": sum(p.numel() for p in den.parameters()) / 1e6, "timed_at": f"{w}x{h}",
-                     "scale": scale, "step_s": t * scale}
+                     "scale": scale, "step_s": t * scale, "gflop": flops.get_total_flops() * scale / 1e9}
     return out
 
 
@@ -231,7 +235,8 @@ def format_bench(r: dict, steps: int = 10) -> str:
                             ("cdc", "CDC (64 ch, mults 1–6, 2 blocks)")):
             p = r["pixel_step_s"][name]
             how = "" if p["scale"] == 1 else f"  (timed at {p['timed_at'].replace('x', '×')}, × {p['scale']:.0f})"
-            lines.append(f"{'    ' + label:42s} {p['step_s']:8.3f} {p['step_s'] / g:7.2f}  {p['params_m']:.1f} M params{how}")
+            lines.append(f"{'    ' + label:42s} {p['step_s']:8.3f} {p['step_s'] / g:7.2f}  {p['params_m']:.1f} M params, "
+                         f"{p['gflop']:.0f} GFLOP{how}")
     if "app_cold_start_s" in r:
         lines.append(f"{'app cold start (python -c import app)':42s} {r['app_cold_start_s']:8.2f}")
     lines.append(f"{'peak memory of this process (MiB)':42s} {r['peak_rss_mib']:8.0f}")
