@@ -1,9 +1,10 @@
 """`dpexplorer bench`: speed and memory on this machine, measured side by side in one run.
 
 Prints, for one 768×512 image: encode, entropy decoding, one g_s pass, a τ change with a cached
-sample, a fresh latent sample (10 steps) — each also as a ratio to the g_s pass — the pixel diffusion
-decoder's τ change, fresh sample and seconds per denoiser step beside paper 001's and CDC's networks,
-plus the app's cold start and peak memory. Timings are medians of `--repeat` runs. It prints figures; it asserts nothing.
+sample, a fresh latent sample (10 steps), a τ change of the perceptual synthesis (weights blended, then
+one g_s pass) — each also as a ratio to the g_s pass — the pixel diffusion decoder's τ change, fresh
+sample and seconds per denoiser step beside paper 001's and CDC's networks, plus the app's cold start
+and peak memory. Timings are medians of `--repeat` runs. It prints figures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
     explorer.dp_plot(explorer.load_curves(), {"now": explorer.measure(original, recon)})
     with tempfile.NamedTemporaryFile(suffix=".png") as f:
         save_png(recon, f.name, compress_level=1)  # as the app does
+
+
+def _synthesis(codec):
+    """The shipped perceptual synthesis of this quality, else θ₁ = θ₀ perturbed (speed only)."""
+    from dpexplorer.models import get_synthesis, synthesis_qualities
+    from dpexplorer.synthesis import InterpolatedSynthesis
+
+    if codec.cfg.quality in synthesis_qualities():
+        return get_synthesis(codec.cfg.quality), "shipped"
+    theta1 = {k: v + 0.01 for k, v in codec.model.g_s.state_dict().items()}
+    return InterpolatedSynthesis(codec.model.g_s, theta1), "untrained (no synthesis weights shipped)"
 
 
 def _cold_start() -> float:
@@ -195,6 +207,9 @@ def run_bench(image: str | None = None, quality: int | None = None, repeat: int 
                                             repeat)
     r["app_tau_change_s"] = _median_time(lambda: _app_tau_change(pipeline, data, img, float(next(taus)), steps),
                                          repeat)
+    synth, r["synthesis_model"] = _synthesis(codec)
+    r["synthesis_tau_change_s"] = _median_time(
+        lambda: codec.synthesize(y_hat, bs.height, bs.width, g_s=synth.at(float(next(taus)))), repeat)
     seeds = iter(range(1, 1000))
     r[f"fresh_sample_{steps}_steps_s"] = _median_time(
         lambda: pipeline.reconstruct(data, 1.0, "ddim", steps, next(seeds)), repeat)
@@ -219,9 +234,10 @@ def format_bench(r: dict, steps: int = 10) -> str:
     rows = [("encode", r["encode_s"]), ("entropy decoding (ŷ)", r["entropy_decode_s"]), ("g_s decode (one pass)", g),
             ("τ change, cached sample", r["tau_change_cached_s"]),
             ("app τ change (+ metrics, plot, PNG)", r["app_tau_change_s"]),
-            (f"fresh latent sample ({steps} steps) + g_s", r[f"fresh_sample_{steps}_steps_s"])]
+            (f"fresh latent sample ({steps} steps) + g_s", r[f"fresh_sample_{steps}_steps_s"]),
+            ("synthesis τ change (blend θ_τ + g_s)", r["synthesis_tau_change_s"])]
     lines = [f"DP Explorer bench — q{r['quality']}, {r['image']}, {r['threads']} torch threads, "
-             f"latent model: {r['latent_model']}",
+             f"latent model: {r['latent_model']}, synthesis model: {r['synthesis_model']}",
              f"{'what':42s} {'seconds':>8s} {'× g_s':>7s}"]
     lines += [f"{name:42s} {t:8.3f} {t / g:7.2f}" for name, t in rows]
     if "pixel_step_s" in r:

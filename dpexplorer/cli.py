@@ -297,8 +297,8 @@ def cmd_eval(args) -> int:
 
     if not args.data:
         return _fail("eval needs --data DIR")
-    decoders = args.decoders or (["plain", "latent"] if args.what == "latent" else
-                                 ["plain", "latent", "jpeg", "webp"])
+    decoders = args.decoders or (["plain", args.what] if args.what in ("latent", "synthesis") else
+                                 ["plain", "latent", "synthesis", "jpeg", "webp"])
     run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
                           samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
                           extra=not args.no_extra, limit=args.limit, assets=args.assets))
@@ -333,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
         from dpexplorer.latent.schedulers import SAMPLERS
 
         sp.add_argument("--decoder", default="latent",
-                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; pixel: pixel-space "
-                        "diffusion + τ blend)")
+                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; synthesis: network "
+                        "interpolation; pixel: pixel-space diffusion + τ blend)")
         sp.add_argument("--tau", type=float, default=0.0,
                         help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism)")
         sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
@@ -418,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
         sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
         sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
-        sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "jpeg", "webp"], default=None)
+        sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "synthesis", "jpeg", "webp"],
+                        default=None)
         sp.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=["ddim", "ddpm", "dpmsolver++"])
         sp.add_argument("--steps", type=int, default=10)
         sp.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
@@ -434,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     esub = ev.add_subparsers(dest="what", required=False)
     el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
     eval_options(el, "results/latent")
+    es = esub.add_parser("synthesis", help="τ sweep of the perceptual synthesis (network interpolation) per quality")
+    eval_options(es, "results/synthesis")
     epx = esub.add_parser("pixel", help="pixel diffusion decoder per quality and sampler/steps setting, τ = 0 and 1")
     from dpexplorer.evaluation.pixel_eval import add_arguments as pixel_eval_arguments
 

@@ -217,14 +217,16 @@ class Codec:
         return y_hat, bs
 
     @torch.inference_mode()
-    def synthesize(self, y_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+    def synthesize(self, y_hat: torch.Tensor, height: int, width: int, g_s=None) -> np.ndarray:
         """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved (tiled above the size
         threshold; the latent decoder's ỹ comes through here too). The same ŷ gives the same pixels
-        whatever `torch.set_num_threads` says (`thread_invariant`)."""
+        whatever `torch.set_num_threads` says (`thread_invariant`). `g_s` replaces the codec's own
+        synthesis transform (the perceptual synthesis at some τ, `dpexplorer.synthesis`)."""
+        g_s = g_s or self.model.g_s
         with thread_invariant():
             if self.tiling.active(*(s * CELL for s in y_hat.shape[-2:])):
-                return synthesis(self.model.g_s, y_hat, height, width, self.tiling)
-            x_hat = self.model.g_s(y_hat)[..., :height, :width]
+                return synthesis(g_s, y_hat, height, width, self.tiling)
+            x_hat = g_s(y_hat)[..., :height, :width]
         return to_uint8(x_hat)
 
     def decode(self, data: bytes | Bitstream) -> Decoded:

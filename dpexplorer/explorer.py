@@ -80,28 +80,20 @@ class DecoderFamily:
     reconstruct: Callable[..., np.ndarray]  # (data, tau, sampler, steps, seed, progress) -> uint8 image
 
 
-def _latent_reconstruct(data, tau, sampler, steps, seed, progress=None):
-    from dpexplorer.models import reconstruct_file
+def _decoder(key: str):
+    """The family's (qualities, reconstruct) pair, through `models.reconstruct_file` (τ rules in one place)."""
 
-    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder="latent")
+    def reconstruct(data, tau, sampler, steps, seed, progress=None):
+        from dpexplorer.models import reconstruct_file
 
+        return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder=key)
 
-def _latent_qualities():
-    from dpexplorer.models import latent_qualities
+    def qualities():
+        from dpexplorer.models import DECODERS
 
-    return latent_qualities()
+        return DECODERS[key][0]()
 
-
-def _pixel_reconstruct(data, tau, sampler, steps, seed, progress=None):
-    from dpexplorer.models import reconstruct_file
-
-    return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder="pixel")
-
-
-def _pixel_qualities():
-    from dpexplorer.models import pixel_qualities
-
-    return pixel_qualities()
+    return qualities, reconstruct
 
 
 FAMILIES: dict[str, DecoderFamily] = {
@@ -109,13 +101,18 @@ FAMILIES: dict[str, DecoderFamily] = {
         "latent", "Latent diffusion + τ fusion",
         "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
         "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
-        True, _latent_qualities, _latent_reconstruct),
+        True, *_decoder("latent")),
+    "synthesis": DecoderFamily(
+        "synthesis", "Perceptual synthesis (GAN, network interpolation)",
+        "A copy of the codec's synthesis transform fine-tuned on ŷ with LPIPS and a GAN loss; τ blends the "
+        "weights, θ_τ = (1 − τ)·θ₀ + τ·θ₁. Deterministic: sampler, steps and seed do not apply.",
+        False, *_decoder("synthesis")),
     "pixel": DecoderFamily(
         "pixel", "Pixel diffusion + τ blend",
         "A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail the codec's "
         "decode x̂₀ lacks, given ŷ and x̂₀; τ blends the images (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps "
         "change the sample (DDIM 10 vs DDPM 100: paper 001).",
-        True, _pixel_qualities, _pixel_reconstruct),
+        True, *_decoder("pixel")),
 }
 
 

@@ -124,9 +124,11 @@ def extra_metrics(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
 
 
 def all_metrics(ref: np.ndarray, test: np.ndarray, extra: bool = False) -> dict[str, float]:
-    out = {"psnr": psnr(ref, test), "ms_ssim": ms_ssim(ref, test), "lpips": lpips(ref, test)}
+    # The HF energy ratio is cheap and network-free: always reported, next to LPIPS, to show texture
+    # that LPIPS rewards but the original does not have (ratio > 1).
+    out = {"psnr": psnr(ref, test), "ms_ssim": ms_ssim(ref, test), "lpips": lpips(ref, test),
+           "hf_ratio": hf_energy_ratio(ref, test)}
     if extra:
-        out["hf_ratio"] = hf_energy_ratio(ref, test)
         out.update(extra_metrics(ref, test))
     return out
 

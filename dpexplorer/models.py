@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 
 from dpexplorer.bitstream import Bitstream
 from dpexplorer.codec import Codec
+from dpexplorer.tau import check_tau
 from dpexplorer.weights import find_entry, load_manifest, weights_dir
 
 _lock = threading.Lock()
@@ -123,14 +123,41 @@ def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.
     return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
 
 
-DECODERS = {"latent": (latent_qualities, _latent_decoder), "pixel": (pixel_qualities, _pixel_decoder)}
+@lru_cache(maxsize=None)
+def _cached_synthesis(quality: int, arch: str, directory: str):
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.synthesis import InterpolatedSynthesis
+    from dpexplorer.weights import load_weights
+
+    codec = _cached_codec(quality, arch, False, directory)
+    name, entry = find_entry("synthesis", arch, quality, Path(directory))
+    if entry.get("codec_sha256") != codec.weights_sha256:
+        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
+    return InterpolatedSynthesis(codec.model.g_s, load_weights(entry, Path(directory)))
 
 
-def check_tau(tau: float) -> float:
-    tau = float(tau)
-    if not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau must be in [0, 1], got {tau}")
-    return tau
+def get_synthesis(quality: int, arch: str | None = None):
+    """The perceptual synthesis (θ₀ → θ₁ network interpolation) of a shipped quality, loaded once."""
+    if arch is None:
+        arch = find_entry("codec", None, quality)[1]["arch"]
+    with _lock:
+        return _cached_synthesis(quality, arch, str(weights_dir()))
+
+
+def synthesis_qualities() -> list[int]:
+    models = load_manifest()["models"].values()
+    return sorted({e["quality"] for e in models if e.get("kind") == "synthesis"})
+
+
+def _synthesis_decoder(data: bytes, tau, sampler=None, steps=None, seed=None, progress=None) -> np.ndarray:
+    """ŷ through g_s(θ_τ): deterministic, so sampler, steps and seed do not apply."""
+    codec, bs = codec_for(data)
+    y_hat, _ = codec.decode_latent(bs)
+    return codec.synthesize(y_hat, bs.height, bs.width, g_s=get_synthesis(bs.quality, bs.arch).at(tau))
+
+
+DECODERS = {"latent": (latent_qualities, _latent_decoder), "synthesis": (synthesis_qualities, _synthesis_decoder),
+            "pixel": (pixel_qualities, _pixel_decoder)}
 
 
 def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,

@@ -15,17 +15,12 @@ Generative Image Compression" trains such a GAN decoder from scratch, here it st
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.func import functional_call
 
+from dpexplorer.tau import check_tau
 
-def check_tau(tau: float) -> float:
-    tau = float(tau)
-    if not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau must be in [0, 1], got {tau}")
-    return tau
+
 
 
 class InterpolatedSynthesis:
@@ -45,8 +40,13 @@ class InterpolatedSynthesis:
         # torch.lerp is exact at the ends: τ = 1 gives θ₁ bit for bit.
         return {k: torch.lerp(p, self.theta1[k], tau) for k, p in self.theta0.items()}
 
+    def at(self, tau: float):
+        """The synthesis transform y ↦ g_s(y; θ_τ), weights blended once (tiles then reuse them)."""
+        if check_tau(tau) == 0.0:
+            return self.g_s0
+        weights = {**self.params(tau), **self.buffers}
+        return lambda y: functional_call(self.g_s0, weights, (y,))
+
     @torch.no_grad()
     def __call__(self, y: torch.Tensor, tau: float) -> torch.Tensor:
-        if check_tau(tau) == 0.0:
-            return self.g_s0(y)
-        return functional_call(self.g_s0, {**self.params(tau), **self.buffers}, (y,))
+        return self.at(tau)(y)

@@ -54,6 +54,12 @@ def tiny_weights_dir(tmp_path_factory):
     meta = {"kind": "latent", "arch": cfg.arch, "quality": 1, "codec_sha256": entry["sha256"],
             "config": denoiser.config()}
     save_weights(denoiser.state_dict(), model_name("latent", cfg.arch, 1), meta, directory=directory)
+
+    # A perceptual synthesis θ₁: θ₀ nudged, so that τ visibly changes the image.
+    theta1 = {k: v + 0.02 * torch.randn_like(v) if k.endswith("weight") else v.clone()
+              for k, v in model.g_s.state_dict().items()}
+    meta = {"kind": "synthesis", "arch": cfg.arch, "quality": 1, "codec_sha256": entry["sha256"]}
+    save_weights(theta1, model_name("synthesis", cfg.arch, 1), meta, directory=directory)
     return directory
 
 

@@ -50,8 +50,8 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     monkeypatch.setattr(full_eval, "_measure", lambda *a: measured.append(1) or measure(*a))
     settings, result = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
     cells = (tmp_path / "out" / "cells.jsonl").read_text().splitlines()
-    assert len(cells) == 2 * (1 + 2 * 2 + 2)  # plain + samplers×taus + jpeg + webp, per image
-    assert len(measured) == 2 * (1 + 2 + 2)  # the τ = 0 cells are the plain image: measured once
+    assert len(cells) == 2 * (1 + 2 * 2 + 2 + 2)  # plain + samplers×taus + synthesis taus + jpeg + webp, per image
+    assert len(measured) == 2 * (1 + 2 + 1 + 2)  # the τ = 0 cells are the plain image: measured once
     # latent cells measured later reuse the stored plain cell for τ = 0
     (tmp_path / "out" / "cells.jsonl").write_text(
         "\n".join(c for c in cells if json.loads(c)["decoder"] != "latent") + "\n")
@@ -67,16 +67,20 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     again = run_eval(settings)
     assert len((tmp_path / "out" / "cells.jsonl").read_text().splitlines()) == 2 * len(cells)
     assert json.dumps(again["means"]) == json.dumps(result["means"])  # (NaN-safe comparison)
-    tau0 = [m for m in result["means"] if m["decoder"] == "latent" and m["tau"] == 0.0]
+    tau0 = [m for m in result["means"] if m["decoder"] in ("latent", "synthesis") and m["tau"] == 0.0]
+    assert {m["decoder"] for m in tau0} == {"latent", "synthesis"}
+    bars = {(b["decoder"], b["sampler"]): b for b in result["tau_bar"]}
+    assert set(bars) == {("latent", "ddim"), ("latent", "ddpm"), ("synthesis", None)}
+    assert all(b["images"] == 2 and 0 <= b["share_tau1_better"] <= 1 for b in bars.values())
     plain = [m for m in result["means"] if m["decoder"] == "plain"][0]
     assert all(m["psnr"] == pytest.approx(plain["psnr"]) for m in tau0)  # τ = 0 is the base decoder
     for name in ("results.json", "results.csv", "dp_curves.png", "tau_crops_q1.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     curves = json.loads((tmp_path / "curves.json").read_text())
     assert curves["schema"] == 1 and curves["generated_by"] == "dpexplorer eval"
-    assert curves["weights"]["codec-q1"] and curves["weights"]["latent-q1"]
+    assert curves["weights"]["codec-q1"] and curves["weights"]["latent-q1"] and curves["weights"]["synthesis-q1"]
     kinds = {s["kind"] for s in curves["series"]}
-    assert kinds == {"plain", "latent", "jpeg", "webp"}
+    assert kinds == {"plain", "latent", "synthesis", "jpeg", "webp"}
 
 
 def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, monkeypatch):

@@ -103,3 +103,74 @@ def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
     loss = hf_overshoot(grain, flat)
     loss.backward()
     assert float(loss) > 1 and grain.grad.abs().sum() > 0
+
+
+# ---- the synthesis decoder family, end to end on real (tiny) bitstreams ------------------------
+@pytest.fixture
+def tiny_env(tiny_weights_dir, monkeypatch):
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+
+
+def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo, tmp_path):
+    from dpexplorer.cli import main
+    from dpexplorer.imageio import load_image
+    from dpexplorer.models import decode_file, get_codec, reconstruct_file, synthesis_qualities
+
+    assert synthesis_qualities() == [1]
+    data = get_codec(1).encode(photo)
+    plain = decode_file(data)
+    assert np.array_equal(reconstruct_file(data, 0.0, decoder="synthesis"), plain)
+    half, one = (reconstruct_file(data, t, decoder="synthesis") for t in (0.5, 1.0))
+    assert half.shape == one.shape == photo.shape and half.dtype == np.uint8
+    assert not np.array_equal(one, plain) and not np.array_equal(half, one)
+    with pytest.raises(ValueError, match="tau"):
+        reconstruct_file(data, 1.5, decoder="synthesis")
+
+    # The CLI: --decoder picks the family; τ = 0 writes the plain decoder's PNG.
+    (tmp_path / "p.dpx").write_bytes(data)
+    for tau, want in (("0", plain), ("1", one)):
+        out = tmp_path / f"p{tau}.png"
+        assert main(["decode", str(tmp_path / "p.dpx"), "--decoder", "synthesis", "--tau", tau, "-o", str(out)]) == 0
+        assert np.array_equal(load_image(out), want)
+
+
+def test_unknown_decoder_and_missing_quality_are_one_line_errors(tiny_env, photo, tmp_path, capsys):
+    from dpexplorer.cli import main
+    from dpexplorer.models import get_codec
+
+    (tmp_path / "p.dpx").write_bytes(get_codec(1).encode(photo))
+    assert main(["decode", str(tmp_path / "p.dpx"), "--decoder", "nope", "--tau", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown decoder 'nope'" in err and "synthesis" in err and "Traceback" not in err
+
+
+def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_path, monkeypatch, photo):
+    import json
+    import shutil
+
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.models import get_codec, reconstruct_file
+
+    other = tmp_path / "w"
+    shutil.copytree(tiny_weights_dir, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["models"]["synthesis-mbt2018-mean-q1"]["codec_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(other))
+    with pytest.raises(WeightsError, match="other codec weights"):
+        reconstruct_file(get_codec(1).encode(photo), 1.0, decoder="synthesis")
+
+
+@pytest.mark.slow
+def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
+    """Every shipped quality has a synthesis module trained on exactly its shipped codec."""
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
+    from dpexplorer.models import get_codec, get_synthesis, shipped_qualities, synthesis_qualities
+    from dpexplorer.weights import find_entry
+
+    if not synthesis_qualities():
+        pytest.skip("no shipped synthesis modules")
+    assert synthesis_qualities() == shipped_qualities()
+    for q in synthesis_qualities():
+        assert find_entry("synthesis", None, q)[1]["codec_sha256"] == get_codec(q).weights_sha256
+        get_synthesis(q)  # loads, hash-checked

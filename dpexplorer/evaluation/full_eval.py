@@ -1,7 +1,8 @@
 """`dpexplorer eval`: every distortion–perception number and figure for a folder of images.
 
 For each shipped quality and each image: the .dpx (real bytes), the plain decoder, the latent τ sweep
-per sampler (where latent weights are shipped), and JPEG/WebP at the matched rate. Each (image,
+per sampler (where latent weights are shipped), the perceptual synthesis τ sweep (network
+interpolation, where shipped), and JPEG/WebP at the matched rate. Each (image,
 quality, decoder, sampler, steps, τ, seed) cell is appended to `cells.jsonl` as soon as it is
 measured, so an interrupted run resumes where it stopped. Then means, CSV, figures, and — with
 `--assets` — the `assets/kodak_curves.json` the app plots.
@@ -37,7 +38,7 @@ class EvalSettings:
     data: str
     out_dir: str = "results/eval"
     qualities: list[int] | None = None
-    decoders: list[str] = field(default_factory=lambda: ["plain", "latent", "jpeg", "webp"])
+    decoders: list[str] = field(default_factory=lambda: ["plain", "latent", "synthesis", "jpeg", "webp"])
     samplers: list[str] = field(default_factory=lambda: ["ddim", "ddpm", "dpmsolver++"])
     steps: int = 10
     taus: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -79,7 +80,9 @@ class CellStore:
 def run_eval(settings: EvalSettings) -> dict:
     from tqdm import tqdm
 
-    from dpexplorer.models import get_codec, get_latent_pipeline, latent_qualities, shipped_qualities
+    from dpexplorer.models import (get_codec, get_latent_pipeline, get_synthesis, latent_qualities,
+                                   shipped_qualities, synthesis_qualities)
+    from dpexplorer.weights import find_entry
 
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +92,7 @@ def run_eval(settings: EvalSettings) -> dict:
         raise FileNotFoundError("no shipped codec weights to evaluate")
     store = CellStore(out / "cells.jsonl")
     with_latent = "latent" in settings.decoders
+    with_synthesis = "synthesis" in settings.decoders
     provenance = {}
 
     total = len(images) * len(qualities)
@@ -98,22 +102,25 @@ def run_eval(settings: EvalSettings) -> dict:
             provenance[f"codec-q{q}"] = codec.weights_sha256
             pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
             if pipeline is not None:
-                from dpexplorer.weights import find_entry
-
                 provenance[f"latent-q{q}"] = find_entry("latent", codec.cfg.arch, q)[1]["sha256"]
+            synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
+            if synth is not None:
+                provenance[f"synthesis-q{q}"] = find_entry("synthesis", codec.cfg.arch, q)[1]["sha256"]
             for path in images:
-                _eval_image(path, q, codec, pipeline, provenance.get(f"latent-q{q}"), settings, store, out)
+                _eval_image(path, q, codec, pipeline, synth, provenance, settings, store, out)
                 bar.update(1)
 
     for q in qualities:
-        if with_latent and q in latent_qualities():
-            tau_crops_figure(images[0], get_codec(q), get_latent_pipeline(q), settings,
-                             out / f"tau_crops_q{q}.png")
+        pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
+        synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
+        if pipeline is not None or synth is not None:
+            tau_crops_figure(images[0], get_codec(q), pipeline, synth, settings, out / f"tau_crops_q{q}.png")
 
     names = {p.name for p in images}
     cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in names
              and c.get("codec") == _short(provenance[f"codec-q{c['quality']}"])
-             and (c["decoder"] != "latent" or c.get("model") == _short(provenance.get(f"latent-q{c['quality']}")))]
+             and (c["decoder"] not in ("latent", "synthesis")
+                  or c.get("model") == _short(provenance.get(f"{c['decoder']}-q{c['quality']}")))]
     result = summarize(cells, settings, provenance, len(images))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_csv(cells, out / "results.csv")
@@ -128,7 +135,7 @@ def _short(sha256: str | None) -> str | None:
     return sha256[:16] if sha256 else None
 
 
-def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, s: EvalSettings,
+def _eval_image(path: Path, q: int, codec, pipeline, synth, provenance: dict, s: EvalSettings,
                 store: CellStore, out: Path) -> None:
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
     base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
@@ -137,8 +144,11 @@ def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, 
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
         wanted.append(plain_key)
     if pipeline is not None:
-        wanted += [dict(base_key, decoder="latent", model=_short(latent_sha256), sampler=smp, steps=s.steps, tau=t)
-                   for smp in s.samplers for t in s.taus]
+        wanted += [dict(base_key, decoder="latent", model=_short(provenance[f"latent-q{q}"]), sampler=smp,
+                        steps=s.steps, tau=t) for smp in s.samplers for t in s.taus]
+    if synth is not None:
+        wanted += [dict(base_key, decoder="synthesis", model=_short(provenance[f"synthesis-q{q}"]), sampler=None,
+                        steps=None, tau=t) for t in s.taus]
     for fmt in ("jpeg", "webp"):
         if fmt in s.decoders:
             wanted.append(dict(base_key, decoder=fmt, sampler=None, steps=None, tau=None))
@@ -155,7 +165,8 @@ def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, 
         dpx.parent.mkdir(parents=True, exist_ok=True)
         dpx.write_bytes(data)
     bpp = metrics.bpp(len(data), *img.shape[:2])
-    base = codec.decode(data).x_hat
+    decoded = codec.decode(data)
+    base = decoded.x_hat
 
     def digest(recon: np.ndarray) -> str:
         return hashlib.sha256(repr(recon.shape).encode() + recon.tobytes()).hexdigest()
@@ -178,14 +189,18 @@ def _eval_image(path: Path, q: int, codec, pipeline, latent_sha256: str | None, 
         elif cell["decoder"] == "latent":
             recon = pipeline.reconstruct(data, cell["tau"], cell["sampler"], cell["steps"], cell["seed"])
             m = {"bpp": bpp, **measure(recon)}
+        elif cell["decoder"] == "synthesis":
+            recon = codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(cell["tau"]))
+            m = {"bpp": bpp, **measure(recon)}
         else:
             matched = baselines.match_rate(img, cell["decoder"], bpp)
             m = {"bpp": matched["bpp"], "setting": matched["setting"], **_measure(img, matched["image"], s.extra)}
         store.add({**cell, **m})
 
 
-def tau_crops_figure(path: Path, codec, pipeline, s: EvalSettings, dest: Path, size: int = 128) -> None:
-    """Zoomed crops (×3, nearest) of one image across τ, for each sampler: what the numbers mean."""
+def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: Path, size: int = 128) -> None:
+    """Zoomed crops (×3, nearest) of one image across τ, a row per latent sampler and one for the
+    perceptual synthesis: what the numbers mean."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,15 +210,19 @@ def tau_crops_figure(path: Path, codec, pipeline, s: EvalSettings, dest: Path, s
 
     img = load_image(path)
     data = codec.encode(img)
+    decoded = codec.decode(data)
     cols = [("original", img)] + [(f"τ={t:g}", None) for t in s.taus]
-    fig, axes = plt.subplots(len(s.samplers), len(cols), figsize=(2.2 * len(cols), 2.4 * len(s.samplers)),
-                             squeeze=False)
-    for row, smp in enumerate(s.samplers):
+    rows = ([(f"latent {smp}", lambda t, smp=smp: pipeline.reconstruct(data, t, smp, s.steps, s.seed))
+             for smp in s.samplers] if pipeline is not None else [])
+    if synth is not None:
+        rows.append(("synthesis", lambda t: codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(t))))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.2 * len(cols), 2.4 * len(rows)), squeeze=False)
+    for row, (name, decode) in enumerate(rows):
         for col, (title, im) in enumerate(cols):
             if im is None:
-                im = pipeline.reconstruct(data, s.taus[col - 1], smp, s.steps, s.seed)
+                im = decode(s.taus[col - 1])
             axes[row, col].imshow(zoom_crop(im, 0.5, 0.5, size, 3), interpolation="nearest")
-            axes[row, col].set_title(f"{title}" + (f"\n{smp}" if col else ""), fontsize=8)
+            axes[row, col].set_title(f"{title}" + (f"\n{name}" if col else ""), fontsize=8)
             axes[row, col].axis("off")
     fig.suptitle(f"{path.name}, q{codec.cfg.quality}, {s.steps} steps, seed {s.seed}", fontsize=9)
     fig.tight_layout()
@@ -231,7 +250,29 @@ def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_ima
         "weights": provenance, "means": means,
     }
     result["bd_rate"] = bd_rates(means)
+    result["tau_bar"] = tau_bars(cells)
     return result
+
+
+def tau_bars(cells: list[dict]) -> list[dict]:
+    """Per (quality, τ decoder, sampler): τ = 1 against τ = 0 on the same images — LPIPS change, share
+    of images better at τ = 1, PSNR cost, HF gap closed, monotonicity (issue 16's bar)."""
+    from dpexplorer.evaluation.synthesis_eval import summarize as bar_summary
+
+    groups = defaultdict(dict)
+    for c in cells:
+        if c["decoder"] in ("latent", "synthesis") and c.get("hf_ratio") is not None:
+            row = groups[(c["quality"], c["decoder"], c["sampler"])].setdefault(c["image"], {"bpp": c["bpp"]})
+            row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"]}
+    bars = []
+    for (q, dec, smp), by_image in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        taus = sorted(t for t in next(iter(by_image.values())) if t != "bpp")
+        rows = [r for r in by_image.values() if all(t in r for t in taus)]
+        if rows and taus[0] == 0.0 and taus[-1] == 1.0:
+            summary = bar_summary(rows, tuple(taus))
+            summary.pop("means")
+            bars.append({"quality": q, "decoder": dec, "sampler": smp, "images": len(rows), **summary})
+    return bars
 
 
 def bd_rates(means: list[dict]) -> dict:
@@ -247,6 +288,8 @@ def bd_rates(means: list[dict]) -> dict:
         for m in means:
             if m["decoder"] == "latent":
                 curves[f"latent {m['sampler']} tau={m['tau']:g}"].append(m)
+            elif m["decoder"] == "synthesis":
+                curves[f"synthesis tau={m['tau']:g}"].append(m)
             elif m["decoder"] in ("jpeg", "webp"):
                 curves[m["decoder"]].append(m)
         for name, pts in curves.items():
@@ -281,6 +324,10 @@ def curve_series(result: dict) -> list[dict]:
                          key=lambda m: m["tau"])
             series.append({"label": f"q{q} latent τ sweep ({smp}, {pts[0]['steps']} steps)", "kind": "latent",
                            "quality": q, "sampler": smp, "style": "o-", "points": [_point(m) for m in pts]})
+        pts = sorted((m for m in means if m["decoder"] == "synthesis" and m["quality"] == q), key=lambda m: m["tau"])
+        if pts:
+            series.append({"label": f"q{q} perceptual synthesis τ sweep", "kind": "synthesis", "quality": q,
+                           "sampler": None, "style": "s-", "points": [_point(m) for m in pts]})
     for fmt, style in (("jpeg", "v--"), ("webp", "^--")):
         pts = sorted((m for m in means if m["decoder"] == fmt), key=lambda m: m["bpp"])
         if pts:
@@ -324,10 +371,12 @@ def plot_all(result: dict, out: Path) -> None:
         axes[2].plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], s["style"], label=s["label"],
                      markersize=4)
     for q in sorted({m["quality"] for m in result["means"]}):
-        taus1 = [m for m in result["means"] if m["decoder"] == "latent" and m["quality"] == q and m["tau"] == 1.0]
+        taus1 = [m for m in result["means"]
+                 if m["decoder"] in ("latent", "synthesis") and m["quality"] == q and m["tau"] == 1.0]
         for m in taus1:
+            name = f"latent τ=1 ({m['sampler']})" if m["decoder"] == "latent" else "synthesis τ=1"
             for ax, key in zip(axes[:2], ("psnr", "lpips")):
-                ax.plot([m["bpp"]], [m[key]], "*", markersize=9, label=f"q{q} latent τ=1 ({m['sampler']})")
+                ax.plot([m["bpp"]], [m[key]], "*", markersize=9, label=f"q{q} {name}")
     axes[0].plot(ref["bpp"][:5], ref["psnr"][:5], "s:", color="gray", label="CompressAI mbt2018-mean (published)")
     for ax, (x, y) in zip(axes, (("bpp", "PSNR (dB) ↑"), ("bpp", "LPIPS ↓"), ("PSNR (dB) →", "LPIPS ↓"))):
         ax.set_xlabel(x)
@@ -345,11 +394,16 @@ def plot_all(result: dict, out: Path) -> None:
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"{'q':>2} {'decoder':8} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5}"]
+    lines = [f"{'q':>2} {'decoder':9} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5}"]
     for m in result["means"]:
         tau = "" if m["tau"] is None else f"{m['tau']:.2f}"
-        lines.append(f"{m['quality']:>2} {m['decoder']:8} {m['sampler'] or '':12} {tau:>5} {m['bpp']:7.4f} "
+        lines.append(f"{m['quality']:>2} {m['decoder']:9} {m['sampler'] or '':12} {tau:>5} {m['bpp']:7.4f} "
                      f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
     for k, v in result["bd_rate"].items():
         lines.append(f"BD-rate {k}: {v:+.1f}%")
+    for b in result.get("tau_bar", []):
+        lines.append(f"τ=1 vs τ=0, q{b['quality']} {b['decoder']} {b['sampler'] or ''}: LPIPS "
+                     f"{100 * b['lpips_change_tau1']:+.0f}%, better on {100 * b['share_tau1_better']:.0f}% of "
+                     f"{b['images']} images, PSNR −{b['psnr_cost_tau1']:.2f} dB, HF gap closed "
+                     f"{b['hf_gap_closed']:.2f}; bar: " + " ".join(f"{k}{'✓' if v else '✗'}" for k, v in b["bar"].items()))
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from dpexplorer.bitstream import Bitstream
 from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.denoiser import LatentDenoiser
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
+from dpexplorer.tau import check_tau
 
 
 class LRU(OrderedDict):
@@ -80,14 +81,13 @@ class LatentPipeline:
     # ---- τ -----------------------------------------------------------------------------------------
     @staticmethod
     def fuse(y_hat: torch.Tensor, residual: torch.Tensor, tau: float) -> torch.Tensor:
-        """ỹ_τ = ŷ + τ·r̃ (τ clipped to [0, 1])."""
-        return y_hat + float(np.clip(tau, 0.0, 1.0)) * residual
+        """ỹ_τ = ŷ + τ·r̃, τ in [0, 1]."""
+        return y_hat + check_tau(tau) * residual
 
     def reconstruct(self, data: bytes, tau: float = 1.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
                     progress=None) -> np.ndarray:
         """The 8-bit reconstruction of a .dpx at τ. τ = 0 never samples and equals the base decoder."""
-        if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau must be in [0, 1], got {tau}")
+        tau = check_tau(tau)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         y_hat, bs = self.latent(data)

@@ -33,6 +33,7 @@ from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.pipeline import LRU
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.pixel.denoiser import PixelDenoiser
+from dpexplorer.tau import check_tau
 from dpexplorer.tiling import CELL
 
 
@@ -154,8 +155,7 @@ class PixelPipeline:
     def reconstruct(self, data: bytes, tau: float = 1.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
                     progress=None, noise_scale: float = 1.0) -> np.ndarray:
         """The 8-bit reconstruction of a .dpx at τ. τ = 0 never samples and equals the plain decoder."""
-        if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau must be in [0, 1], got {tau}")
+        tau = check_tau(tau)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if not 0.0 < noise_scale <= 2.0:

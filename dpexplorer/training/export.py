@@ -59,3 +59,29 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
         save_manifest(manifest, directory)
     write_model_card(directory)
     return entry
+
+
+def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:
+    """A perceptual synthesis run (training/synthesis.py) → `synthesis-{arch}-q{q}.safetensors` + entry.
+
+    θ₁ only (θ₀ is the codec's own g_s); kernels in float16 like the codec's, GDN parameters float32.
+    The entry records the codec weights it was trained on: the loader refuses any other codec."""
+    from dpexplorer.codec import Codec
+
+    state = load_checkpoint(Path(run_dir).expanduser() / "last.pt")
+    cfg = state["config"]
+    codec = Codec.load(int(cfg["quality"]), cfg.get("arch"), directory)
+    if state["codec_sha256"] != codec.weights_sha256:
+        raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, "
+                         f"not the shipped {codec.weights_sha256[:12]}…")
+    recipe = {k: v for k, v in cfg.items() if k not in ("data", "workdir", "run_name", "threads", "minutes",
+                                                        "steps", "checkpoint_every_s")}
+    meta = {
+        "kind": "synthesis", "arch": codec.cfg.arch, "quality": codec.cfg.quality,
+        "codec_sha256": codec.weights_sha256, "exported": date.today().isoformat(),
+        "training": {"data": cfg["data"], "steps": int(state["step"]),
+                     "wall_hours": round(float(state["wall_s"]) / 3600, 3), "recipe": recipe, "notes": notes},
+    }
+    name = model_name("synthesis", codec.cfg.arch, codec.cfg.quality)
+    return save_weights(state["g_s1"], name, meta, fp16=lambda k: k.endswith(".weight") and state["g_s1"][k].ndim == 4,
+                        directory=directory)
