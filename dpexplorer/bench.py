@@ -2,7 +2,9 @@
 
 Prints, for one 768×512 image: encode, entropy decoding, one g_s pass, a τ change with a cached
 sample, a fresh latent sample (10 steps), a τ change of the perceptual synthesis (weights blended, then
-one g_s pass) — each also as a ratio to the g_s pass — plus the app's cold start and peak memory. Timings are medians of `--repeat` runs. It prints figures; it asserts nothing.
+one g_s pass) — each also as a ratio to the g_s pass — the pixel diffusion decoder's τ change, fresh
+sample and seconds per denoiser step beside paper 001's and CDC's networks, plus the app's cold start
+and peak memory. Timings are medians of `--repeat` runs. It prints figures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -138,8 +140,53 @@ def large_image(quality: int, width: int = LARGE_SIZE[0], height: int = LARGE_SI
     return r
 
 
+PIXEL_SIZE = (512, 768)
+
+
+def _pixel_pipeline(codec):
+    """The shipped pixel decoder of this quality, else one with random weights of the shipped size (speed only)."""
+    from dpexplorer.models import get_pixel_pipeline, pixel_qualities
+    from dpexplorer.pixel.denoiser import OURS, PixelDenoiser
+    from dpexplorer.pixel.pipeline import PixelPipeline
+
+    if codec.cfg.quality in pixel_qualities():
+        return get_pixel_pipeline(codec.cfg.quality), "shipped"
+    torch.manual_seed(0)
+    return PixelPipeline(codec, PixelDenoiser(codec.cfg.M, **OURS)), "random weights"
+
+
+def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 192) -> dict:
+    """Seconds per denoiser step at 768×512 for ours and the paper 001 and CDC configurations (random weights).
+
+    Ours is timed at 768×512; the full-resolution paper networks on a crop×crop input, scaled by the
+    pixel ratio (convolutions scale linearly; paper 001's attention quadratically, so its figure is a
+    lower bound). All run as the pipeline runs the denoiser (`thread_invariant`). GFLOP per step (counted by
+    torch, scaled the same way) compare the networks independently of the machine's load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dpexplorer.codec import thread_invariant
+    from dpexplorer.pixel.denoiser import CDC, OURS, PAPER_001, PixelDenoiser
+
+    out = {}
+    for name, cfg, (h, w) in (("ours", OURS, PIXEL_SIZE), ("paper001", PAPER_001, (crop, crop)),
+                              ("cdc", CDC, (crop, crop))):
+        torch.manual_seed(0)
+        den = PixelDenoiser(latent_channels, **cfg).eval()
+        h, w = (-(-h // den.multiple) * den.multiple, -(-w // den.multiple) * den.multiple)
+        args = (torch.randn(1, 3, h, w), torch.tensor([500]), torch.rand(1, 3, h, w),
+                torch.randn(1, latent_channels, h // 16, w // 16))
+        with torch.inference_mode(), thread_invariant():
+            with FlopCounterMode(display=False) as flops:  # also the warm-up
+                den(*args)
+            t = _median_time(lambda: den(*args), repeat)
+        scale = PIXEL_SIZE[0] * PIXEL_SIZE[1] / (h * w)
+        out[name] = {"params_m": sum(p.numel() for p in den.parameters()) / 1e6, "timed_at": f"{w}x{h}",
+                     "scale": scale, "step_s": t * scale, "gflop": flops.get_total_flops() * scale / 1e9}
+    return out
+
+
 def run_bench(image: str | None = None, quality: int | None = None, repeat: int = 3, steps: int = 10,
-              cold_start: bool = True, large: bool = False) -> dict:
+              cold_start: bool = True, large: bool = False, pixel: bool = False, pixel_crop: int = 128) -> dict:
     from dpexplorer.models import get_codec, latent_qualities, shipped_qualities
 
     quality = quality or (latent_qualities() or shipped_qualities())[-1]  # the app's default quality
@@ -166,6 +213,14 @@ def run_bench(image: str | None = None, quality: int | None = None, repeat: int 
     seeds = iter(range(1, 1000))
     r[f"fresh_sample_{steps}_steps_s"] = _median_time(
         lambda: pipeline.reconstruct(data, 1.0, "ddim", steps, next(seeds)), repeat)
+    if pixel:
+        pixel_pipeline, r["pixel_model"] = _pixel_pipeline(codec)
+        pixel_pipeline.reconstruct(data, 1.0, "ddim", steps, 0)  # warm-up, fills the cache
+        r["pixel_tau_change_cached_s"] = _median_time(
+            lambda: pixel_pipeline.reconstruct(data, float(next(taus)), "ddim", steps, 0), repeat)
+        r[f"pixel_fresh_sample_{steps}_steps_s"] = _median_time(
+            lambda: pixel_pipeline.reconstruct(data, 1.0, "ddim", steps, next(seeds)), repeat)
+        r["pixel_step_s"] = pixel_step_times(max(1, repeat - 1), pixel_crop, codec.cfg.M)
     if cold_start:
         r["app_cold_start_s"] = _cold_start()
     r["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -185,6 +240,19 @@ def format_bench(r: dict, steps: int = 10) -> str:
              f"latent model: {r['latent_model']}, synthesis model: {r['synthesis_model']}",
              f"{'what':42s} {'seconds':>8s} {'× g_s':>7s}"]
     lines += [f"{name:42s} {t:8.3f} {t / g:7.2f}" for name, t in rows]
+    if "pixel_step_s" in r:
+        lines.append(f"{'pixel decoder (' + r['pixel_model'] + ')':42s}")
+        lines.append(f"{'  τ change, cached sample':42s} {r['pixel_tau_change_cached_s']:8.3f} "
+                     f"{r['pixel_tau_change_cached_s'] / g:7.2f}")
+        fresh = r[f"pixel_fresh_sample_{steps}_steps_s"]
+        lines.append(f"{f'  fresh sample (DDIM {steps} steps) + blend':42s} {fresh:8.3f} {fresh / g:7.2f}")
+        lines.append("  seconds per denoiser step at 768×512, random weights, side by side:")
+        for name, label in (("ours", "ours (4×4 space-to-depth)"), ("paper001", "paper 001 (128 ch, 5 levels, 3 blocks)"),
+                            ("cdc", "CDC (64 ch, mults 1–6, 2 blocks)")):
+            p = r["pixel_step_s"][name]
+            how = "" if p["scale"] == 1 else f"  (timed at {p['timed_at'].replace('x', '×')}, × {p['scale']:.0f})"
+            lines.append(f"{'    ' + label:42s} {p['step_s']:8.3f} {p['step_s'] / g:7.2f}  {p['params_m']:.1f} M params, "
+                         f"{p['gflop']:.0f} GFLOP{how}")
     if "app_cold_start_s" in r:
         lines.append(f"{'app cold start (python -c import app)':42s} {r['app_cold_start_s']:8.2f}")
     lines.append(f"{'peak memory of this process (MiB)':42s} {r['peak_rss_mib']:8.0f}")
@@ -204,11 +272,15 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--no-cold-start", action="store_true")
     p.add_argument("--large", action="store_true", help="also an 8000×6000 (48-MP) photo, encoded and decoded in fresh processes (~10 min)")
+    p.add_argument("--no-pixel", action="store_true", help="skip the pixel diffusion decoder's figures")
+    p.add_argument("--pixel-crop", type=int, default=128,
+                   help="crop the full-resolution paper denoisers are timed on (scaled to 768×512)")
     p.add_argument("--json", help="also write the figures to this file")
 
 
 def run_from_args(args) -> int:
-    r = run_bench(args.image, args.quality, args.repeat, args.steps, not args.no_cold_start, args.large)
+    r = run_bench(args.image, args.quality, args.repeat, args.steps, not args.no_cold_start, args.large,
+                  not args.no_pixel, args.pixel_crop)
     print(format_bench(r, args.steps))
     if args.json:
         with open(args.json, "w") as f:

@@ -189,13 +189,35 @@ def cmd_decode(args) -> int:
 
             header = Bitstream.from_bytes(data)
             tau_map = load_tau_map(args.tau_map, header.height, header.width)
-        image = reconstruct_file(data, args.tau, args.sampler, args.steps, args.seed, args.pretrained,
-                                 decoder=args.decoder, tau_map=tau_map)
+        with _step_bar(src.name) as progress:
+            image = reconstruct_file(data, args.tau, args.sampler, args.steps, args.seed, args.pretrained,
+                                     progress=progress, decoder=args.decoder, tau_map=tau_map)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
 
     return _run_batch(files, batch, args, ".png", work)
+
+
+class _step_bar:
+    """A tqdm bar over diffusion steps on stderr, opened by the first step (a τ = 0 decode shows none)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, i: int, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n, desc=self.desc, unit="step", leave=False, file=sys.stderr)
+        self.bar.update(i - self.bar.n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_metrics(args) -> int:
@@ -240,6 +262,21 @@ def cmd_train_latent(args) -> int:
         result = train_latent(phase, export=not args.no_export and i == len(phases) - 1)
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK
+
+
+def cmd_train_pixel(args) -> int:
+    from dpexplorer.training.common import configs_from_args
+    from dpexplorer.training.pixel import PixelTrainConfig, train_pixel
+
+    for cfg in configs_from_args(args, PixelTrainConfig):
+        print(train_pixel(cfg))
+    return EXIT_OK
+
+
+def cmd_eval_pixel(args) -> int:
+    from dpexplorer.evaluation.pixel_eval import run_from_args
+
+    return run_from_args(args)
 
 
 def cmd_train_export(args) -> int:
@@ -305,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         from dpexplorer.latent.schedulers import SAMPLERS
 
         sp.add_argument("--decoder", default="latent",
-                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion)")
+                        help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; synthesis: network "
+                        "interpolation; pixel: pixel-space diffusion + τ blend)")
         sp.add_argument("--tau", type=float, default=0.0,
                         help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism)")
         sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
@@ -357,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--no-export", action="store_true",
                     help="leave weights/ alone (the denoiser stays in the run's checkpoint)")
     tl.set_defaults(func=cmd_train_latent)
+    tp = tsub.add_parser("pixel", help="pixel-space diffusion decoder for a shipped codec quality")
+    from dpexplorer.training.common import add_config_arguments
+    from dpexplorer.training.pixel import PixelTrainConfig
+
+    add_config_arguments(tp, PixelTrainConfig)
+    tp.set_defaults(func=cmd_train_pixel)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
     tx.add_argument("--notes", default="", help="free text for the model card")
@@ -388,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     eval_options(el, "results/latent")
     es = esub.add_parser("synthesis", help="τ sweep of the perceptual synthesis (network interpolation) per quality")
     eval_options(es, "results/synthesis")
+    epx = esub.add_parser("pixel", help="pixel diffusion decoder per quality and sampler/steps setting, τ = 0 and 1")
+    from dpexplorer.evaluation.pixel_eval import add_arguments as pixel_eval_arguments
+
+    pixel_eval_arguments(epx)
+    epx.set_defaults(func=cmd_eval_pixel)
     ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality; BD-rate vs CompressAI, WebP, JPEG")
     ec.add_argument("--data", required=True)
     ec.add_argument("--qualities", type=int, nargs="+", default=None)

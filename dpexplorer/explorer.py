@@ -115,6 +115,12 @@ FAMILIES: dict[str, DecoderFamily] = {
         "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
         "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
         True, *_decoder("latent")),
+    "pixel": DecoderFamily(
+        "pixel", "Pixel diffusion + τ blend",
+        "A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail the codec's "
+        "decode x̂₀ lacks, given ŷ and x̂₀; τ blends the images (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps "
+        "change the sample (DDIM 10 vs DDPM 100: paper 001).",
+        True, *_decoder("pixel")),
 }
 
 

@@ -90,6 +90,42 @@ def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_m
 
 
 @lru_cache(maxsize=None)
+def _cached_pixel(quality: int, arch: str, directory: str):
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.pixel.denoiser import PixelDenoiser
+    from dpexplorer.pixel.pipeline import PixelPipeline
+    from dpexplorer.weights import load_weights
+
+    codec = _cached_codec(quality, arch, False, directory)
+    name, entry = find_entry("pixel", arch, quality, Path(directory))
+    if entry.get("codec_sha256") != codec.weights_sha256:
+        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
+    denoiser = PixelDenoiser(**entry["config"])
+    denoiser.load_state_dict(load_weights(entry, Path(directory)))
+    return PixelPipeline(codec, denoiser)
+
+
+def get_pixel_pipeline(quality: int, arch: str | None = None):
+    """The pixel-space diffusion decoder (codec + pixel denoiser) of a shipped quality, loaded once."""
+    if arch is None:
+        arch = find_entry("codec", None, quality)[1]["arch"]
+    with _lock:
+        return _cached_pixel(quality, arch, str(weights_dir()))
+
+
+def pixel_qualities() -> list[int]:
+    models = load_manifest()["models"].values()
+    return sorted({e["quality"] for e in models if e.get("kind") == "pixel"})
+
+
+def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.ndarray:
+    header = Bitstream.from_bytes(data)
+    pipeline = get_pixel_pipeline(header.quality, header.arch)
+    pipeline.codec.parse(data)
+    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
+
+
+@lru_cache(maxsize=None)
 def _cached_synthesis(quality: int, arch: str, directory: str):
     from dpexplorer.errors import WeightsError
     from dpexplorer.synthesis import InterpolatedSynthesis
@@ -133,7 +169,8 @@ def _synthesis_decoder(data: bytes, tau, sampler=None, steps=None, seed=None, pr
     return codec.synthesize(y_hat, bs.height, bs.width, g_s=get_synthesis(bs.quality, bs.arch).at(tau))
 
 
-DECODERS = {"latent": (latent_qualities, _latent_decoder), "synthesis": (synthesis_qualities, _synthesis_decoder)}
+DECODERS = {"latent": (latent_qualities, _latent_decoder), "synthesis": (synthesis_qualities, _synthesis_decoder),
+            "pixel": (pixel_qualities, _pixel_decoder)}
 
 
 def takes_tau_map(decoder: str) -> bool:

@@ -30,12 +30,10 @@ import torch
 from dpexplorer.bitstream import Bitstream
 from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.denoiser import LatentDenoiser
-from dpexplorer.latent.schedulers import SAMPLERS, make_scheduler
+from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.tau import check_tau
 from dpexplorer.taumap import check_tau_map, to_grid
 from dpexplorer.tiling import CELL
-
-MAX_STEPS = 1000
 
 
 class LRU(OrderedDict):
@@ -73,19 +71,11 @@ class LatentPipeline:
     def sample(self, y_hat: torch.Tensor, sampler: str = "ddim", steps: int = 10, seed: int = 0,
                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """One draw of the residual r̃ given ŷ (unnormalised, same shape as ŷ)."""
-        if not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"steps must be 1..{MAX_STEPS}, got {steps}")
-        scheduler = make_scheduler(sampler)
-        scheduler.set_timesteps(steps)
-        generator = torch.Generator().manual_seed(int(seed))
-        r = torch.randn(y_hat.shape, generator=generator) * scheduler.init_noise_sigma
-        for i, t in enumerate(scheduler.timesteps):
-            model_in = scheduler.scale_model_input(r, t)
+        def model(r_t, t):
             with thread_invariant():  # the same seed gives the same r̃ whatever the thread count
-                pred = self.denoiser(model_in, t.reshape(1), y_hat)
-            r = scheduler.step(pred, t, r, generator=generator).prev_sample
-            if progress:
-                progress(i + 1, len(scheduler.timesteps))
+                return self.denoiser(r_t, t.reshape(1), y_hat)
+
+        r = run_sampler(model, y_hat.shape, sampler, steps, seed, progress=progress)
         return r * self.denoiser.residual_scale[None, :, None, None]
 
     def cached_sample(self, data: bytes, sampler: str, steps: int, seed: int, progress=None) -> torch.Tensor:

@@ -1,0 +1,200 @@
+"""Training the pixel-space diffusion decoder (dpexplorer/pixel/) on a frozen, shipped codec (issue 18).
+
+From exactly the ŷ = round(y − μ) + μ the decoder gets, and the 8-bit plain decode x̂₀ = g_s(ŷ), the
+denoiser learns the residual r = (x − x̂₀) / s (s: its standard deviation, measured on the first
+batches) under the noise schedule every sampler shares, with the loss of papers 001 and 002
+
+    ‖prediction − target‖²  +  ρ · LPIPS(x̂₀ + s·r̂₀, x)
+
+where the prediction is r₀ itself (`prediction_type` "sample", CDC's x-parameterisation) or the noise
+ε (paper 001), and r̂₀ is the clean residual the prediction implies at that timestep.
+
+    python -m dpexplorer.training.pixel --data /work/shared/train_photos --quality 1 \
+        --run-name probe --minutes 25 --threads 1
+
+Checkpoints (denoiser, optimiser, step, wall time, config, codec hash) and the log go to
+~/.cache/dpexplorer/train/pixel-q{q}-{run}/, every `checkpoint_every_s` and at the end;
+`export_pixel` turns a checkpoint into weights/ (safetensors + manifest entry with the codec's hash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
+                                       load_checkpoint, resume, setup_device)
+from dpexplorer.training.data import CropSampler
+from dpexplorer.training.latent import latent_and_rate
+
+
+@dataclass
+class PixelTrainConfig:
+    data: str
+    quality: int
+    run_name: str = "main"
+    arch: str | None = None
+    workdir: str = "~/.cache/dpexplorer/train"
+    steps: int = 200000
+    minutes: float | None = None  # wall-time budget of this call; ends at `steps` or here
+    batch: int = 8
+    crop: int = 128  # a multiple of 64 (the codec's padding), so crops need none
+    lr: float = 2e-4
+    prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
+    rho: float = 0.9  # weight of LPIPS on the predicted clean image (papers 001 and 002 use 0.9)
+    width: int = 48  # denoiser: dpexplorer.pixel.denoiser.OURS unless changed here
+    mults: str = "1,2,4"
+    blocks: int = 1
+    space_to_depth: int = 4
+    checkpoint_every_s: float = 300.0
+    seed: int = 0
+    threads: int | None = None
+
+    def run_dir(self) -> Path:
+        return Path(os.path.expanduser(self.workdir)) / f"pixel-q{self.quality}-{self.run_name}"
+
+    def denoiser_config(self, latent_channels: int) -> dict:
+        return dict(latent_channels=latent_channels, space_to_depth=self.space_to_depth, width=self.width,
+                    mults=tuple(int(m) for m in self.mults.split(",")), blocks=self.blocks, attention=(),
+                    prediction_type=self.prediction_type)
+
+
+def receiver_view(model, x: torch.Tensor, arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ŷ, x̂₀) of a batch: the decoder's latent and its plain decode as 8-bit pixels (what inference conditions on)."""
+    y_hat, _ = latent_and_rate(model, model.g_a(x))
+    return y_hat, model.g_s(y_hat).clamp(0, 1).mul(255).round().div(255)
+
+
+@torch.no_grad()
+def measure_scales(model, sampler: CropSampler, arch: str, batch: int, device, batches: int = 4):
+    """(std of x − x̂₀ over all pixels, per-channel std of ŷ) on the first crops."""
+    res, ys = [], []
+    for _ in range(batches):
+        x = sampler.batch(batch).to(device)
+        y_hat, base = receiver_view(model, x, arch)
+        res.append((x - base).flatten())
+        ys.append(y_hat.transpose(0, 1).flatten(1))
+    return torch.cat(res).std().clamp_min(1e-3), torch.cat(ys, 1).std(1).clamp_min(1e-2)
+
+
+def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
+    """Train (resuming from the run folder's checkpoint); returns the checkpoint's path."""
+    from dpexplorer.codec import Codec
+    from dpexplorer.latent.schedulers import training_scheduler
+    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.pixel.denoiser import PixelDenoiser
+
+    if cfg.crop % 64:
+        raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")
+    device, _, _ = setup_device(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    codec = codec or Codec.load(cfg.quality, cfg.arch)
+    arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
+    run_dir = cfg.run_dir()
+    log = TrainLogger(run_dir / "train.log")
+    ckpt = run_dir / "last.pt"
+
+    den = PixelDenoiser(**cfg.denoiser_config(codec.cfg.M)).to(device).train()
+    opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=0.0)
+    step, wall = resume(ckpt, device, {"denoiser": den, "opt": opt})
+    sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed * 1000 + step)
+    if step:
+        log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
+    else:
+        residual_scale, cond_scale = measure_scales(model, sampler, arch, cfg.batch, device)
+        den.residual_scale.copy_(residual_scale)
+        den.cond_scale.copy_(cond_scale)
+    log(f"config {asdict(cfg)} codec {codec.source} {codec.weights_sha256[:12]} device={device} "
+        f"params {sum(p.numel() for p in den.parameters()) / 1e6:.2f} M residual scale {float(den.residual_scale):.4f}")
+    sched = training_scheduler(cfg.prediction_type)
+    alphas = sched.alphas_cumprod.to(device)
+    s = den.residual_scale
+
+    def save():
+        atomic_save({"denoiser": den.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "wall_s": time.time() - t0, "config": asdict(cfg), "denoiser_config": den.config(),
+                     "codec_sha256": codec.weights_sha256, "quality": codec.cfg.quality, "arch": arch}, ckpt)
+
+    t0, last, session = time.time() - wall, time.time(), time.time()
+    running, n_run = {}, 0
+    while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
+        x = sampler.batch(cfg.batch).to(device)
+        with torch.no_grad():
+            y_hat, base = receiver_view(model, x, arch)
+        r0 = (x - base) / s
+        noise = torch.randn_like(r0)
+        t = torch.randint(0, sched.config.num_train_timesteps, (x.shape[0],), device=device)
+        r_t = sched.add_noise(r0, noise, t)
+        pred = den(r_t, t, base, y_hat)
+        diffusion = F.mse_loss(pred, r0 if cfg.prediction_type == "sample" else noise)
+        if cfg.prediction_type == "sample":
+            r0_hat = pred
+        else:  # the clean residual an ε implies at t
+            a = alphas[t][:, None, None, None]
+            r0_hat = (r_t - (1 - a).sqrt() * pred) / a.sqrt()
+        x0_hat = (base + s * r0_hat).clamp(0, 1)
+        lp = lpips_tensor(x0_hat, x).mean() if cfg.rho else torch.zeros((), device=device)
+        loss = diffusion + cfg.rho * lp
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
+        opt.step()
+        step += 1
+        with torch.no_grad():
+            mse_x0 = F.mse_loss(x0_hat, x)
+        for k, v in (("diffusion", diffusion), ("lpips", lp), ("mse_x0", mse_x0), ("loss", loss)):
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        n_run += 1
+        if step % 25 == 0 or step == cfg.steps:
+            r = {k: v / n_run for k, v in running.items()}
+            log(f"step {step} loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} lpips(x̂0) {r['lpips']:.4f} "
+                f"psnr(x̂0) {-10 * math.log10(max(r['mse_x0'], 1e-10)):.2f} {(time.time() - t0) / 60:.1f} min")
+            running, n_run = {}, 0
+        if time.time() - last > cfg.checkpoint_every_s:
+            save()
+            last = time.time()
+    save()
+    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min → {ckpt}")
+    return ckpt
+
+
+def load_denoiser(path: str | Path):
+    """(PixelDenoiser, checkpoint dict) from a training checkpoint (tensors and plain data only)."""
+    from dpexplorer.pixel.denoiser import PixelDenoiser
+
+    state = load_checkpoint(Path(os.path.expanduser(str(path))))
+    den = PixelDenoiser(**state["denoiser_config"])
+    den.load_state_dict(state["denoiser"])
+    return den, state
+
+
+def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "") -> dict:
+    """A training checkpoint → weights/pixel-<arch>-q<q>.safetensors + its manifest entry (with the codec's hash)."""
+    from dpexplorer.weights import model_name, save_weights
+
+    den, state = load_denoiser(path)
+    cfg = state["config"]
+    meta = {"kind": "pixel", "arch": state["arch"], "quality": state["quality"], "codec_sha256": state["codec_sha256"],
+            "config": den.config(), "data": cfg["data"], "notes": notes,
+            "training": {"steps": state["step"], "wall_hours": round(state["wall_s"] / 3600, 3),
+                         "rho": cfg["rho"], "batch": cfg["batch"], "crop": cfg["crop"]}}
+    return save_weights(den.state_dict(), model_name("pixel", state["arch"], state["quality"]), meta,
+                        directory=directory)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p, PixelTrainConfig)
+    for cfg in configs_from_args(p.parse_args(argv), PixelTrainConfig):
+        train_pixel(cfg)
+
+
+if __name__ == "__main__":
+    main()
