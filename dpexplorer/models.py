@@ -50,33 +50,84 @@ def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
     return codec.decode(bs).x_hat
 
 
-@lru_cache(maxsize=None)
-def _cached_latent(quality: int, arch: str, directory: str):
-    from dpexplorer.errors import WeightsError
+# ---- the τ decoders' modules: each trained for one shipped codec, whose SHA-256 its entry records ----
+def _latent_pipeline(codec, entry: dict, state: dict):
     from dpexplorer.latent.denoiser import LatentDenoiser
     from dpexplorer.latent.pipeline import LatentPipeline
-    from dpexplorer.weights import load_weights
 
-    codec = _cached_codec(quality, arch, False, directory)
-    name, entry = find_entry("latent", arch, quality, Path(directory))
-    if entry.get("codec_sha256") != codec.weights_sha256:
-        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
     denoiser = LatentDenoiser(**entry["config"])
-    denoiser.load_state_dict(load_weights(entry, Path(directory)))
+    denoiser.load_state_dict(state)
     return LatentPipeline(codec, denoiser)
 
 
-def get_latent_pipeline(quality: int, arch: str | None = None):
-    """The τ pipeline (codec + latent denoiser) of a shipped quality, loaded once."""
+def _pixel_pipeline(codec, entry: dict, state: dict):
+    from dpexplorer.pixel.denoiser import PixelDenoiser
+    from dpexplorer.pixel.pipeline import PixelPipeline
+
+    denoiser = PixelDenoiser(**entry["config"])
+    denoiser.load_state_dict(state)
+    return PixelPipeline(codec, denoiser)
+
+
+def _interpolated_synthesis(codec, entry: dict, state: dict):
+    from dpexplorer.synthesis import InterpolatedSynthesis
+
+    return InterpolatedSynthesis(codec.model.g_s, state)
+
+
+_BUILDERS = {"latent": _latent_pipeline, "pixel": _pixel_pipeline, "synthesis": _interpolated_synthesis}
+
+
+@lru_cache(maxsize=None)
+def _cached_module(kind: str, quality: int, arch: str, directory: str):
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.weights import load_weights
+
+    codec = _cached_codec(quality, arch, False, directory)
+    name, entry = find_entry(kind, arch, quality, Path(directory))
+    if entry.get("codec_sha256") != codec.weights_sha256:
+        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
+    return _BUILDERS[kind](codec, entry, load_weights(entry, Path(directory)))
+
+
+def get_module(kind: str, quality: int, arch: str | None = None):
+    """The shipped `kind` module ("latent", "pixel", "synthesis") of a quality, loaded once."""
     if arch is None:
         arch = find_entry("codec", None, quality)[1]["arch"]
     with _lock:
-        return _cached_latent(quality, arch, str(weights_dir()))
+        return _cached_module(kind, quality, arch, str(weights_dir()))
+
+
+def module_qualities(kind: str) -> list[int]:
+    models = load_manifest()["models"].values()
+    return sorted({e["quality"] for e in models if e.get("kind") == kind})
+
+
+def get_latent_pipeline(quality: int, arch: str | None = None):
+    """The τ pipeline (codec + latent denoiser) of a shipped quality."""
+    return get_module("latent", quality, arch)
+
+
+def get_pixel_pipeline(quality: int, arch: str | None = None):
+    """The pixel-space diffusion decoder (codec + pixel denoiser) of a shipped quality."""
+    return get_module("pixel", quality, arch)
+
+
+def get_synthesis(quality: int, arch: str | None = None):
+    """The perceptual synthesis (θ₀ → θ₁ network interpolation) of a shipped quality."""
+    return get_module("synthesis", quality, arch)
 
 
 def latent_qualities() -> list[int]:
-    models = load_manifest()["models"].values()
-    return sorted({e["quality"] for e in models if e.get("kind") == "latent"})
+    return module_qualities("latent")
+
+
+def pixel_qualities() -> list[int]:
+    return module_qualities("pixel")
+
+
+def synthesis_qualities() -> list[int]:
+    return module_qualities("synthesis")
 
 
 # Decoders for τ > 0, by name: (qualities with weights, reconstruct(data, tau, sampler, steps, seed, progress)).
@@ -89,66 +140,11 @@ def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_m
     return pipeline.reconstruct(data, tau, sampler, steps, seed, progress, tau_map=tau_map)
 
 
-@lru_cache(maxsize=None)
-def _cached_pixel(quality: int, arch: str, directory: str):
-    from dpexplorer.errors import WeightsError
-    from dpexplorer.pixel.denoiser import PixelDenoiser
-    from dpexplorer.pixel.pipeline import PixelPipeline
-    from dpexplorer.weights import load_weights
-
-    codec = _cached_codec(quality, arch, False, directory)
-    name, entry = find_entry("pixel", arch, quality, Path(directory))
-    if entry.get("codec_sha256") != codec.weights_sha256:
-        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
-    denoiser = PixelDenoiser(**entry["config"])
-    denoiser.load_state_dict(load_weights(entry, Path(directory)))
-    return PixelPipeline(codec, denoiser)
-
-
-def get_pixel_pipeline(quality: int, arch: str | None = None):
-    """The pixel-space diffusion decoder (codec + pixel denoiser) of a shipped quality, loaded once."""
-    if arch is None:
-        arch = find_entry("codec", None, quality)[1]["arch"]
-    with _lock:
-        return _cached_pixel(quality, arch, str(weights_dir()))
-
-
-def pixel_qualities() -> list[int]:
-    models = load_manifest()["models"].values()
-    return sorted({e["quality"] for e in models if e.get("kind") == "pixel"})
-
-
 def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.ndarray:
     header = Bitstream.from_bytes(data)
     pipeline = get_pixel_pipeline(header.quality, header.arch)
     pipeline.codec.parse(data)
     return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
-
-
-@lru_cache(maxsize=None)
-def _cached_synthesis(quality: int, arch: str, directory: str):
-    from dpexplorer.errors import WeightsError
-    from dpexplorer.synthesis import InterpolatedSynthesis
-    from dpexplorer.weights import load_weights
-
-    codec = _cached_codec(quality, arch, False, directory)
-    name, entry = find_entry("synthesis", arch, quality, Path(directory))
-    if entry.get("codec_sha256") != codec.weights_sha256:
-        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
-    return InterpolatedSynthesis(codec.model.g_s, load_weights(entry, Path(directory)))
-
-
-def get_synthesis(quality: int, arch: str | None = None):
-    """The perceptual synthesis (θ₀ → θ₁ network interpolation) of a shipped quality, loaded once."""
-    if arch is None:
-        arch = find_entry("codec", None, quality)[1]["arch"]
-    with _lock:
-        return _cached_synthesis(quality, arch, str(weights_dir()))
-
-
-def synthesis_qualities() -> list[int]:
-    models = load_manifest()["models"].values()
-    return sorted({e["quality"] for e in models if e.get("kind") == "synthesis"})
 
 
 _synthesis_latents = None  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame
@@ -158,7 +154,7 @@ def _synthesis_decoder(data: bytes, tau, sampler=None, steps=None, seed=None, pr
     """ŷ through g_s(θ_τ): deterministic, so sampler, steps and seed do not apply."""
     import hashlib
 
-    from dpexplorer.latent.pipeline import LRU
+    from dpexplorer.cache import LRU
 
     global _synthesis_latents
     codec, bs = codec_for(data)

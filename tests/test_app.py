@@ -1,7 +1,6 @@
 """The app launched on 127.0.0.1 and driven through gradio_client, on tiny untrained models."""
 
 import re
-import socket
 from urllib.parse import unquote
 
 import numpy as np
@@ -11,11 +10,7 @@ from PIL import Image
 
 from dpexplorer.imageio import load_image, save_png
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import served_app
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +21,8 @@ def app_tmp(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_url(tiny_weights_dir, app_tmp):
     mp = pytest.MonkeyPatch()
-    mp.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    from dpexplorer import ui
-    from dpexplorer.ui import build_demo, launch
-
-    mp.setattr(ui, "OUT_DIR", app_tmp)  # this module's files, not the real /tmp/dpexplorer-app
-
-    demo = build_demo()
-    port = _free_port()
-    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    ui.wait_for_work()
+    with served_app(mp, tiny_weights_dir, app_tmp) as url:
+        yield url
     mp.undo()
 
 

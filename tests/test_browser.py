@@ -2,13 +2,14 @@
 first 1366×768 viewport, and the scrub latency (τ input → a new frame on screen), measured in the page."""
 
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from dpexplorer.imageio import save_png
+
+from conftest import served_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser,
@@ -35,12 +36,6 @@ WATCH_SCRUB = """() => {
     window.__scrub.latencies.push(performance.now() - t0);
   }).observe(target, {attributes: true, attributeFilter: ['src']});
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def drag_tau(page, fractions, steps_each: int = 6):
@@ -74,17 +69,8 @@ def measure_scrub(page):
 
 @pytest.fixture
 def app(tiny_weights_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    from dpexplorer import ui
-    from dpexplorer.ui import build_demo, launch
-
-    monkeypatch.setattr(ui, "OUT_DIR", tmp_path / "app-files")  # not the real /tmp/dpexplorer-app
-    demo = build_demo()
-    port = _free_port()
-    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    ui.wait_for_work()
+    with served_app(monkeypatch, tiny_weights_dir, tmp_path / "app-files") as url:
+        yield url
 
 
 @pytest.fixture

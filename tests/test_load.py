@@ -10,7 +10,6 @@ within a stated bound. p50/p95 latency is printed (`pytest -s`). The short form 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from gradio_client import Client, handle_file
 
 from dpexplorer.imageio import save_png
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 CLIENTS = 8
 # Bound on the server's RSS growth over the run: the models are loaded before it starts, so what may
@@ -41,15 +40,9 @@ launch(build_demo(), server_name="127.0.0.1", server_port=int(sys.argv[1]), quie
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_weights_dir, tmp_path_factory):
-    port, files = _free_port(), tmp_path_factory.mktemp("load-app")
+    port, files = free_port(), tmp_path_factory.mktemp("load-app")
     env = {**os.environ, "DPEXPLORER_WEIGHTS": str(tiny_weights_dir), "DPEXPLORER_APP_TMP": str(files),
            "GRADIO_TEMP_DIR": str(files / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

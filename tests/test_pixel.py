@@ -112,14 +112,18 @@ def test_tiles_blend_to_the_untiled_prediction_for_a_local_denoiser(tiny_codec, 
 
 
 def test_sample_cache_is_bounded_in_bytes():
-    from dpexplorer.pixel.pipeline import ByteLRU
+    from dpexplorer.cache import LRU
 
-    lru = ByteLRU(max_bytes=250)
+    lru = LRU(250, weight=lambda a: a.nbytes)
     for k in range(5):
         lru.get_or(k, lambda: np.zeros(100, np.uint8))
     assert list(lru) == [3, 4]
     lru.get_or("big", lambda: np.zeros(1000, np.uint8))
     assert list(lru) == ["big"]  # the newest is kept even above the bound
+    counted = LRU(2)
+    for k in range(3):
+        counted.get_or(k, lambda: None)
+    assert list(counted) == [1, 2]
 
 
 def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tiny_weights_dir, photo, monkeypatch):

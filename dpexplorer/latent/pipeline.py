@@ -21,35 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
 import torch
 
 from dpexplorer.bitstream import Bitstream
+from dpexplorer.cache import LRU
 from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.denoiser import LatentDenoiser
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.tau import check_tau
 from dpexplorer.taumap import check_tau_map, to_grid
 from dpexplorer.tiling import CELL
-
-
-class LRU(OrderedDict):
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = make()
-        self[key] = value
-        while len(self) > self.size:
-            self.popitem(last=False)
-        return value
 
 
 class LatentPipeline:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from dpexplorer.codec import Codec, thread_invariant
-from dpexplorer.latent.pipeline import LRU
+from dpexplorer.cache import LRU
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.pixel.denoiser import PixelDenoiser
 from dpexplorer.tau import check_tau
@@ -63,24 +62,6 @@ def ramp(n: int, lo_open: bool, hi_open: bool, overlap: int) -> torch.Tensor:
     return w
 
 
-class ByteLRU(OrderedDict):
-    """An LRU of numpy arrays bounded by their total size (the newest entry is always kept)."""
-
-    def __init__(self, max_bytes: int):
-        super().__init__()
-        self.max_bytes = max_bytes
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = make()
-        self[key] = value
-        while len(self) > 1 and sum(v.nbytes for v in self.values()) > self.max_bytes:
-            self.popitem(last=False)
-        return value
-
-
 class PixelPipeline:
     def __init__(self, codec: Codec, denoiser: PixelDenoiser, tiling: PixelTiling = PixelTiling(),
                  cache_bytes: int = 256 << 20):
@@ -90,8 +71,8 @@ class PixelPipeline:
         self.denoiser = denoiser.eval().requires_grad_(False)
         self.tiling = tiling
         self._latents = LRU(8)
-        self._bases = ByteLRU(cache_bytes // 4)
-        self._samples = ByteLRU(cache_bytes)
+        self._bases = LRU(cache_bytes // 4, weight=lambda a: a.nbytes)
+        self._samples = LRU(cache_bytes, weight=lambda a: a.nbytes)
         self._lock = threading.RLock()
 
     # ---- what the receiver has -------------------------------------------------------------------

@@ -4,12 +4,14 @@ recipes derived from a config dataclass."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 import tomllib
 import typing
-from dataclasses import MISSING, fields
+from typing import ClassVar
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -86,6 +88,64 @@ def resume(path: Path, device, parts: dict) -> tuple[int, float]:
 # precedence is: dataclass default < recipe < phase < a flag given on the command line.
 RECIPE_KEYS = {"model", "command", "config", "phase"}
 LAUNCH_KEYS = {"ranks"}  # how a run was launched (DDP ranks), in [config] or a phase; not a config field
+
+
+@dataclass
+class RunConfig:
+    """What every per-quality training run of a decoder module has (each field is a flag)."""
+
+    run_kind: ClassVar[str] = "run"  # the run folder's prefix
+    data: str
+    quality: int
+    run_name: str = "main"
+    arch: str | None = None
+    workdir: str = "~/.cache/dpexplorer/train"
+    steps: int = 100000
+    minutes: float | None = None  # wall-time budget of this call; ends at `steps` or here
+    batch: int = 8
+    crop: int = 128
+
+    def run_dir(self) -> Path:
+        return Path(os.path.expanduser(self.workdir)) / f"{self.run_kind}-q{self.quality}-{self.run_name}"
+
+
+class RunningMeans:
+    """Means of a training loop's losses, logged every `every` steps as `describe(means)` and the minutes
+    since `t0`."""
+
+    def __init__(self, log, describe, t0: float, every: int = 25):
+        self.log, self.describe, self.t0, self.every = log, describe, t0, every
+        self.sums, self.count = {}, 0
+
+    def add(self, step: int, **values) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.count += 1
+        if step % self.every == 0:
+            self.flush(step)
+
+    def flush(self, step: int) -> None:
+        """Log the steps not logged yet (the end of a run)."""
+        if self.count:
+            means = {k: v / self.count for k, v in self.sums.items()}
+            self.log(f"step {step} {self.describe(means)} {(time.time() - self.t0) / 60:.1f} min")
+            self.sums, self.count = {}, 0
+
+
+class Every:
+    """Calls `action` once every `seconds` of wall time (the periodic checkpoint)."""
+
+    def __init__(self, seconds: float, action):
+        self.seconds, self.action, self.last = seconds, action, time.time()
+
+    def tick(self) -> None:
+        if time.time() - self.last > self.seconds:
+            self.action()
+            self.last = time.time()
+
+
+def psnr_of(mse: float) -> float:
+    return -10 * math.log10(max(mse, 1e-10))
 
 
 def _field_type(config_cls, f):

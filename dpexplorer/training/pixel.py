@@ -20,31 +20,25 @@ Checkpoints (denoiser, optimiser, step, wall time, config, codec hash) and the l
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
-                                       load_checkpoint, resume, setup_device)
+from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
+                                       configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 from dpexplorer.training.latent import latent_and_rate
 
 
 @dataclass
-class PixelTrainConfig:
-    data: str
-    quality: int
-    run_name: str = "main"
-    arch: str | None = None
-    workdir: str = "~/.cache/dpexplorer/train"
+class PixelTrainConfig(RunConfig):
+    run_kind: ClassVar[str] = "pixel"
     steps: int = 200000
-    minutes: float | None = None  # wall-time budget of this call; ends at `steps` or here
-    batch: int = 8
     crop: int = 128  # a multiple of 64 (the codec's padding), so crops need none
     lr: float = 2e-4
     prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
@@ -56,9 +50,6 @@ class PixelTrainConfig:
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
-
-    def run_dir(self) -> Path:
-        return Path(os.path.expanduser(self.workdir)) / f"pixel-q{self.quality}-{self.run_name}"
 
     def denoiser_config(self, latent_channels: int) -> dict:
         return dict(latent_channels=latent_channels, space_to_depth=self.space_to_depth, width=self.width,
@@ -122,8 +113,10 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
                      "wall_s": time.time() - t0, "config": asdict(cfg), "denoiser_config": den.config(),
                      "codec_sha256": codec.weights_sha256, "quality": codec.cfg.quality, "arch": arch}, ckpt)
 
-    t0, last, session = time.time() - wall, time.time(), time.time()
-    running, n_run = {}, 0
+    t0, session = time.time() - wall, time.time()
+    means = RunningMeans(log, lambda r: f"loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} "
+                                        f"lpips(x̂0) {r['lpips']:.4f} psnr(x̂0) {psnr_of(r['mse_x0']):.2f}", t0)
+    checkpoints = Every(cfg.checkpoint_every_s, save)
     while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():
@@ -149,17 +142,9 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         step += 1
         with torch.no_grad():
             mse_x0 = F.mse_loss(x0_hat, x)
-        for k, v in (("diffusion", diffusion), ("lpips", lp), ("mse_x0", mse_x0), ("loss", loss)):
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        n_run += 1
-        if step % 25 == 0 or step == cfg.steps:
-            r = {k: v / n_run for k, v in running.items()}
-            log(f"step {step} loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} lpips(x̂0) {r['lpips']:.4f} "
-                f"psnr(x̂0) {-10 * math.log10(max(r['mse_x0'], 1e-10)):.2f} {(time.time() - t0) / 60:.1f} min")
-            running, n_run = {}, 0
-        if time.time() - last > cfg.checkpoint_every_s:
-            save()
-            last = time.time()
+        means.add(step, diffusion=diffusion.detach(), lpips=lp.detach(), mse_x0=mse_x0, loss=loss.detach())
+        checkpoints.tick()
+    means.flush(step)
     save()
     log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min → {ckpt}")
     return ckpt

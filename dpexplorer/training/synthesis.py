@@ -31,34 +31,25 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
-                                        load_checkpoint, resume, setup_device)
+from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
+                                        configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 from dpexplorer.training.latent import PatchDiscriminator, latent_and_rate
 
 
 @dataclass
-class SynthesisTrainConfig:
-    data: str
-    quality: int
-    run_name: str = "main"
-    arch: str | None = None
-    workdir: str = "~/.cache/dpexplorer/train"
-    steps: int = 100000
-    minutes: float | None = None  # wall-time budget of this call; ends at `steps` or here
-    batch: int = 8
-    crop: int = 128
+class SynthesisTrainConfig(RunConfig):
+    run_kind: ClassVar[str] = "synthesis"
     min_scale: float = 0.5  # crops from the photo downscaled by U[min_scale, 1]; 1 = no rescaling
     lr: float = 5e-5
     disc_lr: float = 2e-4
@@ -70,9 +61,6 @@ class SynthesisTrainConfig:
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
-
-    def run_dir(self) -> Path:
-        return Path(os.path.expanduser(self.workdir)) / f"synthesis-q{self.quality}-{self.run_name}"
 
 
 class MultiScaleCropSampler(CropSampler):
@@ -173,8 +161,10 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         atomic_save({"g_s": g_s1.state_dict(), "step": step, "config": asdict(cfg),
                      "codec_sha256": codec.weights_sha256}, out)
 
-    t0, last, session = time.time() - wall, time.time(), time.time()
-    running, n_run = {}, 0
+    t0, session = time.time() - wall, time.time()
+    means = RunningMeans(log, lambda r: f"psnr {psnr_of(r['mse']):.2f} lpips {r['lpips']:.4f} adv {r['adv']:.3f} "
+                                        f"d {r['d']:.3f} hf+ {r['hf']:.3f}", t0)
+    checkpoints = Every(cfg.checkpoint_every_s, save)
     while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
@@ -198,17 +188,9 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, v in (("mse", mse), ("lpips", lp), ("adv", adv), ("d", d_loss), ("hf", hf)):
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        n_run += 1
-        if step % 25 == 0:
-            r = {k: v / n_run for k, v in running.items()}
-            log(f"step {step} psnr {-10 * math.log10(max(r['mse'], 1e-10)):.2f} lpips {r['lpips']:.4f} "
-                f"adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f} {(time.time() - t0) / 60:.1f} min")
-            running, n_run = {}, 0
-        if time.time() - last > cfg.checkpoint_every_s:
-            save()
-            last = time.time()
+        means.add(step, mse=mse.detach(), lpips=lp.detach(), adv=adv.detach(), d=d_loss.detach(), hf=hf.detach())
+        checkpoints.tick()
+    means.flush(step)
     save()
     log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min → {out}")
     return out
