@@ -225,7 +225,8 @@ def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: 
             axes[row, col].imshow(zoom_crop(im, 0.5, 0.5, size, 3), interpolation="nearest")
             axes[row, col].set_title(f"{title}" + (f"\n{name}" if col else ""), fontsize=8)
             axes[row, col].axis("off")
-    fig.suptitle(f"{path.name}, q{codec.cfg.quality}, {s.steps} steps, seed {s.seed}", fontsize=9)
+    sampling = f", latent: {s.steps} steps, seed {s.seed}" if pipeline is not None else ""
+    fig.suptitle(f"{path.name}, q{codec.cfg.quality}{sampling}", fontsize=9)
     fig.tight_layout()
     fig.savefig(dest, dpi=100)
     plt.close(fig)
