@@ -97,7 +97,8 @@ def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, mon
     assert committed["schema"] == fresh["schema"] and committed["generated_by"] == fresh["generated_by"]
     assert set(committed["settings"]) == set(fresh["settings"])
     for series in committed["series"]:
-        assert set(series) <= {"label", "kind", "style", "points", "quality", "sampler"}
+        # "measured": the date of the earlier run a carried-over series comes from (same weights)
+        assert set(series) <= {"label", "kind", "style", "points", "quality", "sampler", "measured"}
         assert all({"bpp", "psnr", "lpips", "quality"} <= set(p) for p in series["points"])
     monkeypatch.delenv("DPEXPLORER_WEIGHTS")
     shipped_hashes = {e["sha256"] for e in load_manifest()["models"].values()}
