@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import threading
 from functools import lru_cache
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dpexplorer.bitstream import Bitstream
+from dpexplorer.cache import LRU
 from dpexplorer.codec import Codec
 from dpexplorer.tau import check_tau
 from dpexplorer.weights import find_entry, load_manifest, weights_dir
@@ -147,19 +149,13 @@ def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.
     return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
 
 
-_synthesis_latents = None  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame
+_synthesis_latents = LRU(8)  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame
 
 
 def _synthesis_decoder(data: bytes, tau, sampler=None, steps=None, seed=None, progress=None) -> np.ndarray:
     """ŷ through g_s(θ_τ): deterministic, so sampler, steps and seed do not apply."""
-    import hashlib
-
-    from dpexplorer.cache import LRU
-
-    global _synthesis_latents
     codec, bs = codec_for(data)
     with _lock:
-        _synthesis_latents = _synthesis_latents or LRU(8)
         y_hat, _ = _synthesis_latents.get_or((hashlib.sha256(data).hexdigest(), codec.weights_sha256),
                                              lambda: codec.decode_latent(bs))
     return codec.synthesize(y_hat, bs.height, bs.width, g_s=get_synthesis(bs.quality, bs.arch).at(tau))
@@ -187,8 +183,8 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
 
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+    header = Bitstream.from_bytes(data)
     if tau_map is not None:
-        header = Bitstream.from_bytes(data)
         tau_map = check_tau_map(tau_map, header.height, header.width)
         tau = 1.0 if tau_map.any() else 0.0  # τ = 1 only to pass the checks below: the map decides
     if check_tau(tau) == 0.0:
@@ -196,9 +192,8 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
     if pretrained:
         raise ValueError("τ > 0 needs the shipped codec (the τ decoders are trained for its latent space)")
     qualities, run = DECODERS[decoder]
-    quality = Bitstream.from_bytes(data).quality
-    if quality not in qualities():
-        raise ValueError(f"the {decoder} decoder has no weights for quality {quality} "
+    if header.quality not in qualities():
+        raise ValueError(f"the {decoder} decoder has no weights for quality {header.quality} "
                          f"(it has {', '.join(map(str, qualities())) or 'none'})")
     if tau_map is None:
         return run(data, tau, sampler, steps, seed, progress)

@@ -108,6 +108,10 @@ class RunConfig:
     def run_dir(self) -> Path:
         return Path(os.path.expanduser(self.workdir)) / f"{self.run_kind}-q{self.quality}-{self.run_name}"
 
+    def within_budget(self, step: int, started: float) -> bool:
+        """Whether this call may take another step: below `steps`, and within `minutes` of `started`."""
+        return step < self.steps and not (self.minutes and time.time() - started > 60 * self.minutes)
+
 
 class RunningMeans:
     """Means of a training loop's losses, logged every `every` steps as `describe(means)` and the minutes

@@ -75,6 +75,12 @@ def measure_scales(model, sampler: CropSampler, arch: str, batch: int, device, b
     return torch.cat(res).std().clamp_min(1e-3), torch.cat(ys, 1).std(1).clamp_min(1e-2)
 
 
+def _describe(r: dict) -> str:
+    """A log line's loss means."""
+    return (f"loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} lpips(x̂0) {r['lpips']:.4f} "
+            f"psnr(x̂0) {psnr_of(r['mse_x0']):.2f}")
+
+
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     """Train (resuming from the run folder's checkpoint); returns the checkpoint's path."""
     from dpexplorer.codec import Codec
@@ -114,10 +120,9 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
                      "codec_sha256": codec.weights_sha256, "quality": codec.cfg.quality, "arch": arch}, ckpt)
 
     t0, session = time.time() - wall, time.time()
-    means = RunningMeans(log, lambda r: f"loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} "
-                                        f"lpips(x̂0) {r['lpips']:.4f} psnr(x̂0) {psnr_of(r['mse_x0']):.2f}", t0)
+    means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
-    while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
+    while cfg.within_budget(step, session):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():
             y_hat, base = receiver_view(model, x, arch)

@@ -126,6 +126,11 @@ def conditional_discriminator(cond: bool) -> nn.Module:
     return disc
 
 
+def _describe(r: dict) -> str:
+    """A log line's loss means."""
+    return f"psnr {psnr_of(r['mse']):.2f} lpips {r['lpips']:.4f} adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f}"
+
+
 def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     """Fine-tune θ₁; returns the path of `theta1.pt` (resumes from the run folder's checkpoint)."""
     from dpexplorer.codec import Codec
@@ -162,10 +167,9 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
                      "codec_sha256": codec.weights_sha256}, out)
 
     t0, session = time.time() - wall, time.time()
-    means = RunningMeans(log, lambda r: f"psnr {psnr_of(r['mse']):.2f} lpips {r['lpips']:.4f} adv {r['adv']:.3f} "
-                                        f"d {r['d']:.3f} hf+ {r['hf']:.3f}", t0)
+    means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
-    while step < cfg.steps and not (cfg.minutes and time.time() - session > 60 * cfg.minutes):
+    while cfg.within_budget(step, session):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
             y_hat, _ = latent_and_rate(model, model.g_a(x))
