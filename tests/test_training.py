@@ -181,17 +181,17 @@ def test_stage_two_perceptual_term_reaches_the_denoiser(tmp_path, tiny_codec):
     common = dict(data="unused", quality=1, workdir=str(tmp_path), diffusion_steps=1, batch=1, width=16, blocks=1,
                   perceptual_batch=2)
     with pytest.raises(ValueError, match="crops"):
-        train_denoiser(LatentTrainConfig(**common, rho=0.5), tiny_codec, y_hat, y_hat2, log, "cpu")
+        train_denoiser(LatentTrainConfig(**common, rho=0.5), tiny_codec, model.g_s, y_hat, y_hat2, log, "cpu")
 
     grads = {}
     for rho in (0.0, 1.0):  # ρ = 1: the loss is the perceptual term alone
         cfg = LatentTrainConfig(**common, rho=rho, run_name=f"rho{rho}")
         torch.manual_seed(0)
         untrained = LatentTrainConfig(**{**common, "diffusion_steps": 0}, rho=0.0, run_name="init")
-        before = {k: v.clone() for k, v in train_denoiser(untrained, tiny_codec, y_hat, y_hat2, log,
+        before = {k: v.clone() for k, v in train_denoiser(untrained, tiny_codec, model.g_s, y_hat, y_hat2, log,
                                                            "cpu").state_dict().items()}
         torch.manual_seed(0)
-        after = train_denoiser(cfg, tiny_codec, y_hat, y_hat2, log, "cpu", crops).state_dict()
+        after = train_denoiser(cfg, tiny_codec, model.g_s, y_hat, y_hat2, log, "cpu", crops).state_dict()
         grads[rho] = torch.cat([(after[k] - before[k]).flatten() for k in before if k.endswith("weight")])
         assert grads[rho].abs().sum() > 0
     assert not torch.allclose(grads[0.0], grads[1.0])  # the perceptual term, not the latent MSE, moved it

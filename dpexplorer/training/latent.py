@@ -16,6 +16,10 @@ Stage 2 — latent diffusion: the denoiser learns p(r | ŷ) for the residual r =
 frozen g_s makes of the predicted clean latent (on `perceptual_batch` crops of each batch, since
 a g_s pass costs far more than the denoiser).
 
+With `through_synthesis`, "g_s" above is the shipped perceptual synthesis θ₁ (`dpexplorer.synthesis`,
+frozen) instead of the codec's: the residual is then trained for the τ = 1 endpoint that the decoder
+reaches through x̂_τ = g_s(ŷ + τ·r̃; θ_τ).
+
 Stage 1 is validated on photos held out of training (the last `holdout` of the folder): g_s(ŷ) vs
 g_s(ŷ') in PSNR, LPIPS, FLIP (not trained on), the high-frequency energy ratio and the rate. Runs with
 other loss weights (`run_name`, `aux_only`) leave their validation beside the main run, and the export
@@ -74,6 +78,8 @@ class LatentTrainConfig:
     run_name: str | None = field(default=None, metadata={
         "help": "a separate run beside the main one, e.g. for an ablation"})
     aux_only: bool = field(default=False, metadata={"help": "stage 1 and its validation only (ablations)"})
+    through_synthesis: bool = field(default=False, metadata={
+        "help": "both stages through the shipped perceptual synthesis θ₁ (the decoder then runs g_s(θ_τ))"})
 
     def run_dir(self, arch: str) -> Path:
         name = f"latent-{arch}-q{self.quality}" + (f"-{self.run_name}" if self.run_name else "")
@@ -115,8 +121,20 @@ def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return y_hat, bits
 
 
-def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -> nn.Module:
-    """Stage 1. Returns g'_a (also checkpointed, resumable)."""
+def target_synthesis(cfg: LatentTrainConfig, codec) -> nn.Module:
+    """The frozen synthesis both stages train through: the codec's g_s, or θ₁ (`through_synthesis`)."""
+    g_s = codec.model.g_s
+    if cfg.through_synthesis:
+        from dpexplorer.models import get_synthesis
+
+        synth = get_synthesis(cfg.quality, codec.cfg.arch)
+        g_s = copy.deepcopy(g_s)
+        g_s.load_state_dict({**synth.theta1, **synth.buffers})
+    return g_s.eval().requires_grad_(False)
+
+
+def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainLogger, device) -> nn.Module:
+    """Stage 1 through the frozen `g_s`. Returns g'_a (also checkpointed, resumable)."""
     from dpexplorer.metrics import lpips_tensor
 
     model = codec.model.to(device).eval().requires_grad_(False)
@@ -139,7 +157,7 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
             bpp_base = bits_base.sum() / pixels
         y_hat2, bits2 = latent_and_rate(model, g_a2(x))
         bpp2 = bits2.sum() / pixels
-        x2 = model.g_s(y_hat2)
+        x2 = g_s(y_hat2)
 
         # discriminator step
         opt_d.zero_grad(set_to_none=True)
@@ -169,8 +187,8 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -
 
 
 @torch.no_grad()
-def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
-    """Mean metrics of g_s(ŷ) (the base decoder) and g_s(ŷ') (stage 1's target) on whole photos.
+def validate_aux_encoder(codec, g_a2, g_s, paths, device) -> dict:
+    """Mean metrics of g_s(ŷ) (the base decoder, or θ₁'s) and g_s(ŷ') (stage 1's target) on whole photos.
 
     The rate is the frozen entropy model's, in bits per pixel (ŷ' is never entropy coded)."""
     from dpexplorer.codec import pad_to_multiple
@@ -185,7 +203,7 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
         x = pad_to_multiple(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255)).to(device)
         for key, encoder in (("base", model.g_a), ("aux", g_a2)):
             y_hat, bits = latent_and_rate(model, encoder(x))
-            rec = to_uint8(model.g_s(y_hat).clamp(0, 1)[..., :h, :w].cpu())
+            rec = to_uint8(g_s(y_hat).clamp(0, 1)[..., :h, :w].cpu())
             m = all_metrics(img, rec, extra=True)
             row = {"bpp": float(bits.sum()) / (h * w), **m}
             for k, v in row.items():
@@ -244,7 +262,7 @@ def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, 
     return torch.cat(ys), torch.cat(ys2), torch.cat(xs)
 
 
-def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: torch.Tensor,
+def train_denoiser(cfg: LatentTrainConfig, codec, g_s: nn.Module, y_hat: torch.Tensor, y_hat2: torch.Tensor,
                    log: TrainLogger, device, images: torch.Tensor | None = None):
     """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ (plus CDC's
     perceptual term when `cfg.rho` > 0; `images` are then the crops the pairs came from)."""
@@ -254,8 +272,7 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
 
     if cfg.rho > 0 and images is None:
         raise ValueError("rho > 0 needs the training crops")
-    g_s = codec.model.g_s.to(device).eval().requires_grad_(False)
-
+    g_s = g_s.to(device).eval().requires_grad_(False)
     residual = y_hat2 - y_hat
     denoiser = LatentDenoiser(codec.cfg.M, cfg.width, cfg.blocks).to(device)
     denoiser.residual_scale.copy_(residual.std(dim=(0, 2, 3)).clamp_min(1e-3))
@@ -325,16 +342,18 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     run_dir = cfg.run_dir(codec.cfg.arch)
     log = TrainLogger(run_dir / "train.log")
     log(f"config {asdict(cfg)}")
-    g_a2 = train_aux_encoder(cfg, codec, log, device)
+    g_s = target_synthesis(cfg, codec).to(device)
+    g_a2 = train_aux_encoder(cfg, codec, g_s, log, device)
     _, held_out = split_holdout(cfg.data, cfg.holdout)
     if held_out:
-        record = {"codec_sha256": codec.weights_sha256, "aux_steps": cfg.aux_steps, "weights": cfg.loss_weights()}
+        record = {"codec_sha256": codec.weights_sha256, "aux_steps": cfg.aux_steps, "weights": cfg.loss_weights(),
+                  "through_synthesis": cfg.through_synthesis}
         done = run_dir / "aux_eval.json"
         previous = json.loads(done.read_text()) if done.exists() else {}
         if {k: previous.get(k) for k in record} == record:  # a resumed run: stage 1 already validated
             val = previous["holdout"]
         else:
-            val = validate_aux_encoder(codec, g_a2, held_out, device)
+            val = validate_aux_encoder(codec, g_a2, g_s, held_out, device)
             done.write_text(json.dumps(record | {"holdout": val}, indent=2))
         log(f"stage 1 on {len(held_out)} held-out photos: g_s(ŷ) {val['base']} → g_s(ŷ') {val['aux']}")
     if cfg.aux_only:
@@ -345,7 +364,7 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
         n_batches = max(1, min(4 * len(sampler) // cfg.batch, 400))
         y_hat, y_hat2, crops = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
         log(f"{y_hat.shape[0]} latent pairs; residual std {float((y_hat2 - y_hat).std()):.4f}")
-        denoiser = train_denoiser(cfg, codec, y_hat, y_hat2, log, device, crops)
+        denoiser = train_denoiser(cfg, codec, g_s, y_hat, y_hat2, log, device, crops)
     else:
         log(f"stage 2 already at step {cfg.diffusion_steps}")
     # Both training loops' time, summed over every resumed run (not this call's, which may only export).
@@ -355,13 +374,15 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
             "diffusion_steps": cfg.diffusion_steps, "rho": cfg.rho}
     if not export:
         return {"denoiser": denoiser, **info}
-    from dpexplorer.weights import load_manifest, model_name, save_weights
+    from dpexplorer.weights import find_entry, load_manifest, model_name, save_weights
 
     name = model_name("latent", codec.cfg.arch, cfg.quality)
     previous = load_manifest()["models"].get(name)
     ablation = ablation_runs(cfg, codec.cfg.arch, codec.weights_sha256)
     ablation += earlier_ablation_runs(previous, ablation)
     meta = {"kind": "latent", "arch": codec.cfg.arch, "quality": cfg.quality, "codec_sha256": codec.weights_sha256,
+            **({"synthesis_sha256": find_entry("synthesis", codec.cfg.arch, cfg.quality)[1]["sha256"]}
+               if cfg.through_synthesis else {}),
             "config": denoiser.config(), "training": {**info, "data": cfg.data, "weights": cfg.loss_weights(),
                                                       "ablation": ablation}}
     entry = save_weights(denoiser.state_dict(), name, meta, fp16=lambda k: k.endswith(".weight"))
