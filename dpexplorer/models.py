@@ -53,16 +53,23 @@ def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
 
 
 # ---- the τ decoders' modules: each trained for one shipped codec, whose SHA-256 its entry records ----
-def _latent_pipeline(codec, entry: dict, state: dict):
+def _latent_pipeline(codec, entry: dict, state: dict, directory: str):
+    from dpexplorer.errors import WeightsError
     from dpexplorer.latent.denoiser import LatentDenoiser
     from dpexplorer.latent.pipeline import LatentPipeline
 
     denoiser = LatentDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
-    return LatentPipeline(codec, denoiser)
+    synthesis = None
+    if "synthesis_sha256" in entry:  # its residual was trained through θ₁: it decodes through θ_τ
+        _, synth_entry = find_entry("synthesis", entry["arch"], entry["quality"], Path(directory))
+        if synth_entry["sha256"] != entry["synthesis_sha256"]:
+            raise WeightsError(f"the latent module of q{entry['quality']} was trained through other synthesis weights")
+        synthesis = _cached_module("synthesis", entry["quality"], entry["arch"], directory)
+    return LatentPipeline(codec, denoiser, synthesis=synthesis)
 
 
-def _pixel_pipeline(codec, entry: dict, state: dict):
+def _pixel_pipeline(codec, entry: dict, state: dict, directory: str):
     from dpexplorer.pixel.denoiser import PixelDenoiser
     from dpexplorer.pixel.pipeline import PixelPipeline
 
@@ -71,7 +78,7 @@ def _pixel_pipeline(codec, entry: dict, state: dict):
     return PixelPipeline(codec, denoiser)
 
 
-def _interpolated_synthesis(codec, entry: dict, state: dict):
+def _interpolated_synthesis(codec, entry: dict, state: dict, directory: str):
     from dpexplorer.synthesis import InterpolatedSynthesis
 
     return InterpolatedSynthesis(codec.model.g_s, state)
@@ -89,7 +96,7 @@ def _cached_module(kind: str, quality: int, arch: str, directory: str):
     name, entry = find_entry(kind, arch, quality, Path(directory))
     if entry.get("codec_sha256") != codec.weights_sha256:
         raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
-    return _BUILDERS[kind](codec, entry, load_weights(entry, Path(directory)))
+    return _BUILDERS[kind](codec, entry, load_weights(entry, Path(directory)), directory)
 
 
 def get_module(kind: str, quality: int, arch: str | None = None):

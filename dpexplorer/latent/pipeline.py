@@ -3,14 +3,17 @@
 The receiver has only ŷ. The denoiser samples a residual r̃ ≈ y' − ŷ (y' = the auxiliary encoder's
 perceptual latent, never transmitted), and the reconstruction is
 
-    ỹ_τ = ŷ + τ · r̃ ,        x̂_τ = g_s(ỹ_τ) ,        τ ∈ [0, 1]
+    ỹ_τ = ŷ + τ · r̃ ,        x̂_τ = g_s(ỹ_τ; θ_τ) ,        τ ∈ [0, 1]
 
-a linear fusion of the original and the transformed latent. τ = 0 is the base decoder exactly (it is
+a linear fusion of the original and the transformed latent. A module trained through the perceptual
+synthesis (`dpexplorer.synthesis`, issue 16) moves the synthesis weights along τ too,
+θ_τ = (1 − τ)·θ₀ + τ·θ₁; without one, θ_τ = θ₀ (the codec's g_s). τ = 0 is the base decoder exactly (it is
 returned without touching the sample, so the PNG is bit-identical); τ = 1 is the full perceptual
 latent. The bitstream never changes; τ, sampler, steps and seed are decode-time arguments.
 
 A τ map (the app's τ brush, `--tau-map`) makes τ spatial: averaged over each 16×16 cell onto the
-latent grid, ỹ = ŷ + τ(x, y)·r̃.
+latent grid, ỹ = ŷ + τ(x, y)·r̃ (weights cannot vary per pixel: with θ₁, that ỹ is decoded by θ₁ and
+blended with the plain decode by the same map, x̂ = x̂₀ + τ(x, y)·(g_s(ỹ; θ₁) − x̂₀)).
 
 Caching: the entropy-decoded ŷ is cached per bitstream and the sample r̃ per
 (bitstream, sampler, steps, seed), so moving τ (a whole τ sweep, or a new τ map) costs one g_s pass
@@ -32,13 +35,14 @@ from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.latent.denoiser import LatentDenoiser
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.tau import check_tau
-from dpexplorer.taumap import check_tau_map, to_grid
+from dpexplorer.taumap import blend, check_tau_map, to_grid
 from dpexplorer.tiling import CELL
 
 
 class LatentPipeline:
-    def __init__(self, codec: Codec, denoiser: LatentDenoiser, cache_size: int = 16):
+    def __init__(self, codec: Codec, denoiser: LatentDenoiser, cache_size: int = 16, synthesis=None):
         self.codec = codec
+        self.synthesis = synthesis  # the InterpolatedSynthesis the residual was trained through, or None
         self.denoiser = denoiser.eval().requires_grad_(False)
         self._latents = LRU(cache_size)
         self._samples = LRU(cache_size)
@@ -88,8 +92,15 @@ class LatentPipeline:
             return self.codec.synthesize(y_hat, bs.height, bs.width)
         residual = self.cached_sample(data, sampler, steps, seed, progress)
         if tau_map is None:
-            y_tilde = self.fuse(y_hat, residual, tau)
-        else:  # the same product and sum as `fuse`, per latent cell: a map of ones gives τ = 1 to the bit
-            grid = torch.from_numpy(to_grid(tau_map, *y_hat.shape[-2:], CELL))
-            y_tilde = y_hat + grid[None, None] * residual
-        return self.codec.synthesize(y_tilde, bs.height, bs.width)
+            return self.codec.synthesize(self.fuse(y_hat, residual, tau), bs.height, bs.width, g_s=self.g_s(tau))
+        # the same product and sum as `fuse`, per latent cell: a map of ones gives τ = 1 to the bit
+        grid = torch.from_numpy(to_grid(tau_map, *y_hat.shape[-2:], CELL))
+        y_tilde = y_hat + grid[None, None] * residual
+        if self.synthesis is None:
+            return self.codec.synthesize(y_tilde, bs.height, bs.width)
+        full = self.codec.synthesize(y_tilde, bs.height, bs.width, g_s=self.g_s(1.0))
+        return blend(self.codec.synthesize(y_hat, bs.height, bs.width), full, tau_map)
+
+    def g_s(self, tau: float):
+        """The synthesis at τ: θ_τ where the residual was trained through θ₁, else the codec's (None)."""
+        return None if self.synthesis is None else self.synthesis.at(tau)
