@@ -95,9 +95,10 @@ def test_bad_recipe_file(tmp_path):
 def test_every_shipped_model_points_to_its_recipe():
     """Each manifest entry names a recipe that exists, parses into its kind's config and says what the
     manifest records of the run (quality, steps, loss weights, ρ)."""
-    models = json.loads((REPO / "weights/manifest.json").read_text())["models"]
+    models = [e for m in ("weights/manifest.json", "weights/candidate/manifest.json")  # candidate: not shipped
+              for e in json.loads((REPO / m).read_text())["models"].items()]
     assert models
-    for name, entry in models.items():
+    for name, entry in models:
         recipe = load_recipe(REPO / entry["recipe"])
         assert recipe["model"] == name
         phases = recipe_configs(CONFIGS[entry["kind"]], recipe)
@@ -111,6 +112,7 @@ def test_every_shipped_model_points_to_its_recipe():
                 training["aux_steps"], training["diffusion_steps"], training["rho"])
             assert last.loss_weights() == training["weights"]
             assert last.width == entry["config"]["width"] and last.blocks == entry["config"]["blocks"]
+            assert last.through_synthesis == ("synthesis_sha256" in entry)
         if entry["kind"] == "synthesis":
             assert last.steps == training["steps"]
             assert {k: getattr(last, k) for k in training["config"] if k != "arch"} == {
