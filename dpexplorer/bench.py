@@ -30,7 +30,7 @@ def _median_time(fn, repeat: int) -> float:
 
 
 def _test_image(path: str | None) -> np.ndarray:
-    from dpexplorer.imageio import load_image
+    from dpexplorer.io.images import load_image
 
     if path:
         img = load_image(path)
@@ -48,9 +48,9 @@ def _test_image(path: str | None) -> np.ndarray:
 
 def _pipeline(codec):
     """The shipped latent pipeline of this quality, else an untrained one of the shipped size (speed only)."""
+    from dpexplorer.hub.loading import get_latent_pipeline, latent_qualities
     from dpexplorer.latent.denoiser import LatentDenoiser
     from dpexplorer.latent.pipeline import LatentPipeline
-    from dpexplorer.models import get_latent_pipeline, latent_qualities
 
     if codec.cfg.quality in latent_qualities():
         return get_latent_pipeline(codec.cfg.quality), "shipped"
@@ -62,7 +62,7 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
     import tempfile
 
     from dpexplorer import explorer
-    from dpexplorer.imageio import save_png
+    from dpexplorer.io.images import save_png
 
     recon = pipeline.reconstruct(data, tau, "ddim", steps, 0)
     explorer.dp_plot(explorer.load_curves(), {"now": explorer.measure(original, recon)})
@@ -72,7 +72,7 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
 
 def _synthesis(codec):
     """The shipped perceptual synthesis of this quality, else θ₁ = θ₀ perturbed (speed only)."""
-    from dpexplorer.models import get_synthesis, synthesis_qualities
+    from dpexplorer.hub.loading import get_synthesis, synthesis_qualities
     from dpexplorer.synthesis import InterpolatedSynthesis
 
     if codec.cfg.quality in synthesis_qualities():
@@ -84,9 +84,9 @@ def _synthesis(codec):
 def _cold_start() -> float:
     code = "import time; t=time.perf_counter(); import app; print(time.perf_counter()-t)"
     t0 = time.perf_counter()
-    from dpexplorer.weights import REPO_ROOT
+    from dpexplorer.hub.manifest import data_home
 
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=data_home())
     wall = time.perf_counter() - t0
     return wall if r.returncode == 0 else float("nan")
 
@@ -95,8 +95,8 @@ _LARGE = """
 import resource, sys, time
 import numpy as np
 from PIL import Image
-from dpexplorer.models import get_codec
-from dpexplorer.tiling import UNTILED
+from dpexplorer.hub.loading import get_codec
+from dpexplorer.codec.tiling import UNTILED
 quality, width, height, step, path, tiled = sys.argv[1:]
 codec = get_codec(int(quality))
 if tiled == "0":
@@ -117,7 +117,7 @@ else:
 print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
-LARGE_SIZE = (8000, 6000)  # the 48-MP input limit (dpexplorer.imageio.MAX_PIXELS)
+LARGE_SIZE = (8000, 6000)  # the 48-MP input limit (dpexplorer.io.images.MAX_PIXELS)
 
 
 def large_image(quality: int, width: int = LARGE_SIZE[0], height: int = LARGE_SIZE[1], tiled: bool = True) -> dict:
@@ -125,14 +125,14 @@ def large_image(quality: int, width: int = LARGE_SIZE[0], height: int = LARGE_SI
     (the process's whole peak: Python, torch, the weights, the image and the transforms)."""
     import tempfile
 
-    from dpexplorer.weights import REPO_ROOT
+    from dpexplorer.hub.manifest import data_home
 
     r = {"large_size": f"{width}x{height}"}
     with tempfile.TemporaryDirectory() as tmp:
         for step in ("encode", "decode"):
             p = subprocess.run([sys.executable, "-c", _LARGE, str(quality), str(width), str(height), step,
                                 f"{tmp}/large.dpx", "1" if tiled else "0"], capture_output=True, text=True,
-                               cwd=REPO_ROOT)
+                               cwd=data_home())
             if p.returncode != 0:
                 return {}
             t, rss = (float(v) for v in p.stdout.split()[-2:])
@@ -145,7 +145,7 @@ PIXEL_SIZE = (512, 768)
 
 def _pixel_pipeline(codec):
     """The shipped pixel decoder of this quality, else one with random weights of the shipped size (speed only)."""
-    from dpexplorer.models import get_pixel_pipeline, pixel_qualities
+    from dpexplorer.hub.loading import get_pixel_pipeline, pixel_qualities
     from dpexplorer.pixel.denoiser import OURS, PixelDenoiser
     from dpexplorer.pixel.pipeline import PixelPipeline
 
@@ -164,7 +164,7 @@ def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 19
     torch, scaled the same way) compare the networks independently of the machine's load."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dpexplorer.codec import thread_invariant
+    from dpexplorer.codec.codec import thread_invariant
     from dpexplorer.pixel.denoiser import CDC, OURS, PAPER_001, PixelDenoiser
 
     out = {}
@@ -187,7 +187,7 @@ def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 19
 
 def run_bench(image: str | None = None, quality: int | None = None, repeat: int = 3, steps: int = 10,
               cold_start: bool = True, large: bool = False, pixel: bool = False, pixel_crop: int = 128) -> dict:
-    from dpexplorer.models import get_codec, latent_qualities, shipped_qualities
+    from dpexplorer.hub.loading import get_codec, latent_qualities, shipped_qualities
 
     quality = quality or (latent_qualities() or shipped_qualities())[-1]  # the app's default quality
     codec = get_codec(quality)

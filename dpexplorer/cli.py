@@ -155,8 +155,8 @@ def _is_user_error(exc: Exception) -> bool:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_encode(args) -> int:
-    from dpexplorer.imageio import IMAGE_SUFFIXES, load_image
-    from dpexplorer.models import get_codec
+    from dpexplorer.hub.loading import get_codec
+    from dpexplorer.io.images import IMAGE_SUFFIXES, load_image
 
     codec = get_codec(args.quality, args.arch, pretrained=args.pretrained)
     files, batch = expand_inputs(args.inputs, IMAGE_SUFFIXES)
@@ -174,7 +174,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from dpexplorer.imageio import save_png
+    from dpexplorer.io.images import save_png
     from dpexplorer.models import reconstruct_file
 
     files, batch = expand_inputs(args.inputs, {".dpx"})
@@ -184,7 +184,7 @@ def cmd_decode(args) -> int:
         data = src.read_bytes()
         tau_map = None
         if args.tau_map:  # resized to each bitstream's image size
-            from dpexplorer.bitstream import Bitstream
+            from dpexplorer.io.bitstream import Bitstream
             from dpexplorer.taumap import load_tau_map
 
             header = Bitstream.from_bytes(data)
@@ -222,7 +222,7 @@ class _step_bar:
 
 def cmd_metrics(args) -> int:
     from dpexplorer import metrics
-    from dpexplorer.imageio import load_image
+    from dpexplorer.io.images import load_image
     from dpexplorer.models import reconstruct_file
 
     ref = load_image(args.reference)
@@ -284,7 +284,7 @@ def cmd_train_export(args) -> int:
 
     images = None
     if args.check_data:
-        from dpexplorer.imageio import list_images
+        from dpexplorer.io.images import list_images
 
         images = list_images(args.check_data, 4)
     entry = export_codec(args.checkpoint, notes=args.notes, check_images=images)

@@ -18,12 +18,12 @@ from typing import Callable
 import numpy as np
 
 from dpexplorer import metrics
-from dpexplorer.bitstream import Bitstream
-from dpexplorer.imageio import load_image
+from dpexplorer.hub.manifest import data_home
+from dpexplorer.io.bitstream import Bitstream
+from dpexplorer.io.images import load_image
 from dpexplorer.latent.schedulers import SAMPLERS
-from dpexplorer.weights import REPO_ROOT
 
-CURVES_PATH = REPO_ROOT / "assets" / "kodak_curves.json"
+CURVES_PATH = data_home() / "assets" / "kodak_curves.json"
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Encoded:
 
 
 def encode(image, quality: int) -> Encoded:
-    from dpexplorer.models import get_codec
+    from dpexplorer.hub.loading import get_codec
 
     img = load_image(image)
     codec = get_codec(quality)

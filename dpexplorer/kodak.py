@@ -10,7 +10,7 @@ import hashlib
 import urllib.request
 from pathlib import Path
 
-from dpexplorer.imageio import load_image
+from dpexplorer.io.images import load_image
 
 BASE_URL = "https://r0k.us/graphics/kodak/kodak/"
 

@@ -18,17 +18,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from dpexplorer.io.images import to_tensor
+
 _lock = threading.Lock()
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 → 1×3×H×W float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255.0)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """1×3×H×W float in [0, 1] → H×W×3 uint8 (rounded: the pixels that are shown and saved)."""
-    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
 
 def _check(ref: np.ndarray, test: np.ndarray) -> None:

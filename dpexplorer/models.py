@@ -1,43 +1,21 @@
-"""One place that loads models, once per process (the CLI, the app and eval all come through here)."""
+"""The decoders by name, and decoding a .dpx file with one of them at some τ (the one τ rule)."""
 
 from __future__ import annotations
 
 import hashlib
 import inspect
 import threading
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from dpexplorer.bitstream import Bitstream
 from dpexplorer.cache import LRU
-from dpexplorer.codec import Codec
+from dpexplorer.codec.codec import Codec
+from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_pixel_pipeline, get_synthesis, latent_qualities,
+                                    pixel_qualities, synthesis_qualities)
+from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.tau import check_tau
-from dpexplorer.weights import find_entry, load_manifest, weights_dir
 
 _lock = threading.Lock()
-
-
-@lru_cache(maxsize=None)
-def _cached_codec(quality: int, arch: str, pretrained: bool, directory: str) -> Codec:
-    if pretrained:
-        return Codec.pretrained(quality, arch)
-    return Codec.load(quality, arch, Path(directory))
-
-
-def get_codec(quality: int, arch: str | None = None, pretrained: bool = False) -> Codec:
-    """The codec of `quality` (shipped weights, or CompressAI's with `pretrained`), loaded once."""
-    if arch is None:  # resolve first, so that "default" and its explicit name share one cache entry
-        arch = "bmshj2018-hyperprior" if pretrained else find_entry("codec", None, quality)[1]["arch"]
-    with _lock:
-        return _cached_codec(quality, arch, pretrained, str(weights_dir()))
-
-
-def shipped_qualities() -> list[int]:
-    """Qualities with trained codec weights in weights/, ascending."""
-    models = load_manifest()["models"].values()
-    return sorted({e["quality"] for e in models if e.get("kind") == "codec"})
 
 
 def codec_for(data: bytes, pretrained: bool = False) -> tuple[Codec, Bitstream]:
@@ -50,86 +28,6 @@ def codec_for(data: bytes, pretrained: bool = False) -> tuple[Codec, Bitstream]:
 def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
     codec, bs = codec_for(data, pretrained)
     return codec.decode(bs).x_hat
-
-
-# ---- the τ decoders' modules: each trained for one shipped codec, whose SHA-256 its entry records ----
-def _latent_pipeline(codec, entry: dict, state: dict):
-    from dpexplorer.latent.denoiser import LatentDenoiser
-    from dpexplorer.latent.pipeline import LatentPipeline
-
-    denoiser = LatentDenoiser(**entry["config"])
-    denoiser.load_state_dict(state)
-    return LatentPipeline(codec, denoiser)
-
-
-def _pixel_pipeline(codec, entry: dict, state: dict):
-    from dpexplorer.pixel.denoiser import PixelDenoiser
-    from dpexplorer.pixel.pipeline import PixelPipeline
-
-    denoiser = PixelDenoiser(**entry["config"])
-    denoiser.load_state_dict(state)
-    return PixelPipeline(codec, denoiser)
-
-
-def _interpolated_synthesis(codec, entry: dict, state: dict):
-    from dpexplorer.synthesis import InterpolatedSynthesis
-
-    return InterpolatedSynthesis(codec.model.g_s, state)
-
-
-_BUILDERS = {"latent": _latent_pipeline, "pixel": _pixel_pipeline, "synthesis": _interpolated_synthesis}
-
-
-@lru_cache(maxsize=None)
-def _cached_module(kind: str, quality: int, arch: str, directory: str):
-    from dpexplorer.errors import WeightsError
-    from dpexplorer.weights import load_weights
-
-    codec = _cached_codec(quality, arch, False, directory)
-    name, entry = find_entry(kind, arch, quality, Path(directory))
-    if entry.get("codec_sha256") != codec.weights_sha256:
-        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
-    return _BUILDERS[kind](codec, entry, load_weights(entry, Path(directory)))
-
-
-def get_module(kind: str, quality: int, arch: str | None = None):
-    """The shipped `kind` module ("latent", "pixel", "synthesis") of a quality, loaded once."""
-    if arch is None:
-        arch = find_entry("codec", None, quality)[1]["arch"]
-    with _lock:
-        return _cached_module(kind, quality, arch, str(weights_dir()))
-
-
-def module_qualities(kind: str) -> list[int]:
-    models = load_manifest()["models"].values()
-    return sorted({e["quality"] for e in models if e.get("kind") == kind})
-
-
-def get_latent_pipeline(quality: int, arch: str | None = None):
-    """The τ pipeline (codec + latent denoiser) of a shipped quality."""
-    return get_module("latent", quality, arch)
-
-
-def get_pixel_pipeline(quality: int, arch: str | None = None):
-    """The pixel-space diffusion decoder (codec + pixel denoiser) of a shipped quality."""
-    return get_module("pixel", quality, arch)
-
-
-def get_synthesis(quality: int, arch: str | None = None):
-    """The perceptual synthesis (θ₀ → θ₁ network interpolation) of a shipped quality."""
-    return get_module("synthesis", quality, arch)
-
-
-def latent_qualities() -> list[int]:
-    return module_qualities("latent")
-
-
-def pixel_qualities() -> list[int]:
-    return module_qualities("pixel")
-
-
-def synthesis_qualities() -> list[int]:
-    return module_qualities("synthesis")
 
 
 # Decoders for τ > 0, by name: (qualities with weights, reconstruct(data, tau, sampler, steps, seed, progress)).

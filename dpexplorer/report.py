@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dpexplorer.weights import data_home
+from dpexplorer.hub.manifest import data_home
 
 
 def _fmt(v, spec):
@@ -64,7 +64,7 @@ def run_report(data: str, home: Path | None = None, out: str = "results/report",
     from dpexplorer.bench import run_bench
     from dpexplorer.evaluation.codec_eval import record_in_manifest
     from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
-    from dpexplorer.imageio import list_images
+    from dpexplorer.io.images import list_images
 
     home = home or data_home()
     assets, page = home / "assets", home / "docs" / "results.md"

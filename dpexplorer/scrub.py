@@ -19,7 +19,7 @@ import numpy as np
 
 from dpexplorer import explorer, metrics
 from dpexplorer.errors import ImageError
-from dpexplorer.imageio import load_image
+from dpexplorer.io.images import load_image
 
 FRAME_TAUS = tuple(round(i / 10, 1) for i in range(11))
 MAX_SETTINGS = 3  # frame sets kept per bitstream (the latest settings)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from dpexplorer.errors import ImageError
-from dpexplorer.imageio import _open
+from dpexplorer.io.images import _open
 
 
 def check_tau_map(tau_map, height: int, width: int) -> np.ndarray:

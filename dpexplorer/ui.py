@@ -20,7 +20,7 @@ from PIL import Image
 
 from dpexplorer import compare, explorer, scrub, taumap
 from dpexplorer.errors import DPExplorerError
-from dpexplorer.imageio import load_image, save_png
+from dpexplorer.io.images import load_image, save_png
 
 MAX_UPLOAD = "25mb"
 # Larger uploads are downscaled for the interactive demo (the CLI codes any size up to 48 MP):
@@ -491,7 +491,7 @@ footer { display: none !important; }
 
 # ---- layout ------------------------------------------------------------------------------------
 def build_demo() -> gr.Blocks:
-    from dpexplorer.models import latent_qualities, shipped_qualities
+    from dpexplorer.hub.loading import latent_qualities, shipped_qualities
 
     qualities = shipped_qualities() or [1]
     with_diffusion = [q for q in qualities if q in latent_qualities()]

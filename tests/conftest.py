@@ -30,7 +30,7 @@ def kodak_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_codec():
-    from dpexplorer.codec import Codec
+    from dpexplorer.codec.codec import Codec
 
     return Codec.untrained(quality=1, channels=(16, 24), seed=0)
 
@@ -38,8 +38,9 @@ def tiny_codec():
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory):
     """A weights/ folder holding a tiny, untrained q1 codec, exported the way real weights are."""
-    from dpexplorer.weights import model_name, save_weights
-    from dpexplorer.zoo import build_model, codec_config
+    from dpexplorer.codec.config import build_model, codec_config
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import model_name
 
     directory = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)

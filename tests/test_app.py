@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from dpexplorer.imageio import load_image, save_png
+from dpexplorer.io.images import load_image, save_png
 
 from conftest import served_app
 
@@ -88,10 +88,10 @@ def test_bad_uploads_show_an_error_and_the_server_keeps_serving(client, photo_fi
 
 
 def test_tau_frames_sample_once_and_are_the_exact_renders(client, photo_file, monkeypatch):
-    from dpexplorer import models
+    from dpexplorer.hub.loading import get_latent_pipeline
 
     client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
-    pipeline = models.get_latent_pipeline(1)
+    pipeline = get_latent_pipeline(1)
     calls, real = [], pipeline.sample
     monkeypatch.setattr(pipeline, "sample", lambda *a, **k: calls.append(1) or real(*a, **k))
     html, status, plot = client.predict("latent", "euler", 3, 7, api_name="/tau_frames")

@@ -2,8 +2,8 @@ import struct
 
 import pytest
 
-from dpexplorer.bitstream import MAGIC, Bitstream
 from dpexplorer.errors import BitstreamError
+from dpexplorer.io.bitstream import MAGIC, Bitstream
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_every_single_bit_flip_is_detected(encoded):
 
 
 def test_other_weights_are_refused(encoded):
-    from dpexplorer.codec import Codec
+    from dpexplorer.codec.codec import Codec
 
     other = Codec.untrained(quality=1, channels=(16, 24), seed=1)
     with pytest.raises(BitstreamError, match="other weights"):

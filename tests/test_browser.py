@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dpexplorer.imageio import save_png
+from dpexplorer.io.images import save_png
 
 from conftest import served_app
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dpexplorer.cli import main
-from dpexplorer.imageio import load_image, save_png
+from dpexplorer.io.images import load_image, save_png
 
 from conftest import REPO
 
@@ -48,18 +48,17 @@ def test_folder_mode_skips_bad_files(tiny_env, photo, tmp_path, capsys):
 
 
 def test_model_is_loaded_once_for_a_folder(tiny_env, photo, tmp_path, monkeypatch):
-    from dpexplorer import codec as codec_module
-    from dpexplorer import models
+    from dpexplorer.hub import loading
 
-    models._cached_codec.cache_clear()
+    loading._cached_codec.cache_clear()
     loads = []
-    real = codec_module.Codec.load.__func__
+    real = loading.load_codec
 
-    def counting(cls, *a, **k):
+    def counting(*a, **k):
         loads.append(a)
-        return real(cls, *a, **k)
+        return real(*a, **k)
 
-    monkeypatch.setattr(codec_module.Codec, "load", classmethod(counting))
+    monkeypatch.setattr(loading, "load_codec", counting)
     for i in range(4):
         save_png(photo, tmp_path / f"{i}.png")
     assert main(["encode", str(tmp_path), "-q", "1", "-o", str(tmp_path / "o")]) == 0
@@ -110,7 +109,7 @@ def test_usage_errors_in_a_real_process(tiny_weights_dir):
 def test_shipped_weights_round_trip_a_kodak_image(kodak_dir, tmp_path, capsys, monkeypatch):
     """The real thing: shipped q1 weights, a Kodak image, bpp from the bytes written."""
     monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
-    from dpexplorer.models import shipped_qualities
+    from dpexplorer.hub.loading import shipped_qualities
 
     if not shipped_qualities():
         pytest.skip("no shipped weights")
@@ -220,10 +219,10 @@ def _short_y_string_dpx(weights_dir, photo) -> bytes:
     """The issue's crash: a ŷ string of 12 bytes, container checksum recomputed."""
     import dataclasses
 
-    from dpexplorer.bitstream import Bitstream
-    from dpexplorer.codec import Codec
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.io.bitstream import Bitstream
 
-    bs = Bitstream.from_bytes(Codec.load(1, weights_dir=weights_dir).encode(photo))
+    bs = Bitstream.from_bytes(load_codec(1, directory=weights_dir).encode(photo))
     return dataclasses.replace(bs, strings=(bs.strings[0][:12].ljust(12, b"\x00"), bs.strings[1])).to_bytes()
 
 

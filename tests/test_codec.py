@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from dpexplorer.bitstream import Bitstream
-from dpexplorer.codec import Codec, pad_to_multiple
+from dpexplorer.codec.codec import pad_to_multiple
 from dpexplorer.errors import WeightsError
-from dpexplorer.metrics import psnr, to_tensor
+from dpexplorer.hub.loading import load_codec, pretrained_codec
+from dpexplorer.io.bitstream import Bitstream
+from dpexplorer.io.images import to_tensor
+from dpexplorer.metrics import psnr
 
 
 def test_pad_to_multiple_replicates_edges():
@@ -58,7 +60,7 @@ def test_bpp_counts_the_bytes_written(tiny_codec, photo):
 def test_shipped_loader_verifies_the_hash(tiny_weights_dir, tmp_path):
     import shutil
 
-    codec = Codec.load(1, weights_dir=tiny_weights_dir)
+    codec = load_codec(1, directory=tiny_weights_dir)
     assert codec.cfg.N == 16
     bad = tmp_path / "w"
     shutil.copytree(tiny_weights_dir, bad)
@@ -67,16 +69,16 @@ def test_shipped_loader_verifies_the_hash(tiny_weights_dir, tmp_path):
     raw[-1] ^= 0xFF
     f.write_bytes(bytes(raw))
     with pytest.raises(WeightsError, match="SHA-256"):
-        Codec.load(1, weights_dir=bad)
+        load_codec(1, directory=bad)
     with pytest.raises(WeightsError, match="no shipped codec"):
-        Codec.load(7, weights_dir=bad)
+        load_codec(7, directory=bad)
 
 
 def test_pretrained_zoo_path_offline(tmp_path, monkeypatch):
     """CompressAI's `pretrained=True` route, served from the torch hub cache (no network)."""
     from compressai.zoo.image import model_urls
 
-    from dpexplorer.zoo import build_model, codec_config
+    from dpexplorer.codec.config import build_model, codec_config
 
     def no_network(*args, **kwargs):
         raise OSError("network unreachable")
@@ -84,7 +86,7 @@ def test_pretrained_zoo_path_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(WeightsError, match="hub/checkpoints"):
-        Codec.pretrained(1, "bmshj2018-hyperprior")
+        pretrained_codec(1, "bmshj2018-hyperprior")
 
     url = model_urls["bmshj2018-hyperprior"]["mse"][1]
     ckpt_dir = tmp_path / "hub" / "checkpoints"
@@ -92,7 +94,7 @@ def test_pretrained_zoo_path_offline(tmp_path, monkeypatch):
     torch.manual_seed(3)
     reference = build_model(codec_config("bmshj2018-hyperprior", 1))
     torch.save(reference.state_dict(), ckpt_dir / url.rsplit("/", 1)[-1])
-    codec = Codec.pretrained(1, "bmshj2018-hyperprior")
+    codec = pretrained_codec(1, "bmshj2018-hyperprior")
     assert torch.equal(codec.model.g_s[0].weight, reference.g_s[0].weight)
     img = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     assert codec.decode(codec.encode(img)).x_hat.shape == img.shape
@@ -112,7 +114,7 @@ def test_pretrained_weights_are_not_unpickled(tmp_path, monkeypatch):
     url = model_urls["bmshj2018-hyperprior"]["mse"][2]
     torch.save({"x": Evil()}, d / url.rsplit("/", 1)[-1])
     with pytest.raises(Exception) as info:
-        Codec.pretrained(2, "bmshj2018-hyperprior")
+        pretrained_codec(2, "bmshj2018-hyperprior")
     assert "pwned" not in str(info.value) and info.type is not SystemExit
 
 
@@ -148,7 +150,7 @@ def test_decode_does_not_depend_on_the_thread_count(tiny_codec, photo):
 @pytest.mark.slow
 def test_shipped_decoder_does_not_depend_on_the_thread_count(kodak_dir):
     """With oneDNN, kodim01 at q3 decoded with 1 and 2 threads differed by ±1 in 12 pixels."""
-    codec = Codec.load(3)
+    codec = load_codec(3)
     data = codec.encode(kodak_dir / "kodim01.png")
     one, two, four = (_decode_with_threads(codec, data, t) for t in (1, 2, 4))
     assert np.array_equal(one.x_hat, two.x_hat) and np.array_equal(one.x_hat, four.x_hat)

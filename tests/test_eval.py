@@ -5,7 +5,7 @@ import pytest
 
 from dpexplorer.evaluation import baselines
 from dpexplorer.evaluation.bd import bd_rate
-from dpexplorer.imageio import save_png
+from dpexplorer.io.images import save_png
 
 from conftest import REPO
 
@@ -88,7 +88,7 @@ def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, mon
     shipped = REPO / "assets" / "kodak_curves.json"
     if not shipped.exists():
         pytest.skip("no curves file shipped yet")
-    from dpexplorer.weights import load_manifest
+    from dpexplorer.hub.manifest import load_manifest
 
     _, _ = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
     fresh = json.loads((tmp_path / "curves.json").read_text())

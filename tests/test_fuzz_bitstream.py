@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from dpexplorer import ransguard
-from dpexplorer.bitstream import Bitstream
-from dpexplorer.codec import Codec, state_fingerprint
+from dpexplorer.codec import ransguard
+from dpexplorer.codec.codec import Codec, state_fingerprint
+from dpexplorer.codec.config import build_model, codec_config
 from dpexplorer.errors import BitstreamError
-from dpexplorer.zoo import build_model, codec_config
+from dpexplorer.io.bitstream import Bitstream
 
 
 @pytest.fixture(scope="module")

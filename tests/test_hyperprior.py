@@ -1,13 +1,13 @@
-"""Unit tests of the hyperprior's rules (dpexplorer/codec.py), which the codec, the codec's training
-and the latent module's training share, and of the `.dpx` container's round trip."""
+"""Unit tests of the hyperprior's rules (dpexplorer/codec/hyperprior.py), which the codec, the codec's
+training and the latent module's training share, and of the `.dpx` container's round trip."""
 
 import pytest
 import torch
 
-from dpexplorer.bitstream import Bitstream
-from dpexplorer.codec import (Codec, hyper_analysis, latent_likelihoods, pad_to_multiple, quantize_around_means,
-                              scales_and_means)
-from dpexplorer.metrics import to_tensor
+from dpexplorer.codec.codec import Codec, pad_to_multiple
+from dpexplorer.codec.hyperprior import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
+from dpexplorer.io.bitstream import Bitstream
+from dpexplorer.io.images import to_tensor
 
 
 @pytest.fixture(scope="module", params=["mbt2018-mean", "bmshj2018-hyperprior"])

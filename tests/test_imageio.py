@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dpexplorer.errors import ImageError
-from dpexplorer.imageio import MAX_PIXELS, load_image, png_bytes, save_png
+from dpexplorer.io.images import MAX_PIXELS, load_image, png_bytes, save_png
 
 
 def _encode(img: Image.Image, fmt="PNG", **kw) -> bytes:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dpexplorer import metrics
-from dpexplorer.imageio import load_image
+from dpexplorer.io.images import load_image
 
 from conftest import LPIPS_REF, need
 

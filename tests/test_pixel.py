@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpexplorer.imageio import save_png
+from dpexplorer.io.images import save_png
 
 TINY = dict(space_to_depth=4, width=16, mults=(1, 2), blocks=1)
 
@@ -127,10 +127,10 @@ def test_sample_cache_is_bounded_in_bytes():
 
 
 def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tiny_weights_dir, photo, monkeypatch):
-    from dpexplorer import models
-    from dpexplorer.codec import Codec
-    from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, train_pixel
+    from dpexplorer.hub.loading import get_codec, load_codec, pixel_qualities
+    from dpexplorer.models import decode_file, reconstruct_file
     from dpexplorer.training.common import add_config_arguments, configs_from_args
+    from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, train_pixel
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -139,7 +139,7 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
         save_png(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), photos / f"p{i}.png")
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights_dir, weights)
-    codec = Codec.load(1, None, weights)
+    codec = load_codec(1, None, weights)
 
     p = argparse.ArgumentParser()
     add_config_arguments(p, PixelTrainConfig)
@@ -160,11 +160,11 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     entry = export_pixel(ckpt, weights)
     assert entry["kind"] == "pixel" and entry["codec_sha256"] == codec.weights_sha256
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
-    assert models.pixel_qualities() == [1]
-    data = models.get_codec(1).encode(photo)
-    assert np.array_equal(models.reconstruct_file(data, 0.0, decoder="pixel"), models.decode_file(data))
+    assert pixel_qualities() == [1]
+    data = get_codec(1).encode(photo)
+    assert np.array_equal(reconstruct_file(data, 0.0, decoder="pixel"), decode_file(data))
     seen = []
-    x = models.reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", progress=lambda i, n: seen.append(i))
+    x = reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", progress=lambda i, n: seen.append(i))
     assert x.shape == photo.shape and seen == [1, 2]
 
     from dpexplorer.explorer import FAMILIES
@@ -173,15 +173,16 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
 
 
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):
-    from dpexplorer import models
     from dpexplorer.explorer import FAMILIES
+    from dpexplorer.hub.loading import get_codec, pixel_qualities
+    from dpexplorer.models import decode_file, reconstruct_file
 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    assert FAMILIES["pixel"].qualities() == [] and models.pixel_qualities() == []
-    data = models.get_codec(1).encode(photo)
+    assert FAMILIES["pixel"].qualities() == [] and pixel_qualities() == []
+    data = get_codec(1).encode(photo)
     with pytest.raises(ValueError, match="no weights"):
-        models.reconstruct_file(data, 0.5, decoder="pixel")
-    assert np.array_equal(models.reconstruct_file(data, 0.0, decoder="pixel"), models.decode_file(data))
+        reconstruct_file(data, 0.5, decoder="pixel")
+    assert np.array_equal(reconstruct_file(data, 0.0, decoder="pixel"), decode_file(data))
 
 
 def test_eval_reports_the_bar(pipeline, tmp_path, photo):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpexplorer.imageio import save_png
+from dpexplorer.io.images import save_png
 
 
 def _theta1(g_s, seed=1):
@@ -44,8 +44,8 @@ def test_tau0_is_the_plain_decoder_and_tau1_is_theta1(tiny_codec, latent):
 def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
     from dpexplorer.evaluation.synthesis_eval import evaluate_images, summarize
     from dpexplorer.synthesis import InterpolatedSynthesis
-    from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, configs_from,
-                                               load_theta1, train_synthesis)
+    from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, configs_from, load_theta1,
+                                               train_synthesis)
 
     data = tmp_path / "photos"
     data.mkdir()
@@ -89,7 +89,8 @@ def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
 
 
 def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
-    from dpexplorer.metrics import hf_energy_ratio, to_tensor
+    from dpexplorer.io.images import to_tensor
+    from dpexplorer.metrics import hf_energy_ratio
     from dpexplorer.training.synthesis import hf_energy, hf_overshoot
 
     rng = np.random.default_rng(0)
@@ -113,8 +114,9 @@ def tiny_env(tiny_weights_dir, monkeypatch):
 
 def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo, tmp_path):
     from dpexplorer.cli import main
-    from dpexplorer.imageio import load_image
-    from dpexplorer.models import decode_file, get_codec, reconstruct_file, synthesis_qualities
+    from dpexplorer.hub.loading import get_codec, synthesis_qualities
+    from dpexplorer.io.images import load_image
+    from dpexplorer.models import decode_file, reconstruct_file
 
     assert synthesis_qualities() == [1]
     data = get_codec(1).encode(photo)
@@ -136,7 +138,7 @@ def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo
 
 def test_unknown_decoder_and_missing_quality_are_one_line_errors(tiny_env, photo, tmp_path, capsys):
     from dpexplorer.cli import main
-    from dpexplorer.models import get_codec
+    from dpexplorer.hub.loading import get_codec
 
     (tmp_path / "p.dpx").write_bytes(get_codec(1).encode(photo))
     assert main(["decode", str(tmp_path / "p.dpx"), "--decoder", "nope", "--tau", "1"]) == 1
@@ -149,7 +151,8 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
     import shutil
 
     from dpexplorer.errors import WeightsError
-    from dpexplorer.models import get_codec, reconstruct_file
+    from dpexplorer.hub.loading import get_codec
+    from dpexplorer.models import reconstruct_file
 
     other = tmp_path / "w"
     shutil.copytree(tiny_weights_dir, other)
@@ -165,8 +168,8 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
 def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
     """Every shipped synthesis module was trained on exactly the shipped codec of its quality."""
     monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
-    from dpexplorer.models import get_codec, get_synthesis, shipped_qualities, synthesis_qualities
-    from dpexplorer.weights import find_entry
+    from dpexplorer.hub.loading import get_codec, get_synthesis, shipped_qualities, synthesis_qualities
+    from dpexplorer.hub.manifest import find_entry
 
     if not synthesis_qualities():
         pytest.skip("no shipped synthesis modules")

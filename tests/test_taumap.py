@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dpexplorer.cli import main
-from dpexplorer.imageio import load_image, save_png
+from dpexplorer.io.images import load_image, save_png
 
 
 @pytest.fixture
@@ -57,40 +57,44 @@ def test_a_bad_mask_is_one_error_line(encoded, tmp_path, capsys):
 
 def test_native_map_and_the_sample_drawn_once(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    from dpexplorer import explorer, models
+    from dpexplorer import explorer
+    from dpexplorer.hub.loading import get_latent_pipeline
+    from dpexplorer.models import decode_file, reconstruct_file
 
     enc = explorer.encode(photo, 1)
-    pipeline = models.get_latent_pipeline(1)
+    pipeline = get_latent_pipeline(1)
     calls = []
     real = pipeline.sample
     monkeypatch.setattr(pipeline, "sample", lambda *a, **k: calls.append(1) or real(*a, **k))
     kw = dict(sampler="euler", steps=2, seed=11)
-    full = models.reconstruct_file(enc.data, 1.0, **kw)
-    ones = models.reconstruct_file(enc.data, 0.3, tau_map=np.ones((96, 128), np.float32), **kw)
-    ramp = models.reconstruct_file(enc.data, tau_map=np.tile(np.linspace(0, 1, 128, dtype=np.float32), (96, 1)), **kw)
+    full = reconstruct_file(enc.data, 1.0, **kw)
+    ones = reconstruct_file(enc.data, 0.3, tau_map=np.ones((96, 128), np.float32), **kw)
+    ramp = reconstruct_file(enc.data, tau_map=np.tile(np.linspace(0, 1, 128, dtype=np.float32), (96, 1)), **kw)
     assert np.array_equal(ones, full) and not np.array_equal(ramp, full)
     assert len(calls) == 1  # one r̃ for the bitstream and settings, whatever τ or map
-    assert np.array_equal(models.reconstruct_file(enc.data, 1.0, tau_map=np.zeros((96, 128)), **kw),
-                          models.decode_file(enc.data))
+    assert np.array_equal(reconstruct_file(enc.data, 1.0, tau_map=np.zeros((96, 128)), **kw),
+                          decode_file(enc.data))
     with pytest.raises(ValueError, match="τ map is 10×10"):
-        models.reconstruct_file(enc.data, tau_map=np.ones((10, 10)), **kw)
+        reconstruct_file(enc.data, tau_map=np.ones((10, 10)), **kw)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        models.reconstruct_file(enc.data, tau_map=np.full((96, 128), 1.5), **kw)
+        reconstruct_file(enc.data, tau_map=np.full((96, 128), 1.5), **kw)
 
 
 def test_pixel_space_fallback_for_a_decoder_without_maps(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    from dpexplorer import explorer, models
+    from dpexplorer import explorer
+    from dpexplorer.hub.loading import latent_qualities
+    from dpexplorer.models import DECODERS, decode_file, reconstruct_file, takes_tau_map
 
     enc = explorer.encode(photo, 1)
-    plain = models.decode_file(enc.data)
+    plain = decode_file(enc.data)
     invert = lambda data, tau, *a, **k: (255 - plain).astype(np.uint8)  # noqa: E731 (τ = 1 of a toy family)
-    monkeypatch.setitem(models.DECODERS, "toy", (models.latent_qualities, invert))
-    assert not models.takes_tau_map("toy") and models.takes_tau_map("latent")
+    monkeypatch.setitem(DECODERS, "toy", (latent_qualities, invert))
+    assert not takes_tau_map("toy") and takes_tau_map("latent")
     m = np.zeros((96, 128), np.float32)
     m[:, 64:] = 1.0
     m[:10, :10] = 0.5
-    out = models.reconstruct_file(enc.data, tau_map=m, decoder="toy")
+    out = reconstruct_file(enc.data, tau_map=m, decoder="toy")
     assert np.array_equal(out[:, :64][10:], plain[:, :64][10:]) and np.array_equal(out[:, 64:], 255 - plain[:, 64:])
     assert (out[:10, :10] == 128).all()  # x₀ + ½·(255 − 2x₀) = 127.5, rounded half to even
-    assert np.array_equal(models.reconstruct_file(enc.data, tau_map=np.ones((96, 128)), decoder="toy"), 255 - plain)
+    assert np.array_equal(reconstruct_file(enc.data, tau_map=np.ones((96, 128)), decoder="toy"), 255 - plain)

@@ -1,13 +1,13 @@
-"""Tiled g_a / g_s (dpexplorer/tiling.py) against the untiled transforms, with tiles forced small."""
+"""Tiled g_a / g_s (dpexplorer/codec/tiling.py) against the untiled transforms, with tiles forced small."""
 
 import numpy as np
 import pytest
 import torch
 
-from dpexplorer.bitstream import Bitstream
-from dpexplorer.codec import Codec, pad_to_multiple
-from dpexplorer.metrics import to_tensor
-from dpexplorer.tiling import UNTILED, Tiling, _spans, analysis, synthesis
+from dpexplorer.codec.codec import Codec, pad_to_multiple
+from dpexplorer.codec.tiling import UNTILED, Tiling, _spans, analysis, synthesis
+from dpexplorer.io.bitstream import Bitstream
+from dpexplorer.io.images import to_tensor
 
 SMALL = Tiling(above_pixels=0, analysis_cells=4, analysis_halo=2, synthesis_cells=4, synthesis_halo=2)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from dpexplorer.imageio import save_png
+from dpexplorer.io.images import save_png
 
 
 def _photos(folder, n=3, size=(80, 96)):
@@ -15,11 +15,11 @@ def _photos(folder, n=3, size=(80, 96)):
 
 
 def test_codec_training_resumes_and_exports(tmp_path, monkeypatch):
-    from dpexplorer.codec import Codec
+    from dpexplorer.codec.config import build_model, codec_config
+    from dpexplorer.hub.loading import load_codec
     from dpexplorer.training import codec as codec_training
     from dpexplorer.training.codec import CodecTrainConfig, train_codec
     from dpexplorer.training.export import export_codec
-    from dpexplorer.zoo import build_model, codec_config
 
     monkeypatch.setattr(codec_training, "build_model",
                         lambda cfg: build_model(codec_config(cfg.arch, cfg.quality, (8, 12))))
@@ -38,7 +38,7 @@ def test_codec_training_resumes_and_exports(tmp_path, monkeypatch):
 
     entry = export_codec(ckpt, directory=tmp_path / "weights")
     assert entry["training"]["steps"] == 5 and entry["quality"] == 2
-    codec = Codec.load(2, weights_dir=tmp_path / "weights")
+    codec = load_codec(2, directory=tmp_path / "weights")
     img = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     assert codec.decode(codec.encode(img)).x_hat.shape == img.shape
 
@@ -106,7 +106,7 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert all(torch.equal(v, again["denoiser"].state_dict()[k]) for k, v in out["denoiser"].state_dict().items())
 
     # the model card prints the ablation as a table, one row per stage-1 run
-    from dpexplorer.weights import save_weights
+    from dpexplorer.hub.files import save_weights
     from test_recipes import model_card_tool
 
     meta = {"kind": "latent", "arch": "mbt2018-mean", "quality": 1, "training": {"ablation": runs}}
@@ -120,9 +120,9 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
 
 
 def test_codec_training_starts_from_shipped_weights(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.codec.config import codec_config
     from dpexplorer.training import codec as codec_training
     from dpexplorer.training.codec import CodecTrainConfig, train_codec
-    from dpexplorer.zoo import codec_config
 
     monkeypatch.setattr(codec_training, "codec_config", lambda arch, q: codec_config(arch, q, (16, 24)))
     data = _photos(tmp_path / "photos")
@@ -137,8 +137,8 @@ def _ddp_worker(rank, world, port, data, workdir):
     import os
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from dpexplorer.codec.config import build_model, codec_config
     from dpexplorer.training import codec as codec_training
-    from dpexplorer.zoo import build_model, codec_config
 
     codec_training.build_model = lambda cfg: build_model(codec_config(cfg.arch, cfg.quality, (8, 12)))
     codec_training.codec_config = lambda arch, q: codec_config(arch, q, (8, 12))
@@ -212,7 +212,7 @@ def test_cosine_schedule_warms_up_then_decays_to_lr_min():
 
 def test_mixed_quantization_feeds_g_s_the_decoder_latent():
     """g_s sees round(y − μ) + μ (what `decompress` gives) with a straight-through gradient."""
-    from dpexplorer.codec import Codec
+    from dpexplorer.codec.codec import Codec
     from dpexplorer.training.codec import MixedQuantization
 
     # ẑ rounded (entropy bottleneck in eval mode) so that both passes below see the same ẑ; the

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from dpexplorer.imageio import list_images, load_image
+from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics import bpp, hf_energy_ratio, lpips, ms_ssim, psnr
 
 SETTINGS = ("ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10")
@@ -131,7 +131,7 @@ def markdown_table(name: str, s: dict) -> str:
 def _pipelines(args):
     """(label, pipeline) per quality: shipped weights, or one training checkpoint (a probe)."""
     from dpexplorer.errors import WeightsError
-    from dpexplorer.models import get_codec, get_pixel_pipeline, pixel_qualities
+    from dpexplorer.hub.loading import get_codec, get_pixel_pipeline, pixel_qualities
 
     if args.checkpoint:
         from dpexplorer.pixel.pipeline import PixelPipeline

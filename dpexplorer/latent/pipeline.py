@@ -26,14 +26,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dpexplorer.bitstream import Bitstream
 from dpexplorer.cache import LRU
-from dpexplorer.codec import Codec, thread_invariant
+from dpexplorer.codec.codec import Codec, thread_invariant
+from dpexplorer.codec.tiling import CELL
+from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.latent.denoiser import LatentDenoiser
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.tau import check_tau
 from dpexplorer.taumap import check_tau_map, to_grid
-from dpexplorer.tiling import CELL
 
 
 class LatentPipeline:

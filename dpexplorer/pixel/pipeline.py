@@ -28,12 +28,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dpexplorer.codec import Codec, thread_invariant
 from dpexplorer.cache import LRU
+from dpexplorer.codec.codec import Codec, thread_invariant
+from dpexplorer.codec.tiling import CELL
 from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
 from dpexplorer.pixel.denoiser import PixelDenoiser
 from dpexplorer.tau import check_tau
-from dpexplorer.tiling import CELL
 
 
 @dataclass(frozen=True)

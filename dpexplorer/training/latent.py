@@ -36,9 +36,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dpexplorer.codec.hyperprior import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
-from dpexplorer.codec import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
 from dpexplorer.training.data import CropSampler, split_holdout
 
 
@@ -173,9 +173,9 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
     """Mean metrics of g_s(ŷ) (the base decoder) and g_s(ŷ') (stage 1's target) on whole photos.
 
     The rate is the frozen entropy model's, in bits per pixel (ŷ' is never entropy coded)."""
-    from dpexplorer.codec import pad_to_multiple
-    from dpexplorer.imageio import load_image
-    from dpexplorer.metrics import all_metrics, to_uint8
+    from dpexplorer.codec.codec import pad_to_multiple
+    from dpexplorer.io.images import load_image, to_uint8
+    from dpexplorer.metrics import all_metrics
 
     model = codec.model
     sums = {"base": {}, "aux": {}}
@@ -317,7 +317,7 @@ def finished_denoiser(cfg: LatentTrainConfig, codec, device):
 
 def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dict:
     """Both stages for one shipped quality, then (optionally) export to weights/."""
-    from dpexplorer.models import get_codec
+    from dpexplorer.hub.loading import get_codec
 
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -355,7 +355,8 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
             "diffusion_steps": cfg.diffusion_steps, "rho": cfg.rho}
     if not export:
         return {"denoiser": denoiser, **info}
-    from dpexplorer.weights import load_manifest, model_name, save_weights
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import load_manifest, model_name
 
     name = model_name("latent", codec.cfg.arch, cfg.quality)
     previous = load_manifest()["models"].get(name)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
-                                       configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
+                                        configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 from dpexplorer.training.latent import latent_and_rate
 
@@ -83,7 +83,7 @@ def _describe(r: dict) -> str:
 
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     """Train (resuming from the run folder's checkpoint); returns the checkpoint's path."""
-    from dpexplorer.codec import Codec
+    from dpexplorer.hub.loading import load_codec
     from dpexplorer.latent.schedulers import training_scheduler
     from dpexplorer.metrics import lpips_tensor
     from dpexplorer.pixel.denoiser import PixelDenoiser
@@ -92,7 +92,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
-    codec = codec or Codec.load(cfg.quality, cfg.arch)
+    codec = codec or load_codec(cfg.quality, cfg.arch)
     arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")
@@ -167,7 +167,8 @@ def load_denoiser(path: str | Path):
 
 def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "") -> dict:
     """A training checkpoint → weights/pixel-<arch>-q<q>.safetensors + its manifest entry (with the codec's hash)."""
-    from dpexplorer.weights import model_name, save_weights
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import model_name
 
     den, state = load_denoiser(path)
     cfg = state["config"]

@@ -133,12 +133,12 @@ def _describe(r: dict) -> str:
 
 def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     """Fine-tune θ₁; returns the path of `theta1.pt` (resumes from the run folder's checkpoint)."""
-    from dpexplorer.codec import Codec
+    from dpexplorer.hub.loading import load_codec
     from dpexplorer.metrics import lpips_tensor
 
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
-    codec = codec or Codec.load(cfg.quality, cfg.arch)
+    codec = codec or load_codec(cfg.quality, cfg.arch)
     model = codec.model.to(device).eval().requires_grad_(False)
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")

@@ -1,12 +1,13 @@
 """The base codec: a CompressAI mean-scale hyperprior model behind a bytes-in/bytes-out interface.
 
-    codec = Codec.load(quality=3)                  # shipped weights, verified by hash
+    codec = get_codec(quality=3)                   # shipped weights, verified by hash (dpexplorer.hub.loading)
     data = codec.encode(image)                     # .dpx bytes (real entropy coding)
     x_hat, y_hat = codec.decode(data)              # 8-bit image, quantized latent
 
 Images of any size are padded (replicate) to a multiple of 64 and cropped back after decoding.
-Above `Tiling.above_pixels` the transforms g_a and g_s run tile by tile (dpexplorer/tiling.py), so
-memory stays bounded up to the 48-MP input limit.
+Above `Tiling.above_pixels` the transforms g_a and g_s run tile by tile (dpexplorer/codec/tiling.py), so
+memory stays bounded up to the 48-MP input limit. No file I/O here: `dpexplorer.hub.loading` builds a
+`Codec` from the shipped weights (`load_codec`) or CompressAI's published ones (`pretrained_codec`).
 """
 
 from __future__ import annotations
@@ -19,18 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.models import MeanScaleHyperprior
-from compressai.ops import quantize_ste
 from safetensors.torch import save as safetensors_bytes
 
-from dpexplorer.bitstream import Bitstream
-from dpexplorer.errors import BitstreamError, WeightsError
-from dpexplorer.imageio import ImageSource, load_image
-from dpexplorer.metrics import to_tensor, to_uint8
-from dpexplorer.ransguard import guard
-from dpexplorer.tiling import CELL, Tiling, analysis, synthesis
-from dpexplorer.weights import find_entry, load_weights
-from dpexplorer.zoo import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
+from dpexplorer.codec.config import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
+from dpexplorer.codec.hyperprior import hyper_analysis, scales_and_means
+from dpexplorer.codec.ransguard import guard
+from dpexplorer.codec.tiling import CELL, Tiling, analysis, synthesis
+from dpexplorer.errors import BitstreamError
+from dpexplorer.io.bitstream import Bitstream
+from dpexplorer.io.images import ImageSource, load_image, to_tensor, to_uint8
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
@@ -38,46 +36,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-# ---- the hyperprior's rules, shared by the codec, its training and the latent module's training ----
-# (Ballé et al., "Variational image compression with a scale hyperprior"; Minnen et al., "Joint
-# autoregressive and hierarchical priors for learned image compression", its mean-scale variant.)
-def is_mean_scale(model) -> bool:
-    """mbt2018-mean predicts a mean and a scale per latent element; bmshj2018-hyperprior a scale only."""
-    return isinstance(model, MeanScaleHyperprior)
-
-
-def hyper_analysis(model, y: torch.Tensor) -> torch.Tensor:
-    """z = h_a(y); the scale-only hyperprior looks at |y|, as in CompressAI's models."""
-    return model.h_a(y if is_mean_scale(model) else torch.abs(y))
-
-
-def scales_and_means(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """h_s(ẑ) split into the Gaussian's scales and means (None: y is coded around 0)."""
-    params = model.h_s(z_hat)
-    if is_mean_scale(model):
-        return params.chunk(2, 1)
-    return params, None
-
-
-def quantize_around_means(y: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
-    """ŷ = round(y − μ) + μ, the symbols the entropy coder writes (what `decompress` gives back), with a
-    straight-through gradient so that training can see it (CompressAI's `quantize_ste`)."""
-    if means is None:
-        return quantize_ste(y)
-    return quantize_ste(y - means) + means
-
-
-def latent_likelihoods(model, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None) -> torch.Tensor:
-    """The frozen Gaussian conditional's likelihood of the symbols ŷ, differentiable in ŷ.
-
-    CompressAI's public `gaussian_conditional(y, …, training=False)` rounds y again without a
-    straight-through gradient (no gradient reaches y), so this calls its likelihood directly, the one
-    place that does (tests/test_hyperprior.py pins it to the public forward's values)."""
-    gc = model.gaussian_conditional
-    likelihood = gc._likelihood(y_hat, scales, means)
-    return gc.likelihood_lower_bound(likelihood) if gc.use_likelihood_bound else likelihood
 
 
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -122,41 +80,6 @@ class Codec:
         self.source = source
 
     # ---- construction -------------------------------------------------------------------------
-    @classmethod
-    def load(cls, quality: int, arch: str | None = None, weights_dir=None) -> "Codec":
-        """The shipped, trained model of `quality` from `weights/` (hash-checked)."""
-        name, entry = find_entry("codec", arch, quality, weights_dir)  # the manifest, read once per change
-        cfg = codec_config(entry["arch"], quality, (entry["N"], entry["M"]))
-        model = build_model(cfg)
-        state = load_weights(entry, weights_dir)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise WeightsError(f"{name}: weights do not fit {cfg.arch} (N={cfg.N}, M={cfg.M}): {exc}") from None
-        return cls(model, cfg, entry["sha256"], f"weights/{entry['file']}")
-
-    @classmethod
-    def pretrained(cls, quality: int, arch: str = "bmshj2018-hyperprior") -> "Codec":
-        """CompressAI's published MSE weights (downloaded once to $TORCH_HOME/hub/checkpoints).
-
-        Loaded with `weights_only=True`: the checkpoint is a plain state dict, nothing is unpickled.
-        """
-        from compressai.zoo.image import model_urls
-        from compressai.zoo.pretrained import load_pretrained
-
-        cfg = codec_config(arch, quality)
-        url = model_urls[arch]["mse"][quality]
-        try:
-            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False,
-                                                       check_hash=True, weights_only=True)
-        except OSError as exc:  # offline and not cached
-            raise WeightsError(f"cannot fetch CompressAI's pretrained {arch} q{quality} ({exc}); "
-                               f"place {url.rsplit('/', 1)[-1]} in $TORCH_HOME/hub/checkpoints/") from None
-        state = load_pretrained(state)
-        model = type(build_model(cfg)).from_state_dict(state)
-        model.update(force=True)
-        return cls(model, cfg, state_fingerprint(model.state_dict()), url)
-
     @classmethod
     def untrained(cls, quality: int = 1, arch: str = DEFAULT_ARCH, channels: tuple[int, int] | None = None,
                   seed: int = 0) -> "Codec":
@@ -255,7 +178,7 @@ class Codec:
         """g_s(ŷ), cropped to the image size, as the 8-bit image that is shown and saved (tiled above the size
         threshold; the latent decoder's ỹ comes through here too). The same ŷ gives the same pixels
         whatever `torch.set_num_threads` says (`thread_invariant`). `g_s` replaces the codec's own
-        synthesis transform (the perceptual synthesis at some τ, `dpexplorer.synthesis`)."""
+        synthesis transform (the perceptual synthesis at some τ, `dpexplorer.decoders.synthesis`)."""
         g_s = g_s or self.model.g_s
         with thread_invariant():
             if self.tiling.active(*(s * CELL for s in y_hat.shape[-2:])):

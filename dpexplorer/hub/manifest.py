@@ -1,25 +1,21 @@
-"""Shipped weights: safetensors files listed in `weights/manifest.json` and verified by SHA-256.
+"""Where the shipped weights live, and their list: `weights/manifest.json` (the files: `hub/files.py`).
 
 Each manifest entry names its file, hash, kind ("codec", "latent" …), architecture, quality, λ,
-training data and measured Kodak metrics. Nothing here unpickles: safetensors holds tensors only.
+training data and measured Kodak metrics.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
 from dpexplorer.errors import WeightsError
 
 MANIFEST = "manifest.json"
-_CHECKOUT = Path(__file__).resolve().parent.parent  # the repository, when the package runs from a clone
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when the package runs from a clone
 
 
 def data_home() -> Path:
@@ -37,21 +33,9 @@ def data_home() -> Path:
     return _CHECKOUT
 
 
-# Where the process started looking, for modules that read it at import (the app's curves file).
-REPO_ROOT = data_home()
-
-
 def weights_dir() -> Path:
     """`$DPEXPLORER_WEIGHTS` if set, else `weights/` of `data_home()`."""
     return Path(os.environ.get("DPEXPLORER_WEIGHTS") or data_home() / "weights")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest(directory: Path | None = None) -> dict:
@@ -101,42 +85,3 @@ def find_entry(kind: str, arch: str | None, quality: int, directory: Path | None
     shipped = sorted(f"{e.get('arch')} q{e.get('quality')}" for e in models.values() if e.get("kind") == kind)
     raise WeightsError(f"no shipped {kind} weights for {arch or 'any architecture'} q{quality} "
                        f"(shipped: {', '.join(shipped) or 'none'})")
-
-
-def load_weights(entry: dict, directory: Path | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of a manifest entry, checked against its SHA-256, cast back to float32."""
-    path = (directory or weights_dir()) / entry["file"]
-    if not path.is_file():
-        raise WeightsError(f"weights file missing: {path}")
-    digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        raise WeightsError(f"{path.name}: SHA-256 {digest[:12]}… does not match the manifest's "
-                           f"{entry['sha256'][:12]}… (corrupted or replaced file)")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:
-        raise WeightsError(f"{path.name}: not a readable safetensors file ({exc})") from None
-    return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}
-
-
-def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lambda key: False,
-                 directory: Path | None = None) -> dict:
-    """Write `name.safetensors` (float32 tensors whose key passes `fp16` stored as float16) + manifest entry."""
-    directory = directory or weights_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for k, v in state.items():
-        v = v.detach().cpu().contiguous()
-        if v.dtype == torch.float32 and fp16(k):
-            v = v.half()
-        out[k] = v
-    path = directory / f"{name}.safetensors"
-    save_file(out, str(path))
-    path.chmod(0o644)
-    records = load_manifest(directory)
-    recipe = records["models"].get(name, {}).get("recipe")  # a re-export keeps the recipe it points to
-    entry = {**({"recipe": recipe} if recipe else {}), **meta, "file": path.name, "sha256": sha256_file(path),
-             "bytes": path.stat().st_size}
-    records["models"][name] = entry
-    save_manifest(records, directory)
-    return entry

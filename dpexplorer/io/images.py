@@ -1,4 +1,4 @@
-"""Reading user images robustly and writing exact PNGs.
+"""Reading user images robustly, writing exact PNGs, and the image ↔ tensor conversion.
 
 Rules (documented in the README):
 - EXIF orientation is applied, so the image is seen as a viewer shows it.
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dpexplorer.errors import ImageError
@@ -145,6 +146,17 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(_as_uint8(image), "RGB").save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ---- image ↔ tensor: the codec's and the metrics' view of the same pixels ----
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 → 1×3×H×W float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """1×3×H×W float in [0, 1] → H×W×3 uint8 (rounded: the pixels that are shown and saved)."""
+    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
 
 # Pillow's own bomb guard raises above 2× its limit and warns above 1×; keep it in line with ours.

@@ -27,7 +27,7 @@ from array import array
 
 import numpy as np
 
-from dpexplorer import _rans_worker as proto
+from dpexplorer.codec import _rans_worker as proto
 from dpexplorer.errors import BitstreamError
 
 # A legitimate decode takes milliseconds per 100k symbols; anything near this is a hang.

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 
 from dpexplorer.errors import BitstreamError
-from dpexplorer.imageio import MAX_PIXELS
+from dpexplorer.io.images import MAX_PIXELS
 
 MAGIC = b"DPX\x89"
 VERSION = 1

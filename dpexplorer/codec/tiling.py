@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dpexplorer.metrics import to_tensor, to_uint8
+from dpexplorer.io.images import to_tensor, to_uint8
 
 CELL = 16  # pixels per latent cell (g_a downsamples ×16)
 
