@@ -48,9 +48,9 @@ def _test_image(path: str | None) -> np.ndarray:
 
 def _pipeline(codec):
     """The shipped latent pipeline of this quality, else an untrained one of the shipped size (speed only)."""
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.pipeline import LatentPipeline
     from dpexplorer.hub.loading import get_latent_pipeline, latent_qualities
-    from dpexplorer.latent.denoiser import LatentDenoiser
-    from dpexplorer.latent.pipeline import LatentPipeline
 
     if codec.cfg.quality in latent_qualities():
         return get_latent_pipeline(codec.cfg.quality), "shipped"
@@ -72,8 +72,8 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
 
 def _synthesis(codec):
     """The shipped perceptual synthesis of this quality, else θ₁ = θ₀ perturbed (speed only)."""
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
     from dpexplorer.hub.loading import get_synthesis, synthesis_qualities
-    from dpexplorer.synthesis import InterpolatedSynthesis
 
     if codec.cfg.quality in synthesis_qualities():
         return get_synthesis(codec.cfg.quality), "shipped"
@@ -145,9 +145,9 @@ PIXEL_SIZE = (512, 768)
 
 def _pixel_pipeline(codec):
     """The shipped pixel decoder of this quality, else one with random weights of the shipped size (speed only)."""
+    from dpexplorer.decoders.pixel.denoiser import OURS, PixelDenoiser
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
     from dpexplorer.hub.loading import get_pixel_pipeline, pixel_qualities
-    from dpexplorer.pixel.denoiser import OURS, PixelDenoiser
-    from dpexplorer.pixel.pipeline import PixelPipeline
 
     if codec.cfg.quality in pixel_qualities():
         return get_pixel_pipeline(codec.cfg.quality), "shipped"
@@ -165,7 +165,7 @@ def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 19
     from torch.utils.flop_counter import FlopCounterMode
 
     from dpexplorer.codec.codec import thread_invariant
-    from dpexplorer.pixel.denoiser import CDC, OURS, PAPER_001, PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import CDC, OURS, PAPER_001, PixelDenoiser
 
     out = {}
     for name, cfg, (h, w) in (("ours", OURS, PIXEL_SIZE), ("paper001", PAPER_001, (crop, crop)),

@@ -174,8 +174,8 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
+    from dpexplorer.decoders.registry import reconstruct_file
     from dpexplorer.io.images import save_png
-    from dpexplorer.models import reconstruct_file
 
     files, batch = expand_inputs(args.inputs, {".dpx"})
 
@@ -184,8 +184,8 @@ def cmd_decode(args) -> int:
         data = src.read_bytes()
         tau_map = None
         if args.tau_map:  # resized to each bitstream's image size
+            from dpexplorer.decoders.taumap import load_tau_map
             from dpexplorer.io.bitstream import Bitstream
-            from dpexplorer.taumap import load_tau_map
 
             header = Bitstream.from_bytes(data)
             tau_map = load_tau_map(args.tau_map, header.height, header.width)
@@ -222,8 +222,8 @@ class _step_bar:
 
 def cmd_metrics(args) -> int:
     from dpexplorer import metrics
+    from dpexplorer.decoders.registry import reconstruct_file
     from dpexplorer.io.images import load_image
-    from dpexplorer.models import reconstruct_file
 
     ref = load_image(args.reference)
     result = {}
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use CompressAI's published weights (needs internet once) instead of weights/")
 
     def decoder_options(sp):
-        from dpexplorer.latent.schedulers import SAMPLERS
+        from dpexplorer.decoders.schedulers import SAMPLERS
 
         sp.add_argument("--decoder", default="latent",
                         help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; synthesis: network "
@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     tx.set_defaults(func=cmd_train_export)
 
     def eval_options(sp, default_out):
-        from dpexplorer.latent.schedulers import SAMPLERS
+        from dpexplorer.decoders.schedulers import SAMPLERS
 
         sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
         sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")

@@ -18,10 +18,10 @@ from typing import Callable
 import numpy as np
 
 from dpexplorer import metrics
+from dpexplorer.decoders.schedulers import SAMPLERS
 from dpexplorer.hub.manifest import data_home
 from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.io.images import load_image
-from dpexplorer.latent.schedulers import SAMPLERS
 
 CURVES_PATH = data_home() / "assets" / "kodak_curves.json"
 
@@ -69,7 +69,7 @@ def encode(image, quality: int) -> Encoded:
 
 
 def open_bitstream(data: bytes) -> Encoded:
-    from dpexplorer.models import codec_for
+    from dpexplorer.decoders.registry import codec_for
 
     codec_for(data)  # checks the header, the weights and the checksum before anything is shown
     return Encoded(data, None)
@@ -87,15 +87,15 @@ class DecoderFamily:
 
 
 def _decoder(key: str):
-    """The family's (qualities, reconstruct) pair, through `models.reconstruct_file` (τ rules in one place)."""
+    """The family's (qualities, reconstruct) pair, through `registry.reconstruct_file` (τ rules in one place)."""
 
     def reconstruct(data, tau, sampler, steps, seed, progress=None):
-        from dpexplorer.models import reconstruct_file
+        from dpexplorer.decoders.registry import reconstruct_file
 
         return reconstruct_file(data, tau, sampler, steps, seed, progress=progress, decoder=key)
 
     def qualities():
-        from dpexplorer.models import DECODERS
+        from dpexplorer.decoders.registry import DECODERS
 
         return DECODERS[key][0]()
 
@@ -126,21 +126,20 @@ FAMILIES: dict[str, DecoderFamily] = {
 
 def reconstruct_map(family: DecoderFamily, data: bytes, tau_map: np.ndarray, sampler: str, steps: int,
                     seed: int) -> np.ndarray:
-    """The τ brush: decode with τ per pixel (see models.reconstruct_file); a family outside the models'
-    registry is blended in pixel space between its τ = 0 and τ = 1 decodes."""
-    from dpexplorer import models
-    from dpexplorer.taumap import blend, check_tau_map
+    """The τ brush: decode with τ per pixel (see `decoders.registry.reconstruct_file`); a family outside
+    the registry is blended in pixel space between its τ = 0 and τ = 1 decodes."""
+    from dpexplorer.decoders.registry import DECODERS, decode_file, reconstruct_file
+    from dpexplorer.decoders.taumap import blend, check_tau_map
 
-    if family.key in models.DECODERS:
-        return models.reconstruct_file(data, sampler=sampler, steps=steps, seed=seed, decoder=family.key,
-                                       tau_map=tau_map)
+    if family.key in DECODERS:
+        return reconstruct_file(data, sampler=sampler, steps=steps, seed=seed, decoder=family.key, tau_map=tau_map)
     h = Bitstream.from_bytes(data)
     tau_map = check_tau_map(tau_map, h.height, h.width)
-    return blend(models.decode_file(data), family.reconstruct(data, 1.0, sampler, steps, seed), tau_map)
+    return blend(decode_file(data), family.reconstruct(data, 1.0, sampler, steps, seed), tau_map)
 
 
 def base_reconstruction(enc: Encoded) -> np.ndarray:
-    from dpexplorer.models import decode_file
+    from dpexplorer.decoders.registry import decode_file
 
     if enc._base is None:
         enc._base = decode_file(enc.data)

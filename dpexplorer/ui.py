@@ -18,7 +18,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from dpexplorer import compare, explorer, scrub, taumap
+from dpexplorer import compare, explorer, scrub
+from dpexplorer.decoders import taumap
 from dpexplorer.errors import DPExplorerError
 from dpexplorer.io.images import load_image, save_png
 

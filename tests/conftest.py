@@ -50,7 +50,7 @@ def tiny_weights_dir(tmp_path_factory):
     meta = {"kind": "codec", "arch": cfg.arch, "quality": 1, "lambda": cfg.lmbda, "N": 16, "M": 24}
     entry = save_weights(model.state_dict(), model_name("codec", cfg.arch, 1), meta, directory=directory)
 
-    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
 
     denoiser = LatentDenoiser(latent_channels=24, width=16, blocks=1)
     torch.nn.init.normal_(denoiser.out.weight, std=0.05)  # an untrained but non-trivial residual

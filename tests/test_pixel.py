@@ -14,7 +14,7 @@ TINY = dict(space_to_depth=4, width=16, mults=(1, 2), blocks=1)
 
 
 def _denoiser(prediction_type="sample", seed=0):
-    from dpexplorer.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
 
     torch.manual_seed(seed)
     den = PixelDenoiser(24, prediction_type=prediction_type, **TINY)
@@ -25,7 +25,7 @@ def _denoiser(prediction_type="sample", seed=0):
 
 @pytest.fixture
 def pipeline(tiny_codec):
-    from dpexplorer.pixel.pipeline import PixelPipeline
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
 
     return PixelPipeline(tiny_codec, _denoiser())
 
@@ -36,7 +36,7 @@ def data(tiny_codec, photo):
 
 
 def test_denoiser_shapes_for_ours_and_the_paper_configurations():
-    from dpexplorer.pixel.denoiser import CDC, PAPER_001, PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import CDC, PAPER_001, PixelDenoiser
 
     for cfg in (TINY, {**PAPER_001, "width": 16}, {**CDC, "width": 16}):
         den = PixelDenoiser(24, **cfg)
@@ -68,7 +68,7 @@ def test_tau0_is_the_plain_decoder_bit_for_bit_and_tau_changes_cost_no_network_p
 
 
 def test_samplers_seeds_progress_and_prediction_types(tiny_codec, data):
-    from dpexplorer.pixel.pipeline import PixelPipeline
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
 
     for prediction in ("sample", "epsilon"):
         pipe = PixelPipeline(tiny_codec, _denoiser(prediction))
@@ -88,7 +88,7 @@ def test_samplers_seeds_progress_and_prediction_types(tiny_codec, data):
 
 def test_tiles_blend_to_the_untiled_prediction_for_a_local_denoiser(tiny_codec, data):
     """With a denoiser that has no spatial context, tiling must not change anything: the ramps sum correctly."""
-    from dpexplorer.pixel.pipeline import PixelPipeline, PixelTiling, ramp, tile_spans
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline, PixelTiling, ramp, tile_spans
 
     assert tile_spans(128, 64, 32) == [(0, 64), (32, 96), (64, 128)]
     assert tile_spans(100, 128, 32) == [(0, 100)]
@@ -127,8 +127,8 @@ def test_sample_cache_is_bounded_in_bytes():
 
 
 def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tiny_weights_dir, photo, monkeypatch):
+    from dpexplorer.decoders.registry import decode_file, reconstruct_file
     from dpexplorer.hub.loading import get_codec, load_codec, pixel_qualities
-    from dpexplorer.models import decode_file, reconstruct_file
     from dpexplorer.training.common import add_config_arguments, configs_from_args
     from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, train_pixel
 
@@ -173,9 +173,9 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
 
 
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):
+    from dpexplorer.decoders.registry import decode_file, reconstruct_file
     from dpexplorer.explorer import FAMILIES
     from dpexplorer.hub.loading import get_codec, pixel_qualities
-    from dpexplorer.models import decode_file, reconstruct_file
 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
     assert FAMILIES["pixel"].qualities() == [] and pixel_qualities() == []

@@ -23,7 +23,7 @@ def latent(tiny_codec):
 def test_tau0_is_the_plain_decoder_and_tau1_is_theta1(tiny_codec, latent):
     import copy
 
-    from dpexplorer.synthesis import InterpolatedSynthesis
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 
     g_s0 = tiny_codec.model.g_s
     theta1 = _theta1(g_s0)
@@ -42,8 +42,8 @@ def test_tau0_is_the_plain_decoder_and_tau1_is_theta1(tiny_codec, latent):
 
 
 def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
     from dpexplorer.evaluation.synthesis_eval import evaluate_images, summarize
-    from dpexplorer.synthesis import InterpolatedSynthesis
     from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, configs_from, load_theta1,
                                                train_synthesis)
 
@@ -114,9 +114,9 @@ def tiny_env(tiny_weights_dir, monkeypatch):
 
 def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo, tmp_path):
     from dpexplorer.cli import main
+    from dpexplorer.decoders.registry import decode_file, reconstruct_file
     from dpexplorer.hub.loading import get_codec, synthesis_qualities
     from dpexplorer.io.images import load_image
-    from dpexplorer.models import decode_file, reconstruct_file
 
     assert synthesis_qualities() == [1]
     data = get_codec(1).encode(photo)
@@ -150,9 +150,9 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
     import json
     import shutil
 
+    from dpexplorer.decoders.registry import reconstruct_file
     from dpexplorer.errors import WeightsError
     from dpexplorer.hub.loading import get_codec
-    from dpexplorer.models import reconstruct_file
 
     other = tmp_path / "w"
     shutil.copytree(tiny_weights_dir, other)

@@ -58,8 +58,8 @@ def test_a_bad_mask_is_one_error_line(encoded, tmp_path, capsys):
 def test_native_map_and_the_sample_drawn_once(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
     from dpexplorer import explorer
+    from dpexplorer.decoders.registry import decode_file, reconstruct_file
     from dpexplorer.hub.loading import get_latent_pipeline
-    from dpexplorer.models import decode_file, reconstruct_file
 
     enc = explorer.encode(photo, 1)
     pipeline = get_latent_pipeline(1)
@@ -83,8 +83,8 @@ def test_native_map_and_the_sample_drawn_once(tiny_weights_dir, monkeypatch, pho
 def test_pixel_space_fallback_for_a_decoder_without_maps(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
     from dpexplorer import explorer
+    from dpexplorer.decoders.registry import DECODERS, decode_file, reconstruct_file, takes_tau_map
     from dpexplorer.hub.loading import latent_qualities
-    from dpexplorer.models import DECODERS, decode_file, reconstruct_file, takes_tau_map
 
     enc = explorer.encode(photo, 1)
     plain = decode_file(enc.data)

@@ -87,8 +87,8 @@ def test_threshold():
 
 def test_latent_decoder_synthesizes_through_the_tiles(codec, image):
     """The latent decoder's ỹ_τ goes through the codec's (tiled) synthesis, so it is bounded too."""
-    from dpexplorer.latent.denoiser import LatentDenoiser
-    from dpexplorer.latent.pipeline import LatentPipeline
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.pipeline import LatentPipeline
 
     torch.manual_seed(0)
     tiled = Codec(codec.model, codec.cfg, codec.weights_sha256, codec.source, SMALL)

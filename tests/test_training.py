@@ -55,7 +55,7 @@ def test_rate_through_the_frozen_entropy_model_has_gradients(tiny_codec):
 
 
 def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
-    from dpexplorer.latent.pipeline import LatentPipeline
+    from dpexplorer.decoders.latent.pipeline import LatentPipeline
     from dpexplorer.training.latent import LatentTrainConfig, ablation_runs, earlier_ablation_runs, train_latent
 
     data = _photos(tmp_path / "photos", size=(96, 96))

@@ -26,7 +26,7 @@ KEYS = ("psnr", "ms_ssim", "lpips", "hf")
 
 
 def parse_setting(text: str) -> tuple[str, int]:
-    from dpexplorer.latent.schedulers import SAMPLERS
+    from dpexplorer.decoders.schedulers import SAMPLERS
 
     sampler, _, steps = text.partition(":")
     if sampler not in SAMPLERS or not steps.isdigit():
@@ -134,7 +134,7 @@ def _pipelines(args):
     from dpexplorer.hub.loading import get_codec, get_pixel_pipeline, pixel_qualities
 
     if args.checkpoint:
-        from dpexplorer.pixel.pipeline import PixelPipeline
+        from dpexplorer.decoders.pixel.pipeline import PixelPipeline
         from dpexplorer.training.pixel import load_denoiser
 
         den, state = load_denoiser(args.checkpoint)

@@ -82,8 +82,8 @@ def shipped_qualities() -> list[int]:
 
 # ---- the τ decoders' modules: each trained for one shipped codec, whose SHA-256 its entry records ----
 def _latent_pipeline(codec, entry: dict, state: dict):
-    from dpexplorer.latent.denoiser import LatentDenoiser
-    from dpexplorer.latent.pipeline import LatentPipeline
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.pipeline import LatentPipeline
 
     denoiser = LatentDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
@@ -91,8 +91,8 @@ def _latent_pipeline(codec, entry: dict, state: dict):
 
 
 def _pixel_pipeline(codec, entry: dict, state: dict):
-    from dpexplorer.pixel.denoiser import PixelDenoiser
-    from dpexplorer.pixel.pipeline import PixelPipeline
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
 
     denoiser = PixelDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
@@ -100,7 +100,7 @@ def _pixel_pipeline(codec, entry: dict, state: dict):
 
 
 def _interpolated_synthesis(codec, entry: dict, state: dict):
-    from dpexplorer.synthesis import InterpolatedSynthesis
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 
     return InterpolatedSynthesis(codec.model.g_s, state)
 

@@ -248,8 +248,8 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
                    log: TrainLogger, device, images: torch.Tensor | None = None):
     """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ (plus CDC's
     perceptual term when `cfg.rho` > 0; `images` are then the crops the pairs came from)."""
-    from dpexplorer.latent.denoiser import LatentDenoiser
-    from dpexplorer.latent.schedulers import training_scheduler
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.schedulers import training_scheduler
     from dpexplorer.metrics import lpips_tensor
 
     if cfg.rho > 0 and images is None:
@@ -302,7 +302,7 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
 def finished_denoiser(cfg: LatentTrainConfig, codec, device):
     """The stage-2 network of a run that already reached `cfg.diffusion_steps` (then exporting it
     needs no latent pairs), else None."""
-    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
 
     ckpt = cfg.run_dir(codec.cfg.arch) / "denoiser.pt"
     if not ckpt.exists():

@@ -1,4 +1,4 @@
-"""Training the pixel-space diffusion decoder (dpexplorer/pixel/) on a frozen, shipped codec (issue 18).
+"""Training the pixel-space diffusion decoder (dpexplorer/decoders/pixel/) on a frozen, shipped codec (issue 18).
 
 From exactly the ŷ = round(y − μ) + μ the decoder gets, and the 8-bit plain decode x̂₀ = g_s(ŷ), the
 denoiser learns the residual r = (x − x̂₀) / s (s: its standard deviation, measured on the first
@@ -43,7 +43,7 @@ class PixelTrainConfig(RunConfig):
     lr: float = 2e-4
     prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
     rho: float = 0.9  # weight of LPIPS on the predicted clean image (papers 001 and 002 use 0.9)
-    width: int = 48  # denoiser: dpexplorer.pixel.denoiser.OURS unless changed here
+    width: int = 48  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
     mults: str = "1,2,4"
     blocks: int = 1
     space_to_depth: int = 4
@@ -83,10 +83,10 @@ def _describe(r: dict) -> str:
 
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     """Train (resuming from the run folder's checkpoint); returns the checkpoint's path."""
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.schedulers import training_scheduler
     from dpexplorer.hub.loading import load_codec
-    from dpexplorer.latent.schedulers import training_scheduler
     from dpexplorer.metrics import lpips_tensor
-    from dpexplorer.pixel.denoiser import PixelDenoiser
 
     if cfg.crop % 64:
         raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")
@@ -157,7 +157,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
 
 def load_denoiser(path: str | Path):
     """(PixelDenoiser, checkpoint dict) from a training checkpoint (tensors and plain data only)."""
-    from dpexplorer.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
 
     state = load_checkpoint(Path(os.path.expanduser(str(path))))
     den = PixelDenoiser(**state["denoiser_config"])

@@ -6,7 +6,7 @@ hyperprior and the entropy model frozen, so the bitstream does not change),
     w_mse·λ·255²·MSE + w_lpips·LPIPS + w_adv·(non-saturating GAN loss of a PatchGAN)
 
 as in "High-Fidelity Generative Image Compression" (HiFiC), but starting from θ₀ so that
-`dpexplorer.synthesis.InterpolatedSynthesis` can blend the weights along τ ("ESRGAN: Enhanced
+`dpexplorer.decoders.synthesis.InterpolatedSynthesis` can blend the weights along τ ("ESRGAN: Enhanced
 Super-Resolution Generative Adversarial Networks", network interpolation).
 
 Three choices against invented grain on smooth content (the earlier probes' τ = 1 overshot the

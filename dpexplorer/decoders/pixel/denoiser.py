@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.latent.denoiser import ResBlock, timestep_embedding
-from dpexplorer.latent.schedulers import PREDICTION_TYPES
+from dpexplorer.decoders.latent.denoiser import ResBlock, timestep_embedding
+from dpexplorer.decoders.schedulers import PREDICTION_TYPES
 
 # Ours: 3 levels at ¼, ⅛ and 1/16 of the image (the last one on ŷ's grid), one res-block each way, no
 # attention: 3.1 M parameters, 19 GFLOP per step at 768×512 (docs/pixel-decoder.md).

@@ -1,4 +1,6 @@
-"""The decoders by name, and decoding a .dpx file with one of them at some τ (the one τ rule)."""
+"""The decoder families by name (`DECODERS`), and `reconstruct_file`: a `.dpx` decoded at some τ (or τ
+map) by one of them; τ = 0 is the plain decoder for every family. The families' modules are loaded
+through `dpexplorer.hub.loading`, once per process."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ import numpy as np
 
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec
+from dpexplorer.decoders.tau import check_tau
 from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_pixel_pipeline, get_synthesis, latent_qualities,
                                     pixel_qualities, synthesis_qualities)
 from dpexplorer.io.bitstream import Bitstream
-from dpexplorer.tau import check_tau
 
 _lock = threading.Lock()
 
@@ -77,7 +79,7 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
     all-zero map is the plain decoder; a family that cannot apply a map gets
     x̂ = x̂₀ + m·(x̂₁ − x̂₀) (rounded) between its τ = 0 and τ = 1 decodes, so a map of ones is τ = 1.
     """
-    from dpexplorer.taumap import blend, check_tau_map
+    from dpexplorer.decoders.taumap import blend, check_tau_map
 
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")

@@ -29,11 +29,11 @@ import torch
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
+from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+from dpexplorer.decoders.schedulers import SAMPLERS, run_sampler
+from dpexplorer.decoders.tau import check_tau
+from dpexplorer.decoders.taumap import check_tau_map, to_grid
 from dpexplorer.io.bitstream import Bitstream
-from dpexplorer.latent.denoiser import LatentDenoiser
-from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
-from dpexplorer.tau import check_tau
-from dpexplorer.taumap import check_tau_map, to_grid
 
 
 class LatentPipeline:

@@ -31,9 +31,9 @@ import torch
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
-from dpexplorer.latent.schedulers import SAMPLERS, run_sampler
-from dpexplorer.pixel.denoiser import PixelDenoiser
-from dpexplorer.tau import check_tau
+from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+from dpexplorer.decoders.schedulers import SAMPLERS, run_sampler
+from dpexplorer.decoders.tau import check_tau
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call
 
-from dpexplorer.tau import check_tau
+from dpexplorer.decoders.tau import check_tau
 
 
 
