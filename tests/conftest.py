@@ -86,7 +86,7 @@ def free_port() -> int:
 def served_app(mp, weights_dir: Path, out_dir: Path):
     """The app on 127.0.0.1 with `weights_dir`'s models, writing its files to `out_dir`; yields its URL."""
     mp.setenv("DPEXPLORER_WEIGHTS", str(weights_dir))
-    from dpexplorer import ui
+    from dpexplorer.app import ui
 
     mp.setattr(ui, "OUT_DIR", out_dir)  # not the real /tmp/dpexplorer-app
     demo = ui.build_demo()

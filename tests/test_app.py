@@ -171,7 +171,7 @@ def test_oversized_upload_is_refused_by_the_server(app_url, tmp_path):
 def test_files_live_in_the_session_folder_and_go_with_the_session(client, photo_file, app_tmp):
     from types import SimpleNamespace
 
-    from dpexplorer import ui
+    from dpexplorer.app import ui
 
     client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
     client.predict("latent", 0.5, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
@@ -191,7 +191,7 @@ def test_closing_the_tab_removes_the_session_files(client, app_url, photo_file):
 
     import httpx
 
-    from dpexplorer import ui
+    from dpexplorer.app import ui
 
     client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
     mine = ui._session_dir(SimpleNamespace(session_hash=client.session_hash))
@@ -209,7 +209,7 @@ def test_old_files_are_swept_by_age(tmp_path, monkeypatch):
     import os
     import time
 
-    from dpexplorer import ui
+    from dpexplorer.app import ui
 
     monkeypatch.setattr(ui, "OUT_DIR", tmp_path)
     old, fresh = tmp_path / "old", tmp_path / "fresh"
@@ -225,7 +225,7 @@ def test_old_files_are_swept_by_age(tmp_path, monkeypatch):
 
 
 def test_a_large_dpx_is_refused_before_reading(client, tmp_path):
-    from dpexplorer.ui import MAX_DPX_BYTES
+    from dpexplorer.app.ui import MAX_DPX_BYTES
 
     big = tmp_path / "big.dpx"
     big.write_bytes(b"DPX\x89" + b"\0" * MAX_DPX_BYTES)
@@ -234,8 +234,8 @@ def test_a_large_dpx_is_refused_before_reading(client, tmp_path):
 
 
 def test_messages_never_show_server_paths(client, tmp_path):
+    from dpexplorer.app.ui import _user_error
     from dpexplorer.errors import ImageError
-    from dpexplorer.ui import _user_error
 
     for exc in (FileNotFoundError(2, "No such file or directory", "/srv/app/tmp/gradio/ab12/x.png"),
                 ImageError("/tmp/gradio/ab12/photo.png: no such file"),

@@ -1,4 +1,4 @@
-from dpexplorer.bench import format_bench, run_bench
+from dpexplorer.evaluation.bench import format_bench, run_bench
 
 
 def test_bench_prints_every_figure(tiny_weights_dir, monkeypatch):

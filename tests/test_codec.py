@@ -7,7 +7,7 @@ from dpexplorer.errors import WeightsError
 from dpexplorer.hub.loading import load_codec, pretrained_codec
 from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.io.images import to_tensor
-from dpexplorer.metrics import psnr
+from dpexplorer.metrics.image import psnr
 
 
 def test_pad_to_multiple_replicates_edges():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dpexplorer.evaluation import baselines
-from dpexplorer.evaluation.bd import bd_rate
 from dpexplorer.io.images import save_png
+from dpexplorer.metrics.bd import bd_rate
 
 from conftest import REPO
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dpexplorer import metrics
 from dpexplorer.io.images import load_image
+from dpexplorer.metrics import image as metrics
 
 from conftest import LPIPS_REF, need
 

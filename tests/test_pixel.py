@@ -167,14 +167,14 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     x = reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", progress=lambda i, n: seen.append(i))
     assert x.shape == photo.shape and seen == [1, 2]
 
-    from dpexplorer.explorer import FAMILIES
+    from dpexplorer.app.session import FAMILIES
 
     assert 1 in FAMILIES["pixel"].qualities()
 
 
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):
+    from dpexplorer.app.session import FAMILIES
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.explorer import FAMILIES
     from dpexplorer.hub.loading import get_codec, pixel_qualities
 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
@@ -200,7 +200,7 @@ def test_eval_reports_the_bar(pipeline, tmp_path, photo):
 
 
 def test_bench_times_ours_and_the_paper_configurations():
-    from dpexplorer.bench import pixel_step_times
+    from dpexplorer.evaluation.bench import pixel_step_times
 
     r = pixel_step_times(repeat=1, crop=32, latent_channels=24)
     assert set(r) == {"ours", "paper001", "cdc"}

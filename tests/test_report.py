@@ -2,7 +2,7 @@
 
 import math
 
-from dpexplorer.report import results_markdown, results_page
+from dpexplorer.evaluation.report import results_markdown, results_page
 
 
 def test_results_page_links_the_assets_from_docs(tmp_path):

@@ -90,7 +90,7 @@ def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
 
 def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
     from dpexplorer.io.images import to_tensor
-    from dpexplorer.metrics import hf_energy_ratio
+    from dpexplorer.metrics.image import hf_energy_ratio
     from dpexplorer.training.synthesis import hf_energy, hf_overshoot
 
     rng = np.random.default_rng(0)

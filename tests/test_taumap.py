@@ -57,11 +57,11 @@ def test_a_bad_mask_is_one_error_line(encoded, tmp_path, capsys):
 
 def test_native_map_and_the_sample_drawn_once(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    from dpexplorer import explorer
+    from dpexplorer.app import session
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
     from dpexplorer.hub.loading import get_latent_pipeline
 
-    enc = explorer.encode(photo, 1)
+    enc = session.encode(photo, 1)
     pipeline = get_latent_pipeline(1)
     calls = []
     real = pipeline.sample
@@ -82,11 +82,11 @@ def test_native_map_and_the_sample_drawn_once(tiny_weights_dir, monkeypatch, pho
 
 def test_pixel_space_fallback_for_a_decoder_without_maps(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    from dpexplorer import explorer
+    from dpexplorer.app import session
     from dpexplorer.decoders.registry import DECODERS, decode_file, reconstruct_file, takes_tau_map
     from dpexplorer.hub.loading import latent_qualities
 
-    enc = explorer.encode(photo, 1)
+    enc = session.encode(photo, 1)
     plain = decode_file(enc.data)
     invert = lambda data, tau, *a, **k: (255 - plain).astype(np.uint8)  # noqa: E731 (τ = 1 of a toy family)
     monkeypatch.setitem(DECODERS, "toy", (latent_qualities, invert))

@@ -107,7 +107,7 @@ def test_latent_decoder_synthesizes_through_the_tiles(codec, image):
 
 def test_bench_large_reports_both_steps(tiny_weights_dir, monkeypatch):
     """`bench --large` plumbing (fresh processes, encode then decode), at a tiny size and model."""
-    from dpexplorer.bench import large_image
+    from dpexplorer.evaluation.bench import large_image
 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
     r = large_image(1, 160, 96)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dpexplorer import metrics
 from dpexplorer.evaluation.baselines import match_rate
-from dpexplorer.evaluation.bd import bd_quality, bd_rate
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
 from dpexplorer.io.images import list_images, load_image
+from dpexplorer.metrics import image as metrics
+from dpexplorer.metrics.bd import bd_quality, bd_rate
 
 METRIC_KEYS = ("bpp", "psnr", "ms_ssim", "lpips")
 

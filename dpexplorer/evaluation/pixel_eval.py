@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from dpexplorer.io.images import list_images, load_image
-from dpexplorer.metrics import bpp, hf_energy_ratio, lpips, ms_ssim, psnr
+from dpexplorer.metrics.image import bpp, hf_energy_ratio, lpips, ms_ssim, psnr
 
 SETTINGS = ("ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10")
 KEYS = ("psnr", "ms_ssim", "lpips", "hf")

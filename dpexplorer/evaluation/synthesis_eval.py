@@ -21,7 +21,7 @@ import torch
 
 from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.io.images import list_images, load_image, to_uint8
-from dpexplorer.metrics import hf_energy_ratio, lpips, psnr
+from dpexplorer.metrics.image import hf_energy_ratio, lpips, psnr
 
 TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

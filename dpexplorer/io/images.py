@@ -159,5 +159,15 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
 
+def zoom_crop(image: np.ndarray, cx: float, cy: float, size: int = 96, scale: int = 4) -> np.ndarray:
+    """A size×size crop around the relative centre (cx, cy), enlarged by `scale` (nearest: no smoothing)."""
+    h, w = image.shape[:2]
+    s = min(size, h, w)
+    x0 = int(np.clip(round(cx * w - s / 2), 0, w - s))
+    y0 = int(np.clip(round(cy * h - s / 2), 0, h - s))
+    crop = image[y0:y0 + s, x0:x0 + s]
+    return np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1)
+
+
 # Pillow's own bomb guard raises above 2× its limit and warns above 1×; keep it in line with ours.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS

@@ -19,9 +19,9 @@ _FP16_KEY = re.compile(r"^(g_a|g_s|h_a|h_s)\.\d+\.weight$")
 
 def fp16_check(model_fp32, codec_fp16, images: list[Path]) -> dict:
     """Kodak-style check that float16 kernels are lossless enough: PSNR and bpp, fp32 vs shipped."""
-    from dpexplorer import metrics
     from dpexplorer.codec.codec import Codec, state_fingerprint
     from dpexplorer.io.images import load_image
+    from dpexplorer.metrics import image as metrics
 
     ref = Codec(model_fp32, codec_fp16.cfg, state_fingerprint(model_fp32.state_dict()), "fp32 checkpoint")
     dpsnr, dbpp = [], []

@@ -40,6 +40,7 @@ from dpexplorer.codec.hyperprior import hyper_analysis, latent_likelihoods, quan
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler, split_holdout
+from dpexplorer.training.discriminator import PatchDiscriminator
 
 
 @dataclass
@@ -83,22 +84,6 @@ class LatentTrainConfig:
         return {k: getattr(self, k) for k in ("w_mse", "w_lpips", "w_adv", "w_rate", "rate_slack")}
 
 
-class PatchDiscriminator(nn.Module):
-    """A small spectral-normalised PatchGAN (HiFiC-style), trained from scratch."""
-
-    def __init__(self, ch: int = 64):
-        super().__init__()
-        sn = nn.utils.spectral_norm
-        self.net = nn.Sequential(
-            sn(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * ch, 1, 3, 1, 1)))
-
-    def forward(self, x):
-        return self.net(x * 2 - 1)
-
-
 def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen hyperprior on latent y: its quantized ŷ and its rate in bits, both differentiable in y.
 
@@ -117,7 +102,7 @@ def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 def train_aux_encoder(cfg: LatentTrainConfig, codec, log: TrainLogger, device) -> nn.Module:
     """Stage 1. Returns g'_a (also checkpointed, resumable)."""
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.metrics.image import lpips_tensor
 
     model = codec.model.to(device).eval().requires_grad_(False)
     ckpt = cfg.run_dir(codec.cfg.arch) / "aux.pt"
@@ -175,7 +160,7 @@ def validate_aux_encoder(codec, g_a2, paths, device) -> dict:
     The rate is the frozen entropy model's, in bits per pixel (ŷ' is never entropy coded)."""
     from dpexplorer.codec.codec import pad_to_multiple
     from dpexplorer.io.images import load_image, to_uint8
-    from dpexplorer.metrics import all_metrics
+    from dpexplorer.metrics.image import all_metrics
 
     model = codec.model
     sums = {"base": {}, "aux": {}}
@@ -250,7 +235,7 @@ def train_denoiser(cfg: LatentTrainConfig, codec, y_hat: torch.Tensor, y_hat2: t
     perceptual term when `cfg.rho` > 0; `images` are then the crops the pairs came from)."""
     from dpexplorer.decoders.latent.denoiser import LatentDenoiser
     from dpexplorer.decoders.schedulers import training_scheduler
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.metrics.image import lpips_tensor
 
     if cfg.rho > 0 and images is None:
         raise ValueError("rho > 0 needs the training crops")

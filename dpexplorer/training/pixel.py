@@ -86,7 +86,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
     from dpexplorer.decoders.schedulers import training_scheduler
     from dpexplorer.hub.loading import load_codec
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.metrics.image import lpips_tensor
 
     if cfg.crop % 64:
         raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import CropSampler
-from dpexplorer.training.latent import PatchDiscriminator, latent_and_rate
+from dpexplorer.training.discriminator import PatchDiscriminator
+from dpexplorer.training.latent import latent_and_rate
 
 
 @dataclass
@@ -134,7 +135,7 @@ def _describe(r: dict) -> str:
 def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     """Fine-tune θ₁; returns the path of `theta1.pt` (resumes from the run folder's checkpoint)."""
     from dpexplorer.hub.loading import load_codec
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.metrics.image import lpips_tensor
 
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -53,7 +53,7 @@ def results_markdown(result: dict, assets: Path, page: Path) -> str:
 
 
 def bench_markdown(r: dict) -> str:
-    from dpexplorer.bench import format_bench
+    from dpexplorer.evaluation.bench import format_bench
 
     return "```\n" + format_bench(r) + "\n```"
 
@@ -61,7 +61,7 @@ def bench_markdown(r: dict) -> str:
 def run_report(data: str, home: Path | None = None, out: str = "results/report", bench_image: str | None = None,
                extra: bool = True) -> Path:
     """Evaluation, assets, manifest means and benchmark → `docs/results.md` of `home` (the checkout)."""
-    from dpexplorer.bench import run_bench
+    from dpexplorer.evaluation.bench import run_bench
     from dpexplorer.evaluation.codec_eval import record_in_manifest
     from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
     from dpexplorer.io.images import list_images

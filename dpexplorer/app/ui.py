@@ -18,10 +18,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from dpexplorer import compare, explorer, scrub
+from dpexplorer.app import compare, scrub, session
 from dpexplorer.decoders import taumap
 from dpexplorer.errors import DPExplorerError
-from dpexplorer.io.images import load_image, save_png
+from dpexplorer.evaluation.curves import dp_plot, load_curves
+from dpexplorer.io.images import load_image, save_png, zoom_crop
 
 MAX_UPLOAD = "25mb"
 # Larger uploads are downscaled for the interactive demo (the CLI codes any size up to 48 MP):
@@ -131,7 +132,7 @@ def _user_error(exc: Exception) -> gr.Error:
 
 
 def _families_for(quality: int) -> list[tuple[str, str]]:
-    return [(f.label, f.key) for f in explorer.FAMILIES.values() if quality in f.qualities()]
+    return [(f.label, f.key) for f in session.FAMILIES.values() if quality in f.qualities()]
 
 
 # ---- event handlers ----------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def encode_upload(file, quality, state, request: gr.Request = None):
         raise gr.Error("Upload an image first.")
     try:
         img, note = _fit_for_app(load_image(Path(file)))
-        enc = explorer.encode(img, int(quality))
+        enc = session.encode(img, int(quality))
     except Exception as exc:
         raise _user_error(exc) from None
     dpx = _out_path(request, ".dpx")
@@ -158,7 +159,7 @@ def open_dpx(file, request: gr.Request = None):
         if path.stat().st_size > MAX_DPX_BYTES:
             raise ValueError(f"file larger than {MAX_DPX_BYTES:,} bytes: the app decodes .dpx files of up to "
                              f"{APP_MAX_PIXELS / 1e6:g} MP (the CLI decodes any)")
-        enc = explorer.open_bitstream(path.read_bytes())
+        enc = session.open_bitstream(path.read_bytes())
         h = enc.header
         if h.width * h.height > APP_MAX_PIXELS:
             raise ValueError(f"{h.width}×{h.height} is over the app's {APP_MAX_PIXELS / 1e6:g} MP (the CLI decodes it)")
@@ -201,13 +202,13 @@ def wait_for_work(timeout: float = 120.0) -> None:
     _sweeps.wait_idle(timeout)
 
 
-def _family(enc: explorer.Encoded, family_key) -> explorer.DecoderFamily | None:
+def _family(enc: session.Encoded, family_key) -> session.DecoderFamily | None:
     """The chosen family if it has weights for this bitstream's quality."""
-    family = explorer.FAMILIES.get(family_key)
+    family = session.FAMILIES.get(family_key)
     return family if family is not None and enc.quality in family.qualities() else None
 
 
-def _cached_png(enc: explorer.Encoded, name: str, image: np.ndarray, request) -> str:
+def _cached_png(enc: session.Encoded, name: str, image: np.ndarray, request) -> str:
     """A PNG written once per bitstream (codec decoder, original, same-size baselines)."""
     path = enc._pngs.get(name)
     if path is None or not os.path.isfile(path):  # swept after an idle hour: written again
@@ -217,7 +218,7 @@ def _cached_png(enc: explorer.Encoded, name: str, image: np.ndarray, request) ->
 
 def _reconstruct(enc, family, tau, sampler, steps, seed, progress, request):
     """(image, PNG, label, metrics) at τ; a τ on the frame grid is the cached frame, or becomes one."""
-    base = explorer.base_reconstruction(enc)
+    base = session.base_reconstruction(enc)
     if family is None:
         return base, _cached_png(enc, "codec", base, request), "codec decoder (no τ decoder for this quality)", None
     tau = float(tau)
@@ -242,7 +243,7 @@ def _reconstruct(enc, family, tau, sampler, steps, seed, progress, request):
     return recon, png, f"{family.label}, τ={tau:.2f}", m
 
 
-def _table(enc: explorer.Encoded, rows: list[tuple[str, dict | None, int]]) -> str:
+def _table(enc: session.Encoded, rows: list[tuple[str, dict | None, int]]) -> str:
     """The metrics table; a row whose metrics are None is still being measured."""
     if enc.original is None:
         return "No original (a .dpx was uploaded): nothing to measure against."
@@ -252,11 +253,11 @@ def _table(enc: explorer.Encoded, rows: list[tuple[str, dict | None, int]]) -> s
     return "\n".join(lines) + f"\n\nCodec and τ decoders: **one bitstream**, {enc.bpp:.4f} bpp."
 
 
-def _plot(enc: explorer.Encoded, family, sampler, steps, seed, live: dict):
+def _plot(enc: session.Encoded, family, sampler, steps, seed, live: dict):
     own = None
     if family is not None:
         own = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed)).curve()
-    return explorer.dp_plot(explorer.load_curves(), live, quality=enc.quality, own_curve=own)
+    return dp_plot(load_curves(), live, quality=enc.quality, own_curve=own)
 
 
 def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="codec", progress=gr.Progress(),
@@ -264,9 +265,9 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="c
     """The comparison (left side ↔ τ decoder), zoomed crops, numbers and the plot with this image on it.
     Yields the images as soon as they are decoded, then the numbers and the plot once measured."""
     if not state or "enc" not in state:
-        yield None, None, "Encode an image to see its reconstructions.", explorer.dp_plot(explorer.load_curves()), None
+        yield None, None, "Encode an image to see its reconstructions.", dp_plot(load_curves()), None
         return
-    enc: explorer.Encoded = state["enc"]
+    enc: session.Encoded = state["enc"]
     family = _family(enc, family_key)
     with _foreground:
         try:
@@ -274,13 +275,13 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="c
             left_img, left_label = compare.left_image(enc, left)
         except Exception as exc:
             raise _user_error(exc) from None
-        base = explorer.base_reconstruction(enc)
+        base = session.base_reconstruction(enc)
         left_png = (_cached_png(enc, left, left_img, request) if left in ("original", *compare.SAME_SIZE_FORMATS)
                     else _cached_png(enc, "codec", base, request))
-        crops = [(_png(request, explorer.zoom_crop(im, zoom_x, zoom_y)), name) for im, name in
+        crops = [(_png(request, zoom_crop(im, zoom_x, zoom_y)), name) for im, name in
                  ((enc.original, "original"), (base, "codec decoder"), (recon, label)) if im is not None]
         if left in compare.SAME_SIZE_FORMATS and enc.original is not None:
-            crops.append((_png(request, explorer.zoom_crop(left_img, zoom_x, zoom_y)), left_label))
+            crops.append((_png(request, zoom_crop(left_img, zoom_x, zoom_y)), left_label))
     pair = (left_png, recon_png)
     if enc.original is not None and m_rec is None and recon is not base:  # show it now, measure next
         rows = [("codec decoder", enc._base_metrics, len(enc.data)), (label, None, len(enc.data))]
@@ -292,9 +293,9 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="c
                 baselines = {f: compare.same_size(enc, f) for f in compare.SAME_SIZE_FORMATS}
             except Exception as exc:
                 raise _user_error(exc) from None
-            m_base = explorer.base_metrics(enc)
+            m_base = session.base_metrics(enc)
             if m_rec is None:
-                m_rec = m_base if recon is base else explorer.measure(enc.original, recon)
+                m_rec = m_base if recon is base else session.measure(enc.original, recon)
             rows = [("codec decoder", m_base, len(enc.data)), (label, m_rec, len(enc.data))]
             rows += [(f"{compare.fmt_name(f)} q{b['setting']}, same size", b["metrics"], b["bytes"])
                      for f, b in baselines.items()]
@@ -305,7 +306,7 @@ def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="c
     yield pair, crops, _table(enc, rows), plot, recon_png
 
 
-def _frames_html(enc: explorer.Encoded | None, family, sampler, steps, seed) -> str:
+def _frames_html(enc: session.Encoded | None, family, sampler, steps, seed) -> str:
     """Hidden <img> tags of this setting's cached τ frames: the browser preloads them, and the scrub
     script shows the nearest one while τ is dragged."""
     if enc is None or family is None:
@@ -326,7 +327,7 @@ def tau_frames(state, family_key, sampler, steps, seed, progress=gr.Progress(), 
     if not state or "enc" not in state:
         yield "", "Encode an image first.", gr.skip()
         return
-    enc: explorer.Encoded = state["enc"]
+    enc: session.Encoded = state["enc"]
     family = _family(enc, family_key)
     if family is None:
         yield "", "No τ decoder is shipped for this quality.", gr.skip()
@@ -338,7 +339,7 @@ def tau_frames(state, family_key, sampler, steps, seed, progress=gr.Progress(), 
 def _sweep(enc, family, sampler, steps, seed, progress, request):
     t0 = time.perf_counter()
     frames = scrub.render_frames(enc, family, sampler, steps, seed, lambda im: _png(request, im),
-                                 _cached_png(enc, "codec", explorer.base_reconstruction(enc), request))
+                                 _cached_png(enc, "codec", session.base_reconstruction(enc), request))
     key = scrub.setting_key(family, sampler, steps, seed)
     scrub.frame_set(enc, key)  # the latest asked for, until another setting is rendered
     total = len(scrub.FRAME_TAUS)
@@ -374,26 +375,26 @@ def export_comparison(state, family_key, sampler, steps, seed, zoom_x, zoom_y, r
     """One slide PNG (original | codec decoder | τ = 1, crops, bpp and metrics) and the lossless PNGs."""
     if not state or "enc" not in state:
         raise gr.Error("Encode an image first.")
-    enc: explorer.Encoded = state["enc"]
+    enc: session.Encoded = state["enc"]
     family = _family(enc, family_key)
     with _foreground:
         try:
-            base = explorer.base_reconstruction(enc)
+            base = session.base_reconstruction(enc)
             panels = ([(enc.original, "original")] if enc.original is not None else []) + [(base, "codec decoder")]
             caption = [compare.bpp_line(enc)]
             files = [_cached_png(enc, "codec", base, request)]
             if enc.original is not None:
-                caption.append(compare.metrics_line("codec decoder", explorer.base_metrics(enc)))
+                caption.append(compare.metrics_line("codec decoder", session.base_metrics(enc)))
             if family is not None:
                 full, full_png, label, m = _reconstruct(enc, family, 1.0, sampler, steps, seed, lambda *a, **k: None,
                                                         request)
                 panels.append((full, label))
                 files.append(full_png)
                 if enc.original is not None:
-                    caption.append(compare.metrics_line(label, m or explorer.measure(enc.original, full)))
+                    caption.append(compare.metrics_line(label, m or session.measure(enc.original, full)))
                 settings = f"{sampler}, {steps} steps, seed {seed}" if family.uses_sampler else "deterministic"
                 caption.append(f"τ decoder: {family.label} ({settings}); crops ×4 around ({zoom_x:.2f}, {zoom_y:.2f})")
-            crops = [explorer.zoom_crop(im, zoom_x, zoom_y) for im, _ in panels]
+            crops = [zoom_crop(im, zoom_x, zoom_y) for im, _ in panels]
             slide = compare.comparison_png(panels, crops, caption)
         except Exception as exc:
             raise _user_error(exc) from None
@@ -417,7 +418,7 @@ def brush(state, mask_file, family_key, tau, sampler, steps, seed, mode="paint r
     but there ("protect"); the same bitstream. Returns the image and its lossless PNG."""
     if not state or "enc" not in state:
         raise gr.Error("Encode an image first.")
-    enc: explorer.Encoded = state["enc"]
+    enc: session.Encoded = state["enc"]
     family = _family(enc, family_key)
     if family is None:
         raise gr.Error("No τ decoder is shipped for this quality.")
@@ -429,7 +430,7 @@ def brush(state, mask_file, family_key, tau, sampler, steps, seed, mode="paint r
             mask = taumap.load_tau_map(Path(mask_file), h.height, h.width)
             if mode == "protect":
                 mask = 1.0 - mask
-            image = explorer.reconstruct_map(family, enc.data, float(tau) * mask, sampler, int(steps), int(seed))
+            image = session.reconstruct_map(family, enc.data, float(tau) * mask, sampler, int(steps), int(seed))
         except Exception as exc:
             raise _user_error(exc) from None
     png = _png(request, image)
@@ -443,7 +444,7 @@ def update_families(quality):
 
 def sampler_controls(family_key):
     """Sampler, steps and seed apply only to families that sample."""
-    family = explorer.FAMILIES.get(family_key)
+    family = session.FAMILIES.get(family_key)
     visible = family is None or family.uses_sampler
     return gr.update(visible=visible), gr.update(visible=visible), gr.update(visible=visible)
 
@@ -453,7 +454,7 @@ def editor_background(state, request: gr.Request = None):
     if not state or "enc" not in state:
         return gr.skip()
     enc = state["enc"]
-    return {"background": _cached_png(enc, "codec", explorer.base_reconstruction(enc), request), "layers": [],
+    return {"background": _cached_png(enc, "codec", session.base_reconstruction(enc), request), "layers": [],
             "composite": None}
 
 
@@ -499,9 +500,9 @@ def build_demo() -> gr.Blocks:
     # open on the best quality that shows both decoders: where the diffusion decoder is strongest
     default_q = (with_diffusion or qualities)[-1]
     families = _families_for(default_q)
-    first = explorer.FAMILIES.get(families[0][1]) if families else None
+    first = session.FAMILIES.get(families[0][1]) if families else None
     samples = first is None or first.uses_sampler
-    examples = explorer.example_images()
+    examples = session.example_images()
 
     sweep(force=True)  # leftovers of an earlier run
     # delete_cache: Gradio's own copies of uploads and served files, swept by the same age.
@@ -537,7 +538,7 @@ def build_demo() -> gr.Blocks:
                                   elem_id="family")
                 left = gr.Radio([(label, key) for key, label in compare.LEFT_CHOICES.items()], value="codec",
                                 label="Left side", elem_id="left")
-                sampler = gr.Dropdown(explorer.sampler_choices(), value="ddpm", label="Sampler",  # best LPIPS on Kodak
+                sampler = gr.Dropdown(session.sampler_choices(), value="ddpm", label="Sampler",  # best LPIPS on Kodak
                                       elem_id="sampler", visible=samples)
                 with gr.Row():
                     steps = gr.Slider(1, 50, value=10, step=1, label="Steps", elem_id="steps", visible=samples,
@@ -616,7 +617,7 @@ def build_demo() -> gr.Blocks:
         changed = gr.on([family.input, sampler.input, steps.input, seed.input], render, controls, outputs,
                           trigger_mode="always_last", api_name="render_setting", api_visibility="private", **heavy)
         then_frames(changed)
-        demo.load(lambda: explorer.dp_plot(explorer.load_curves()), None, dp, api_visibility="private")
+        demo.load(lambda: dp_plot(load_curves()), None, dp, api_visibility="private")
         export_btn.click(export_comparison, [state, family, sampler, steps, seed, zoom_x, zoom_y],
                          [slide, export_files], api_name="export", **heavy)
         brush_btn.click(editor_to_mask, editor, [mask_file, mask_preview], api_visibility="private") \

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dpexplorer import explorer, metrics
+from dpexplorer.app import session
 from dpexplorer.errors import ImageError
 from dpexplorer.io.images import load_image
+from dpexplorer.metrics import image as metrics
 
 FRAME_TAUS = tuple(round(i / 10, 1) for i in range(11))
 MAX_SETTINGS = 3  # frame sets kept per bitstream (the latest settings)
@@ -52,12 +53,12 @@ class FrameSet:
         return [{"tau": f.tau, "psnr": f.psnr, "lpips": f.lpips} for f in self.ready() if f.lpips is not None]
 
 
-def setting_key(family: explorer.DecoderFamily, sampler: str, steps: int, seed: int) -> tuple:
+def setting_key(family: session.DecoderFamily, sampler: str, steps: int, seed: int) -> tuple:
     """What a frame depends on besides the bitstream; sampler, steps and seed only where the family uses them."""
     return (family.key, sampler, int(steps), int(seed)) if family.uses_sampler else (family.key,)
 
 
-def frame_set(enc: explorer.Encoded, key: tuple) -> FrameSet:
+def frame_set(enc: session.Encoded, key: tuple) -> FrameSet:
     """The frames of `enc` at setting `key` (created empty; the oldest setting beyond MAX_SETTINGS goes)."""
     with _lock:
         return _frame_set(enc._frames, key)
@@ -73,7 +74,7 @@ def _frame_set(sets: dict, key: tuple) -> FrameSet:
     return sets[key]
 
 
-def latest_setting(enc: explorer.Encoded) -> tuple | None:
+def latest_setting(enc: session.Encoded) -> tuple | None:
     """The setting whose frames were asked for last (a render of it or its sweep)."""
     with _lock:
         return next(reversed(enc._frames), None)
@@ -85,7 +86,7 @@ def on_grid(tau: float) -> float | None:
     return nearest if abs(nearest - float(tau)) < 1e-9 else None
 
 
-def add_frame(enc: explorer.Encoded, fs: FrameSet, tau: float, image: np.ndarray,
+def add_frame(enc: session.Encoded, fs: FrameSet, tau: float, image: np.ndarray,
               write_png: Callable[[np.ndarray], str], png: str | None = None, measure: bool = True) -> Frame:
     """Store `image` as the frame at grid τ `tau` (its PNG written unless given), measured."""
     frame = Frame(tau, png or write_png(image))
@@ -96,7 +97,7 @@ def add_frame(enc: explorer.Encoded, fs: FrameSet, tau: float, image: np.ndarray
     return frame
 
 
-def measure_frame(enc: explorer.Encoded, frame: Frame, image: np.ndarray | None = None) -> None:
+def measure_frame(enc: session.Encoded, frame: Frame, image: np.ndarray | None = None) -> None:
     if enc.original is not None and frame.lpips is None:
         if image is None:
             image = load_image(Path(frame.png))
@@ -104,7 +105,7 @@ def measure_frame(enc: explorer.Encoded, frame: Frame, image: np.ndarray | None 
         frame.psnr, frame.ms_ssim, frame.lpips = m["psnr"], m["ms_ssim"], m["lpips"]
 
 
-def render_frames(enc: explorer.Encoded, family: explorer.DecoderFamily, sampler: str, steps: int, seed: int,
+def render_frames(enc: session.Encoded, family: session.DecoderFamily, sampler: str, steps: int, seed: int,
                   write_png: Callable[[np.ndarray], str],
                   base_png: str | None = None) -> Iterator[tuple[str, int, int]]:
     """Render the missing frames of this setting, then measure them (PSNR, MS-SSIM, LPIPS: the τ curve); yields
@@ -114,7 +115,7 @@ def render_frames(enc: explorer.Encoded, family: explorer.DecoderFamily, sampler
     for tau in FRAME_TAUS:
         if tau not in fs.frames or not os.path.isfile(fs.frames[tau].png):
             if tau == 0.0:  # τ = 0 is the codec decoder for every family: its PNG is already there
-                image = explorer.base_reconstruction(enc)
+                image = session.base_reconstruction(enc)
             else:
                 image = family.reconstruct(enc.data, tau, sampler, int(steps), int(seed))
             add_frame(enc, fs, tau, image, write_png, base_png if tau == 0.0 else None, measure=False)

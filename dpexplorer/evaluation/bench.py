@@ -61,11 +61,12 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
     """What the app does when τ is released: reconstruct from the cached sample, measure, plot, write PNG."""
     import tempfile
 
-    from dpexplorer import explorer
+    from dpexplorer.evaluation.curves import dp_plot, load_curves
     from dpexplorer.io.images import save_png
+    from dpexplorer.metrics.image import all_metrics
 
     recon = pipeline.reconstruct(data, tau, "ddim", steps, 0)
-    explorer.dp_plot(explorer.load_curves(), {"now": explorer.measure(original, recon)})
+    dp_plot(load_curves(), {"now": all_metrics(original, recon)})
     with tempfile.NamedTemporaryFile(suffix=".png") as f:
         save_png(recon, f.name, compress_level=1)  # as the app does
 

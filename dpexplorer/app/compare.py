@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dpexplorer import explorer
+from dpexplorer.app import session
 from dpexplorer.evaluation.baselines import match_rate
 
 # The left side of the comparison slider: key → label. Codec decoder and original need no work.
@@ -17,26 +17,26 @@ LEFT_CHOICES = {"codec": "codec decoder", "webp": "WebP, same size", "jpeg": "JP
 SAME_SIZE_FORMATS = ("webp", "jpeg")
 
 
-def same_size(enc: explorer.Encoded, fmt: str) -> dict:
+def same_size(enc: session.Encoded, fmt: str) -> dict:
     """`fmt` (webp/jpeg) of the original at the quality setting whose size is closest to this bitstream's
     (the eval's matched-rate search), once per bitstream: bytes, bpp, setting, image, metrics."""
     if enc.original is None:
         raise ValueError("no original (a .dpx was uploaded): nothing to code with JPEG or WebP")
     if fmt not in enc._baselines:
         result = match_rate(enc.original, fmt, enc.bpp)
-        result["metrics"] = explorer.measure(enc.original, result["image"])
+        result["metrics"] = session.measure(enc.original, result["image"])
         enc._baselines[fmt] = result
     return enc._baselines[fmt]
 
 
-def left_image(enc: explorer.Encoded, choice: str) -> tuple[np.ndarray, str]:
+def left_image(enc: session.Encoded, choice: str) -> tuple[np.ndarray, str]:
     """The image and its caption for the slider's left side."""
     if choice == "original" and enc.original is not None:
         return enc.original, "original"
     if choice in SAME_SIZE_FORMATS and enc.original is not None:
         b = same_size(enc, choice)
         return b["image"], f"{fmt_name(choice)} q{b['setting']}, {b['bytes']:,} bytes"
-    return explorer.base_reconstruction(enc), f"codec decoder, {len(enc.data):,} bytes"
+    return session.base_reconstruction(enc), f"codec decoder, {len(enc.data):,} bytes"
 
 
 def fmt_name(fmt: str) -> str:
@@ -93,7 +93,7 @@ def metrics_line(name: str, m: dict) -> str:
             if m else f"{name}: (no original to measure against)")
 
 
-def bpp_line(enc: explorer.Encoded) -> str:
+def bpp_line(enc: session.Encoded) -> str:
     h = enc.header
     return (f"{h.width}×{h.height} px, {h.arch} q{h.quality}: {len(enc.data):,} bytes = {enc.bpp:.4f} bpp, "
             "one bitstream for every decoder shown")

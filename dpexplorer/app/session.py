@@ -1,4 +1,4 @@
-"""What the app does, without the UI: encode, decode with a chosen decoder family, measure, plot.
+"""What the app does, without the UI: encode, decode with a chosen decoder family, measure.
 
 Decoder families are entries of `FAMILIES`; each turns (bitstream, τ, sampler, steps, seed) into an
 8-bit image. A new family (e.g. a pixel-space diffusion decoder) is one more entry; the app builds its
@@ -9,7 +9,6 @@ frame costs one synthesis pass.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from dpexplorer import metrics
 from dpexplorer.decoders.schedulers import SAMPLERS
-from dpexplorer.hub.manifest import data_home
 from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.io.images import load_image
-
-CURVES_PATH = data_home() / "assets" / "kodak_curves.json"
+from dpexplorer.metrics import image as metrics
 
 
 @dataclass
@@ -156,88 +152,11 @@ def sampler_choices() -> list[tuple[str, str]]:
     return [(label, key) for key, (label, _) in SAMPLERS.items()]
 
 
-# ---- measuring and showing ---------------------------------------------------------------------
+# ---- measuring ---------------------------------------------------------------------------------
 def measure(original: np.ndarray | None, recon: np.ndarray) -> dict[str, float]:
     if original is None:
         return {}
     return metrics.all_metrics(original, recon)
-
-
-def zoom_crop(image: np.ndarray, cx: float, cy: float, size: int = 96, scale: int = 4) -> np.ndarray:
-    """A size×size crop around the relative centre (cx, cy), enlarged by `scale` (nearest: no smoothing)."""
-    h, w = image.shape[:2]
-    s = min(size, h, w)
-    x0 = int(np.clip(round(cx * w - s / 2), 0, w - s))
-    y0 = int(np.clip(round(cy * h - s / 2), 0, h - s))
-    crop = image[y0:y0 + s, x0:x0 + s]
-    return np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1)
-
-
-def load_curves(path: Path = CURVES_PATH) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-SAMPLER_STYLES = {"ddim": "-", "ddpm": "--", "dpmsolver++": ":", "euler": "-."}
-FAMILY_MARKERS = {"latent": "o"}  # a τ sweep of another family (kind) is drawn with squares
-QUALITY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
-
-
-def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "this image",
-            quality: int | None = None, own_curve: list[dict] | None = None):
-    """Distortion–perception plane (PSNR → right is better, LPIPS ↓ is better) with the Kodak curves.
-
-    Read in seconds: the τ sweeps of `quality` in full colour (the others faint), the sampler as line
-    style, the family (series "kind") as marker, the legend outside the axes; this image's τ curve (`own_curve`: dicts with tau, psnr,
-    lpips) and its live points (`live`: label → metrics) on the same axes.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8.4, 4.2), layout="constrained")
-    faint_labelled = False
-    if curves:
-        for series in curves.get("series", []):
-            pts = series["points"]
-            xs, ys = [p["psnr"] for p in pts], [p["lpips"] for p in pts]
-            q = series.get("quality")
-            if q is None:  # codec decoder, JPEG, WebP: one curve over all qualities
-                ax.plot(xs, ys, series.get("style", "o-"), color="0.35", label=series["label"], alpha=0.9,
-                        markersize=4, linewidth=1.2)
-                continue
-            style = SAMPLER_STYLES.get(series.get("sampler"), "-")
-            colour = QUALITY_COLOURS[(q - 1) % len(QUALITY_COLOURS)]
-            chosen = quality is None or q == quality
-            label = series["label"] if chosen else (None if faint_labelled else "other qualities")
-            faint_labelled = faint_labelled or not chosen
-            ax.plot(xs, ys, style, marker=FAMILY_MARKERS.get(series.get("kind"), "s"), color=colour, alpha=1.0 if chosen else 0.18,
-                    markersize=3.5 if chosen else 2, linewidth=1.6 if chosen else 0.8, label=label,
-                    zorder=3 if chosen else 1)
-        ax.set_title(f"Kodak ({curves.get('images', '?')} images)" + (f", q{quality} highlighted" if quality else ""),
-                     fontsize=10)
-    else:
-        ax.set_title("No precomputed curves (run `dpexplorer eval`)", fontsize=10)
-    if own_curve:
-        pts = sorted(own_curve, key=lambda p: p["tau"])
-        ax.plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], "-o", color="crimson", linewidth=2.2,
-                markersize=4, label=f"{live_label}: τ curve", zorder=6)
-        for p in (pts[0], pts[-1]):
-            ax.annotate(f"τ={p['tau']:g}", (p["psnr"], p["lpips"]), fontsize=8, color="crimson",
-                        xytext=(4, 4), textcoords="offset points")
-    markers = iter("*PXDs^v")
-    for label, point in (live or {}).items():
-        ax.plot([point["psnr"]], [point["lpips"]], next(markers, "*"), markersize=13, label=label, zorder=7,
-                markeredgecolor="black", markeredgewidth=0.6)
-    ax.set_xlabel("PSNR (dB) → better")
-    ax.set_ylabel("LPIPS (AlexNet) ↓ better")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
-    plt.close(fig)
-    return fig
 
 
 def example_images() -> list[tuple[str, Path]]:
