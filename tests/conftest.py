@@ -1,26 +1,17 @@
+"""Fixtures for all three test levels (unit/, integration/, e2e/); plain helpers are in helpers.py."""
+
 import os
-import socket
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import KODAK, need
+
 warnings.filterwarnings("ignore")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DPEXPLORER_SHARED", REPO.parent / "shared"))
-KODAK = SHARED / "kodak"
-LPIPS_REF = SHARED / "lpips_reference"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -74,26 +65,3 @@ def photo() -> np.ndarray:
     base = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2).astype(np.float64)
     img = base + rng.normal(0, 12, base.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def served_app(mp, weights_dir: Path, out_dir: Path):
-    """The app on 127.0.0.1 with `weights_dir`'s models, writing its files to `out_dir`; yields its URL."""
-    mp.setenv("DPEXPLORER_WEIGHTS", str(weights_dir))
-    from dpexplorer.app import ui
-
-    mp.setattr(ui, "OUT_DIR", out_dir)  # not the real /tmp/dpexplorer-app
-    demo = ui.build_demo()
-    port = free_port()
-    ui.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-        ui.wait_for_work()

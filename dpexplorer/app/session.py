@@ -128,7 +128,8 @@ def reconstruct_map(family: DecoderFamily, data: bytes, tau_map: np.ndarray, sam
     from dpexplorer.decoders.taumap import blend, check_tau_map
 
     if family.key in DECODERS:
-        return reconstruct_file(data, sampler=sampler, steps=steps, seed=seed, decoder=family.key, tau_map=tau_map)
+        return reconstruct_file(data, sampler=sampler, steps=steps, seed=seed, decoder=family.key,
+                                tau_map=tau_map)
     h = Bitstream.from_bytes(data)
     tau_map = check_tau_map(tau_map, h.height, h.width)
     return blend(decode_file(data), family.reconstruct(data, 1.0, sampler, steps, seed), tau_map)

@@ -69,7 +69,7 @@ def _png(request: gr.Request | None, image: np.ndarray) -> str:
     """`image` as a PNG of this session, fastest lossless level. Images go to Gradio as files, never
     as arrays: Gradio writes arrays to a content-named cache file in place, so two sessions showing
     the same pixels (the same example photo) could truncate the file while the other downloads it
-    (found by tests/test_load.py); files it copies atomically."""
+    (found by tests/e2e/test_load.py); files it copies atomically."""
     return str(save_png(image, _out_path(request, ".png"), compress_level=1))
 
 

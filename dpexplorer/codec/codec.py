@@ -118,7 +118,7 @@ class Codec:
 
     def entropy_encode(self, y: torch.Tensor) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
         """The latent y → (z grid, (y string, z string)): CompressAI's `compress` after its g_a, step for step,
-        so the bytes are those of `model.compress(x)` (tests/test_tiling.py). Unlike `gaussian_conditional.
+        so the bytes are those of `model.compress(x)` (tests/unit/test_tiling.py). Unlike `gaussian_conditional.
         compress`, each latent-sized tensor is dropped as soon as its Python list exists: at 48 MP a tensor is
         144 MB and a list 288 MB, and holding them all pushed the encoder's peak over 3 GB."""
         m, gc = self.model, self.model.gaussian_conditional

@@ -10,7 +10,7 @@ GDN/IGDN act per position across channels:
 So each tile is computed with a halo wider than that window and only its core is kept. Tiles are
 aligned to latent cells (16 px) so that every stride lands where it does untiled, and tiles at the
 image border are clipped there, so they see the same zero padding as the untiled convolutions. The
-result equals the untiled one up to float summation order (tests/test_tiling.py: ≤ 1e-5 on y and on
+result equals the untiled one up to float summation order (tests/unit/test_tiling.py: ≤ 1e-5 on y and on
 g_s's float output, measured in the README). The image enters g_a tile by tile from uint8
 (replicate padding by index clamping, as `pad_to_multiple`) and g_s writes uint8 tile by tile, so no
 full-size float image is ever held.

@@ -21,8 +21,6 @@ from torch.func import functional_call
 from dpexplorer.decoders.tau import check_tau
 
 
-
-
 class InterpolatedSynthesis:
     """`g(y, tau)`: g_s0 with parameters θ_τ; buffers (e.g. GDN's reparametrisation pedestals) from θ₀."""
 

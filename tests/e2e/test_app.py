@@ -10,7 +10,7 @@ from PIL import Image
 
 from dpexplorer.io.images import load_image, save_png
 
-from conftest import served_app
+from helpers import served_app
 
 
 @pytest.fixture(scope="module")
@@ -253,10 +253,10 @@ def test_messages_never_show_server_paths(client, tmp_path):
 def test_crafted_dpx_upload_and_render_leave_the_server_serving(client, photo, photo_file, tiny_weights_dir,
                                                                 tmp_path):
     """A CRC-valid .dpx with a 12-byte ŷ string used to kill the server (SIGSEGV) at render."""
-    from test_cli import _short_y_string_dpx
+    from helpers import short_y_string_dpx
 
     crafted = tmp_path / "crafted.dpx"
-    crafted.write_bytes(_short_y_string_dpx(tiny_weights_dir, photo))
+    crafted.write_bytes(short_y_string_dpx(tiny_weights_dir, photo))
     with pytest.raises(Exception, match="malformed|crashed|entropy"):
         client.predict(handle_file(str(crafted)), api_name="/open_dpx")
         client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")

@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 
 from dpexplorer.io.images import save_png
 
-from conftest import REPO, free_port
+from helpers import REPO, free_port
 
 CLIENTS = 8
 # Bound on the server's RSS growth over the run: the models are loaded before it starts, so what may

@@ -10,3 +10,12 @@ def test_bench_prints_every_figure(tiny_weights_dir, monkeypatch):
         assert label in text
     assert r["latent_model"] == "shipped" and r["synthesis_model"] == "shipped" and r["g_s_s"] > 0
     assert r["synthesis_tau_change_s"] > 0
+
+
+def test_bench_large_reports_both_steps(tiny_weights_dir, monkeypatch):
+    """`bench --large` plumbing (fresh processes, encode then decode), at a tiny size and model."""
+    from dpexplorer.evaluation.bench import large_image
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    r = large_image(1, 160, 96)
+    assert r["large_size"] == "160x96" and r["large_decode_peak_rss_mib"] > 0 and r["large_encode_s"] > 0

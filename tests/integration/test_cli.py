@@ -9,7 +9,7 @@ import pytest
 from dpexplorer.cli import main
 from dpexplorer.io.images import load_image, save_png
 
-from conftest import REPO
+from helpers import REPO, short_y_string_dpx
 
 
 @pytest.fixture
@@ -215,23 +215,12 @@ def test_several_inputs_need_a_folder_output(encoded, tmp_path, capsys):
     assert (tmp_path / "file").read_text() == "not a folder"
 
 
-def _short_y_string_dpx(weights_dir, photo) -> bytes:
-    """The issue's crash: a ŷ string of 12 bytes, container checksum recomputed."""
-    import dataclasses
-
-    from dpexplorer.hub.loading import load_codec
-    from dpexplorer.io.bitstream import Bitstream
-
-    bs = Bitstream.from_bytes(load_codec(1, directory=weights_dir).encode(photo))
-    return dataclasses.replace(bs, strings=(bs.strings[0][:12].ljust(12, b"\x00"), bs.strings[1])).to_bytes()
-
-
 def test_crafted_bitstream_is_a_one_line_error_in_a_real_process(tiny_env, tiny_weights_dir, photo, tmp_path):
     """It used to end the process with SIGSEGV (exit 139) in CompressAI's rANS decoder; in folder
     mode the good files around it must still be decoded."""
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "a_bad.dpx").write_bytes(_short_y_string_dpx(tiny_weights_dir, photo))
+    (folder / "a_bad.dpx").write_bytes(short_y_string_dpx(tiny_weights_dir, photo))
     env = {**os.environ, "DPEXPLORER_WEIGHTS": str(tiny_weights_dir)}
     one = subprocess.run([sys.executable, "-m", "dpexplorer", "decode", str(folder / "a_bad.dpx"),
                           "-o", str(tmp_path / "x.png")], cwd=REPO, env=env, capture_output=True, text=True)

@@ -107,7 +107,7 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
 
     # the model card prints the ablation as a table, one row per stage-1 run
     from dpexplorer.hub.files import save_weights
-    from test_recipes import model_card_tool
+    from helpers import model_card_tool
 
     meta = {"kind": "latent", "arch": "mbt2018-mean", "quality": 1, "training": {"ablation": runs}}
     save_weights(out["denoiser"].state_dict(), "latent-mbt2018-mean-q1", meta, directory=tmp_path / "w")

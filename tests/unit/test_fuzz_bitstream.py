@@ -2,7 +2,7 @@
 
 Every case must decode to an image of the size its header states or raise `BitstreamError`:
 no crash, no hang, no other exception. A few hundred cases run in CI; `DPEXPLORER_STRESS=1`
-runs the 10,000-case variant (`pytest -m stress tests/test_fuzz_bitstream.py`).
+runs the 10,000-case variant (`pytest -m stress tests/unit/test_fuzz_bitstream.py`).
 """
 
 import collections

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dpexplorer.errors import ImageError
-from dpexplorer.io.images import MAX_PIXELS, load_image, png_bytes, save_png
+from dpexplorer.io.images import MAX_PIXELS, load_image, png_bytes, save_png, zoom_crop
 
 
 def _encode(img: Image.Image, fmt="PNG", **kw) -> bytes:
@@ -95,3 +95,11 @@ def test_arrays_are_accepted():
     assert load_image(np.full((2, 2, 3), 65535, dtype=np.uint16))[0, 0, 0] == 255
     with pytest.raises(ImageError):
         load_image(np.zeros((3, 5, 7), dtype=np.uint8))
+
+
+def test_zoom_crop_is_nearest_and_clamped():
+    img = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    crop = zoom_crop(img, 1.0, 1.0, size=4, scale=2)
+    assert crop.shape == (8, 8, 3)
+    assert np.array_equal(crop[::2, ::2], img[6:10, 8:12])  # clamped to the corner, pixels repeated
+    assert zoom_crop(img, 0.5, 0.5, size=64).shape == (40, 40, 3)  # never larger than the image

@@ -4,7 +4,7 @@ import pytest
 from dpexplorer.io.images import load_image
 from dpexplorer.metrics import image as metrics
 
-from conftest import LPIPS_REF, need
+from helpers import LPIPS_REF, need
 
 
 def test_lpips_golden_pair():

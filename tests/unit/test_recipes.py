@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO, model_card_tool
 from dpexplorer.cli import build_parser
 from dpexplorer.training.codec import CodecTrainConfig
 from dpexplorer.training.common import add_config_arguments, configs_from_args, load_recipe, recipe_configs
@@ -115,16 +115,6 @@ def test_every_shipped_model_points_to_its_recipe():
             assert last.steps == training["steps"]
             assert {k: getattr(last, k) for k in training["config"] if k != "arch"} == {
                 k: v for k, v in training["config"].items() if k != "arch"}
-
-
-def model_card_tool():
-    """tools/model_card.py (a script, not part of the package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("model_card", REPO / "tools" / "model_card.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_model_card_is_generated_from_the_manifest_and_recipes(monkeypatch):

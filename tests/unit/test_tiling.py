@@ -103,12 +103,3 @@ def test_latent_decoder_synthesizes_through_the_tiles(codec, image):
     assert x.shape == image.shape and len(calls) > 1 and max(s[-1] for s in calls) <= 4 + 2 * 2  # tiles, not the 20×24 latent
     fused = pipeline.fuse(tiled.decode_latent(data)[0], pipeline.cached_sample(data, "ddim", 2, 0), 1.0)
     assert_pixels_agree(x, codec.synthesize(fused, 272, 330))
-
-
-def test_bench_large_reports_both_steps(tiny_weights_dir, monkeypatch):
-    """`bench --large` plumbing (fresh processes, encode then decode), at a tiny size and model."""
-    from dpexplorer.evaluation.bench import large_image
-
-    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    r = large_image(1, 160, 96)
-    assert r["large_size"] == "160x96" and r["large_decode_peak_rss_mib"] > 0 and r["large_encode_s"] > 0
