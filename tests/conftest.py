@@ -1,26 +1,17 @@
+"""Fixtures for all three test levels (unit/, integration/, e2e/); plain helpers are in helpers.py."""
+
 import os
-import socket
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import KODAK, need
+
 warnings.filterwarnings("ignore")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DPEXPLORER_SHARED", REPO.parent / "shared"))
-KODAK = SHARED / "kodak"
-LPIPS_REF = SHARED / "lpips_reference"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +21,7 @@ def kodak_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_codec():
-    from dpexplorer.codec import Codec
+    from dpexplorer.codec.codec import Codec
 
     return Codec.untrained(quality=1, channels=(16, 24), seed=0)
 
@@ -38,8 +29,9 @@ def tiny_codec():
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory):
     """A weights/ folder holding a tiny, untrained q1 codec, exported the way real weights are."""
-    from dpexplorer.weights import model_name, save_weights
-    from dpexplorer.zoo import build_model, codec_config
+    from dpexplorer.codec.config import build_model, codec_config
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import model_name
 
     directory = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
@@ -49,7 +41,7 @@ def tiny_weights_dir(tmp_path_factory):
     meta = {"kind": "codec", "arch": cfg.arch, "quality": 1, "lambda": cfg.lmbda, "N": 16, "M": 24}
     entry = save_weights(model.state_dict(), model_name("codec", cfg.arch, 1), meta, directory=directory)
 
-    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
 
     denoiser = LatentDenoiser(latent_channels=24, width=16, blocks=1)
     torch.nn.init.normal_(denoiser.out.weight, std=0.05)  # an untrained but non-trivial residual
@@ -73,26 +65,3 @@ def photo() -> np.ndarray:
     base = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2).astype(np.float64)
     img = base + rng.normal(0, 12, base.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def served_app(mp, weights_dir: Path, out_dir: Path):
-    """The app on 127.0.0.1 with `weights_dir`'s models, writing its files to `out_dir`; yields its URL."""
-    mp.setenv("DPEXPLORER_WEIGHTS", str(weights_dir))
-    from dpexplorer import ui
-
-    mp.setattr(ui, "OUT_DIR", out_dir)  # not the real /tmp/dpexplorer-app
-    demo = ui.build_demo()
-    port = free_port()
-    ui.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-        ui.wait_for_work()

@@ -3,11 +3,10 @@ background τ frames; a mouse drag on τ (frame latency in the page); release on
 
     python tools/measure_app.py [photo.png]      # needs playwright and Debian's /usr/bin/chromium
 
-Prints figures; asserts nothing (the browser test in tests/test_browser.py checks the behaviour).
+Prints figures; asserts nothing (the browser test in tests/e2e/test_browser.py checks the behaviour).
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,14 +17,9 @@ import httpx
 from playwright.sync_api import expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "tests")]
+from helpers import free_port  # noqa: E402
 from test_browser import ARGS, WATCH_SCRUB, drag_tau  # noqa: E402  (the browser test's own helpers)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(photo: str) -> None:

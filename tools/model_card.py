@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from dpexplorer.hub.manifest import manifest, weights_dir
 from dpexplorer.training.common import load_recipe
-from dpexplorer.weights import manifest, weights_dir
 
 
 def _ablation_table(file: str, runs: list[dict]) -> list[str]:

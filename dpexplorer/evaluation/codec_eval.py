@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dpexplorer import metrics
 from dpexplorer.evaluation.baselines import match_rate
-from dpexplorer.evaluation.bd import bd_quality, bd_rate
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
-from dpexplorer.imageio import list_images, load_image
+from dpexplorer.io.images import list_images, load_image
+from dpexplorer.metrics import image as metrics
+from dpexplorer.metrics.bd import bd_quality, bd_rate
 
 METRIC_KEYS = ("bpp", "psnr", "ms_ssim", "lpips")
 
@@ -66,7 +66,7 @@ def evaluate_codecs(data: str | Path, qualities=None, out_dir="results/codec", a
                     limit=None, update_manifest: bool = False, with_baselines: bool = True) -> dict:
     from tqdm import tqdm
 
-    from dpexplorer.models import get_codec, shipped_qualities
+    from dpexplorer.hub.loading import get_codec, shipped_qualities
 
     qualities = qualities or shipped_qualities()
     if not qualities:
@@ -177,7 +177,7 @@ def plot_codec_eval(result: dict, path: Path) -> None:
 
 def record_in_manifest(result: dict) -> None:
     """Write each quality's measured means into its manifest entry (tools/model_card.py prints them)."""
-    from dpexplorer.weights import load_manifest, save_manifest
+    from dpexplorer.hub.manifest import load_manifest, save_manifest
 
     manifest = load_manifest()
     for q, info in result["codecs"].items():

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dpexplorer import metrics
 from dpexplorer.evaluation import baselines
-from dpexplorer.evaluation.bd import bd_rate
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
-from dpexplorer.imageio import list_images, load_image
+from dpexplorer.io.images import list_images, load_image
+from dpexplorer.metrics import image as metrics
+from dpexplorer.metrics.bd import bd_rate
 
 CURVES_SCHEMA = 1
 # "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.
@@ -80,9 +80,9 @@ class CellStore:
 def run_eval(settings: EvalSettings) -> dict:
     from tqdm import tqdm
 
-    from dpexplorer.models import (get_codec, get_latent_pipeline, get_synthesis, latent_qualities,
-                                   shipped_qualities, synthesis_qualities)
-    from dpexplorer.weights import find_entry
+    from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_synthesis, latent_qualities,
+                                        shipped_qualities, synthesis_qualities)
+    from dpexplorer.hub.manifest import find_entry
 
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dpexplorer.explorer import zoom_crop
+    from dpexplorer.io.images import zoom_crop
 
     img = load_image(path)
     data = codec.encode(img)

@@ -18,15 +18,15 @@ import warnings
 
 import numpy as np
 
-from dpexplorer.imageio import list_images, load_image
-from dpexplorer.metrics import bpp, hf_energy_ratio, lpips, ms_ssim, psnr
+from dpexplorer.io.images import list_images, load_image
+from dpexplorer.metrics.image import bpp, hf_energy_ratio, lpips, ms_ssim, psnr
 
 SETTINGS = ("ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10")
 KEYS = ("psnr", "ms_ssim", "lpips", "hf")
 
 
 def parse_setting(text: str) -> tuple[str, int]:
-    from dpexplorer.latent.schedulers import SAMPLERS
+    from dpexplorer.decoders.schedulers import SAMPLERS
 
     sampler, _, steps = text.partition(":")
     if sampler not in SAMPLERS or not steps.isdigit():
@@ -131,10 +131,10 @@ def markdown_table(name: str, s: dict) -> str:
 def _pipelines(args):
     """(label, pipeline) per quality: shipped weights, or one training checkpoint (a probe)."""
     from dpexplorer.errors import WeightsError
-    from dpexplorer.models import get_codec, get_pixel_pipeline, pixel_qualities
+    from dpexplorer.hub.loading import get_codec, get_pixel_pipeline, pixel_qualities
 
     if args.checkpoint:
-        from dpexplorer.pixel.pipeline import PixelPipeline
+        from dpexplorer.decoders.pixel.pipeline import PixelPipeline
         from dpexplorer.training.pixel import load_denoiser
 
         den, state = load_denoiser(args.checkpoint)

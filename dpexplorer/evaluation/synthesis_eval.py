@@ -19,9 +19,9 @@ import time
 import numpy as np
 import torch
 
-from dpexplorer.imageio import list_images, load_image
-from dpexplorer.metrics import hf_energy_ratio, lpips, psnr, to_uint8
-from dpexplorer.synthesis import InterpolatedSynthesis
+from dpexplorer.decoders.synthesis import InterpolatedSynthesis
+from dpexplorer.io.images import list_images, load_image, to_uint8
+from dpexplorer.metrics.image import hf_energy_ratio, lpips, psnr
 
 TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -95,7 +95,7 @@ def blend_cost(synth: InterpolatedSynthesis, y_hat: torch.Tensor, tau: float = 0
 
 
 def main(argv=None):
-    from dpexplorer.codec import Codec
+    from dpexplorer.hub.loading import load_codec
     from dpexplorer.training.synthesis import load_theta1
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,7 +107,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    codec = Codec.load(args.quality)
+    codec = load_codec(args.quality)
     synth = InterpolatedSynthesis(codec.model.g_s, load_theta1(args.theta1))
     result = {"theta1": args.theta1, "quality": args.quality, "sets": {}}
     for spec in args.set:

@@ -30,7 +30,7 @@ import numpy as np
 def pack(data: str, out: str, scale_min: float, scale_max: float, min_side: int, seed: int = 0) -> dict:
     from PIL import Image
 
-    from dpexplorer.imageio import list_images, load_image
+    from dpexplorer.io.images import list_images, load_image
 
     rng = np.random.default_rng(seed)
     out_dir = Path(out)

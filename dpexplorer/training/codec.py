@@ -23,11 +23,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from compressai.losses import RateDistortionLoss
 
-from dpexplorer.codec import hyper_analysis, quantize_around_means, scales_and_means
+from dpexplorer.codec.config import DEFAULT_ARCH, build_model, codec_config
+from dpexplorer.codec.hyperprior import hyper_analysis, quantize_around_means, scales_and_means
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler
-from dpexplorer.zoo import DEFAULT_ARCH, build_model, codec_config
 
 
 @dataclass

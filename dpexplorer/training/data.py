@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpexplorer.imageio import list_images, load_image
+from dpexplorer.io.images import list_images, load_image
 
 
 def split_holdout(folder: str | Path, holdout: int) -> tuple[list[Path], list[Path]]:

@@ -7,9 +7,10 @@ import re
 from datetime import date
 from pathlib import Path
 
+from dpexplorer.codec.config import build_model, codec_config
+from dpexplorer.hub.files import save_weights
+from dpexplorer.hub.manifest import model_name
 from dpexplorer.training.common import load_checkpoint
-from dpexplorer.weights import model_name, save_weights
-from dpexplorer.zoo import build_model, codec_config
 
 # Convolution kernels of the four transforms go to float16 (halves the file; measured effect on
 # Kodak PSNR is in the model card). Entropy-model parameters, CDF tables and GDN stay float32.
@@ -18,9 +19,9 @@ _FP16_KEY = re.compile(r"^(g_a|g_s|h_a|h_s)\.\d+\.weight$")
 
 def fp16_check(model_fp32, codec_fp16, images: list[Path]) -> dict:
     """Kodak-style check that float16 kernels are lossless enough: PSNR and bpp, fp32 vs shipped."""
-    from dpexplorer import metrics
-    from dpexplorer.codec import Codec, state_fingerprint
-    from dpexplorer.imageio import load_image
+    from dpexplorer.codec.codec import Codec, state_fingerprint
+    from dpexplorer.io.images import load_image
+    from dpexplorer.metrics import image as metrics
 
     ref = Codec(model_fp32, codec_fp16.cfg, state_fingerprint(model_fp32.state_dict()), "fp32 checkpoint")
     dpsnr, dbpp = [], []
@@ -50,10 +51,10 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
     entry = save_weights(model.state_dict(), name, meta, fp16=lambda k: bool(_FP16_KEY.match(k)),
                          directory=directory)
     if check_images:
-        from dpexplorer.codec import Codec
-        from dpexplorer.weights import load_manifest, save_manifest
+        from dpexplorer.hub.loading import load_codec
+        from dpexplorer.hub.manifest import load_manifest, save_manifest
 
-        shipped = Codec.load(cfg.quality, cfg.arch, directory)
+        shipped = load_codec(cfg.quality, cfg.arch, directory)
         entry["fp16_check"] = fp16_check(model.eval(), shipped, check_images)
         manifest = load_manifest(directory)
         manifest["models"][name] = entry
@@ -66,11 +67,11 @@ def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | Non
 
     θ₁ only (θ₀ is the codec's own g_s); kernels in float16 like the codec's, GDN parameters float32.
     The entry records the codec weights it was trained on: the loader refuses any other codec."""
-    from dpexplorer.codec import Codec
+    from dpexplorer.hub.loading import load_codec
 
     state = load_checkpoint(Path(run_dir).expanduser() / "last.pt")
     cfg = state["config"]
-    codec = Codec.load(int(cfg["quality"]), cfg.get("arch"), directory)
+    codec = load_codec(int(cfg["quality"]), cfg.get("arch"), directory)
     if state["codec_sha256"] != codec.weights_sha256:
         raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, "
                          f"not the shipped {codec.weights_sha256[:12]}…")

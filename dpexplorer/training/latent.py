@@ -16,7 +16,7 @@ Stage 2 — latent diffusion: the denoiser learns p(r | ŷ) for the residual r =
 frozen g_s makes of the predicted clean latent (on `perceptual_batch` crops of each batch, since
 a g_s pass costs far more than the denoiser).
 
-With `through_synthesis`, "g_s" above is the shipped perceptual synthesis θ₁ (`dpexplorer.synthesis`,
+With `through_synthesis`, "g_s" above is the shipped perceptual synthesis θ₁ (`dpexplorer.decoders.synthesis`,
 frozen) instead of the codec's: the residual is then trained for the τ = 1 endpoint that the decoder
 reaches through x̂_τ = g_s(ŷ + τ·r̃; θ_τ).
 
@@ -40,10 +40,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dpexplorer.codec.hyperprior import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
-from dpexplorer.codec import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
 from dpexplorer.training.data import CropSampler, split_holdout
+from dpexplorer.training.discriminator import PatchDiscriminator
 
 
 @dataclass
@@ -89,22 +90,6 @@ class LatentTrainConfig:
         return {k: getattr(self, k) for k in ("w_mse", "w_lpips", "w_adv", "w_rate", "rate_slack")}
 
 
-class PatchDiscriminator(nn.Module):
-    """A small spectral-normalised PatchGAN (HiFiC-style), trained from scratch."""
-
-    def __init__(self, ch: int = 64):
-        super().__init__()
-        sn = nn.utils.spectral_norm
-        self.net = nn.Sequential(
-            sn(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * ch, 1, 3, 1, 1)))
-
-    def forward(self, x):
-        return self.net(x * 2 - 1)
-
-
 def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen hyperprior on latent y: its quantized ŷ and its rate in bits, both differentiable in y.
 
@@ -125,7 +110,7 @@ def target_synthesis(cfg: LatentTrainConfig, codec) -> nn.Module:
     """The frozen synthesis both stages train through: the codec's g_s, or θ₁ (`through_synthesis`)."""
     g_s = codec.model.g_s
     if cfg.through_synthesis:
-        from dpexplorer.models import get_synthesis
+        from dpexplorer.hub.loading import get_synthesis
 
         synth = get_synthesis(cfg.quality, codec.cfg.arch)
         g_s = copy.deepcopy(g_s)
@@ -135,7 +120,7 @@ def target_synthesis(cfg: LatentTrainConfig, codec) -> nn.Module:
 
 def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainLogger, device) -> nn.Module:
     """Stage 1 through the frozen `g_s`. Returns g'_a (also checkpointed, resumable)."""
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.metrics.image import lpips_tensor
 
     model = codec.model.to(device).eval().requires_grad_(False)
     ckpt = cfg.run_dir(codec.cfg.arch) / "aux.pt"
@@ -191,9 +176,9 @@ def validate_aux_encoder(codec, g_a2, g_s, paths, device) -> dict:
     """Mean metrics of g_s(ŷ) (the base decoder, or θ₁'s) and g_s(ŷ') (stage 1's target) on whole photos.
 
     The rate is the frozen entropy model's, in bits per pixel (ŷ' is never entropy coded)."""
-    from dpexplorer.codec import pad_to_multiple
-    from dpexplorer.imageio import load_image
-    from dpexplorer.metrics import all_metrics, to_uint8
+    from dpexplorer.codec.codec import pad_to_multiple
+    from dpexplorer.io.images import load_image, to_uint8
+    from dpexplorer.metrics.image import all_metrics
 
     model = codec.model
     sums = {"base": {}, "aux": {}}
@@ -266,9 +251,9 @@ def train_denoiser(cfg: LatentTrainConfig, codec, g_s: nn.Module, y_hat: torch.T
                    log: TrainLogger, device, images: torch.Tensor | None = None):
     """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ (plus CDC's
     perceptual term when `cfg.rho` > 0; `images` are then the crops the pairs came from)."""
-    from dpexplorer.latent.denoiser import LatentDenoiser
-    from dpexplorer.latent.schedulers import training_scheduler
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.schedulers import training_scheduler
+    from dpexplorer.metrics.image import lpips_tensor
 
     if cfg.rho > 0 and images is None:
         raise ValueError("rho > 0 needs the training crops")
@@ -319,7 +304,7 @@ def train_denoiser(cfg: LatentTrainConfig, codec, g_s: nn.Module, y_hat: torch.T
 def finished_denoiser(cfg: LatentTrainConfig, codec, device):
     """The stage-2 network of a run that already reached `cfg.diffusion_steps` (then exporting it
     needs no latent pairs), else None."""
-    from dpexplorer.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
 
     ckpt = cfg.run_dir(codec.cfg.arch) / "denoiser.pt"
     if not ckpt.exists():
@@ -334,7 +319,7 @@ def finished_denoiser(cfg: LatentTrainConfig, codec, device):
 
 def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dict:
     """Both stages for one shipped quality, then (optionally) export to weights/."""
-    from dpexplorer.models import get_codec
+    from dpexplorer.hub.loading import get_codec
 
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -374,7 +359,8 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
             "diffusion_steps": cfg.diffusion_steps, "rho": cfg.rho}
     if not export:
         return {"denoiser": denoiser, **info}
-    from dpexplorer.weights import find_entry, load_manifest, model_name, save_weights
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import find_entry, load_manifest, model_name
 
     name = model_name("latent", codec.cfg.arch, cfg.quality)
     previous = load_manifest()["models"].get(name)

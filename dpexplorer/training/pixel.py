@@ -1,4 +1,4 @@
-"""Training the pixel-space diffusion decoder (dpexplorer/pixel/) on a frozen, shipped codec (issue 18).
+"""Training the pixel-space diffusion decoder (dpexplorer/decoders/pixel/) on a frozen, shipped codec (issue 18).
 
 From exactly the ŷ = round(y − μ) + μ the decoder gets, and the 8-bit plain decode x̂₀ = g_s(ŷ), the
 denoiser learns the residual r = (x − x̂₀) / s (s: its standard deviation, measured on the first
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
-                                       configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
+                                        configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 from dpexplorer.training.latent import latent_and_rate
 
@@ -43,7 +43,7 @@ class PixelTrainConfig(RunConfig):
     lr: float = 2e-4
     prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
     rho: float = 0.9  # weight of LPIPS on the predicted clean image (papers 001 and 002 use 0.9)
-    width: int = 48  # denoiser: dpexplorer.pixel.denoiser.OURS unless changed here
+    width: int = 48  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
     mults: str = "1,2,4"
     blocks: int = 1
     space_to_depth: int = 4
@@ -83,16 +83,16 @@ def _describe(r: dict) -> str:
 
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     """Train (resuming from the run folder's checkpoint); returns the checkpoint's path."""
-    from dpexplorer.codec import Codec
-    from dpexplorer.latent.schedulers import training_scheduler
-    from dpexplorer.metrics import lpips_tensor
-    from dpexplorer.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.schedulers import training_scheduler
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.metrics.image import lpips_tensor
 
     if cfg.crop % 64:
         raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
-    codec = codec or Codec.load(cfg.quality, cfg.arch)
+    codec = codec or load_codec(cfg.quality, cfg.arch)
     arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")
@@ -157,7 +157,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
 
 def load_denoiser(path: str | Path):
     """(PixelDenoiser, checkpoint dict) from a training checkpoint (tensors and plain data only)."""
-    from dpexplorer.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
 
     state = load_checkpoint(Path(os.path.expanduser(str(path))))
     den = PixelDenoiser(**state["denoiser_config"])
@@ -167,7 +167,8 @@ def load_denoiser(path: str | Path):
 
 def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "") -> dict:
     """A training checkpoint → weights/pixel-<arch>-q<q>.safetensors + its manifest entry (with the codec's hash)."""
-    from dpexplorer.weights import model_name, save_weights
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import model_name
 
     den, state = load_denoiser(path)
     cfg = state["config"]

@@ -6,7 +6,7 @@ hyperprior and the entropy model frozen, so the bitstream does not change),
     w_mse·λ·255²·MSE + w_lpips·LPIPS + w_adv·(non-saturating GAN loss of a PatchGAN)
 
 as in "High-Fidelity Generative Image Compression" (HiFiC), but starting from θ₀ so that
-`dpexplorer.synthesis.InterpolatedSynthesis` can blend the weights along τ ("ESRGAN: Enhanced
+`dpexplorer.decoders.synthesis.InterpolatedSynthesis` can blend the weights along τ ("ESRGAN: Enhanced
 Super-Resolution Generative Adversarial Networks", network interpolation).
 
 Three choices against invented grain on smooth content (the earlier probes' τ = 1 overshot the
@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import CropSampler
-from dpexplorer.training.latent import PatchDiscriminator, latent_and_rate
+from dpexplorer.training.discriminator import PatchDiscriminator
+from dpexplorer.training.latent import latent_and_rate
 
 
 @dataclass
@@ -133,12 +134,12 @@ def _describe(r: dict) -> str:
 
 def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     """Fine-tune θ₁; returns the path of `theta1.pt` (resumes from the run folder's checkpoint)."""
-    from dpexplorer.codec import Codec
-    from dpexplorer.metrics import lpips_tensor
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.metrics.image import lpips_tensor
 
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
-    codec = codec or Codec.load(cfg.quality, cfg.arch)
+    codec = codec or load_codec(cfg.quality, cfg.arch)
     model = codec.model.to(device).eval().requires_grad_(False)
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")

@@ -1,0 +1,155 @@
+"""`dpexplorer encode`, `decode` and `metrics`: images ↔ .dpx files, and their quality."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from dpexplorer.cli import EXIT_OK
+from dpexplorer.cli.outputs import _run_batch, expand_inputs, write_output
+
+
+def cmd_encode(args) -> int:
+    from dpexplorer.hub.loading import get_codec
+    from dpexplorer.io.images import IMAGE_SUFFIXES, load_image
+
+    codec = get_codec(args.quality, args.arch, pretrained=args.pretrained)
+    files, batch = expand_inputs(args.inputs, IMAGE_SUFFIXES)
+
+    def work(src: Path, dst: Path) -> str:
+        img = load_image(src)
+        t0 = time.perf_counter()
+        data = codec.encode(img)
+        dt = time.perf_counter() - t0
+        write_output(dst, lambda tmp: tmp.write_bytes(data), args.force)
+        h, w = img.shape[:2]
+        return f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp, {dt:.2f} s"
+
+    return _run_batch(files, batch, args, ".dpx", work)
+
+
+def cmd_decode(args) -> int:
+    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.io.images import save_png
+
+    files, batch = expand_inputs(args.inputs, {".dpx"})
+
+    def work(src: Path, dst: Path) -> str:
+        t0 = time.perf_counter()
+        data = src.read_bytes()
+        tau_map = None
+        if args.tau_map:  # resized to each bitstream's image size
+            from dpexplorer.decoders.taumap import load_tau_map
+            from dpexplorer.io.bitstream import Bitstream
+
+            header = Bitstream.from_bytes(data)
+            tau_map = load_tau_map(args.tau_map, header.height, header.width)
+        with _step_bar(src.name) as progress:
+            image = reconstruct_file(data, args.tau, args.sampler, args.steps, args.seed, args.pretrained,
+                                     progress=progress, decoder=args.decoder, tau_map=tau_map)
+        dt = time.perf_counter() - t0
+        write_output(dst, lambda tmp: save_png(image, tmp), args.force)
+        return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
+
+    return _run_batch(files, batch, args, ".png", work)
+
+
+class _step_bar:
+    """A tqdm bar over diffusion steps on stderr, opened by the first step (a τ = 0 decode shows none)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, i: int, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n, desc=self.desc, unit="step", leave=False, file=sys.stderr)
+        self.bar.update(i - self.bar.n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_metrics(args) -> int:
+    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.io.images import load_image
+    from dpexplorer.metrics import image as metrics
+
+    ref = load_image(args.reference)
+    result = {}
+    test_path = Path(args.test)
+    bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
+    if test_path.suffix == ".dpx":
+        test = reconstruct_file(test_path.read_bytes(), args.tau, args.sampler, args.steps, args.seed,
+                                args.pretrained, decoder=args.decoder)
+    else:
+        test = load_image(test_path)
+    if bitstream is not None:
+        result["bytes"] = bitstream.stat().st_size
+        result["bpp"] = metrics.bpp(result["bytes"], *ref.shape[:2])
+    result.update(metrics.all_metrics(ref, test, extra=args.extra))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:12s} {v:.4f}" if isinstance(v, float) else f"{k:12s} {v}")
+    return EXIT_OK
+
+
+def codec_options(sp):
+    sp.add_argument("--arch", default=None, help="codec architecture (default: the shipped one)")
+    sp.add_argument("--pretrained", action="store_true",
+                    help="use CompressAI's published weights (needs internet once) instead of weights/")
+
+
+def decoder_options(sp):
+    from dpexplorer.decoders.schedulers import SAMPLERS
+
+    sp.add_argument("--decoder", default="latent",
+                    help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; synthesis: network "
+                    "interpolation; pixel: pixel-space diffusion + τ blend)")
+    sp.add_argument("--tau", type=float, default=0.0,
+                    help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism)")
+    sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
+    sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")
+
+
+def add_parsers(sub) -> None:
+    e = sub.add_parser("encode", help="image(s) → .dpx bitstream(s)")
+    e.add_argument("inputs", nargs="+", help="image files and/or folders")
+    e.add_argument("-q", "--quality", type=int, required=True, help="quality level (1 = lowest rate)")
+    e.add_argument("-o", "--output", help="output file, or folder (DIR/, an existing folder, or several inputs); "
+                   "default: photo.png → photo.dpx beside it")
+    e.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
+    codec_options(e)
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help=".dpx bitstream(s) → PNG image(s)")
+    d.add_argument("inputs", nargs="+", help=".dpx files and/or folders")
+    d.add_argument("-o", "--output", help="output PNG, or folder (DIR/, an existing folder, or several inputs); "
+                   "default: photo.dpx → photo.dpx.png beside it")
+    d.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
+    codec_options(d)
+    decoder_options(d)
+    d.add_argument("--tau-map", metavar="MASK.png",
+                   help="τ per pixel from a mask image (black = 0 … white = 1, any bit depth; resized to the "
+                        "image): the τ brush; --tau is then ignored")
+    d.set_defaults(func=cmd_decode)
+
+    m = sub.add_parser("metrics", help="PSNR, MS-SSIM, LPIPS of TEST against REF (bpp with a .dpx)")
+    m.add_argument("reference")
+    m.add_argument("test", help="an image, or a .dpx (decoded, and its bpp reported)")
+    m.add_argument("--bitstream", help="the .dpx that TEST was decoded from, for bpp")
+    m.add_argument("--extra", action="store_true", help="also FLIP, SSIMULACRA2, NLPD, MS-GMSD, HF ratio")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    codec_options(m)
+    decoder_options(m)
+    m.set_defaults(func=cmd_metrics)

@@ -1,0 +1,108 @@
+"""`dpexplorer eval` (and `eval latent | synthesis | pixel | codec`), `bench`, `report` and
+`download-kodak`: the measured numbers and figures, and the evaluation set."""
+
+from __future__ import annotations
+
+from dpexplorer.cli import EXIT_OK, _fail
+from dpexplorer.cli.coding import codec_options
+
+
+def cmd_eval_pixel(args) -> int:
+    from dpexplorer.evaluation.pixel_eval import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_eval_codec(args) -> int:
+    from dpexplorer.evaluation.codec_eval import evaluate_codecs
+
+    evaluate_codecs(args.data, qualities=args.qualities, out_dir=args.out, arch=args.arch,
+                    pretrained=args.pretrained, limit=args.limit, update_manifest=args.update_manifest,
+                    with_baselines=not args.no_baselines)
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+
+    if not args.data:
+        return _fail("eval needs --data DIR")
+    decoders = args.decoders or (["plain", args.what] if args.what in ("latent", "synthesis") else
+                                 ["plain", "latent", "synthesis", "jpeg", "webp"])
+    run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
+                          samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
+                          extra=not args.no_extra, limit=args.limit, assets=args.assets))
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from dpexplorer.evaluation.report import run_report
+
+    run_report(args.data, out=args.out, bench_image=args.bench_image)
+    return EXIT_OK
+
+
+def cmd_download_kodak(args) -> int:
+    from dpexplorer.evaluation.kodak import download_kodak
+
+    download_kodak(args.dest)
+    return EXIT_OK
+
+
+def eval_options(sp, default_out):
+    from dpexplorer.decoders.schedulers import SAMPLERS
+
+    sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
+    sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
+    sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
+    sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "synthesis", "jpeg", "webp"],
+                    default=None)
+    sp.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=["ddim", "ddpm", "dpmsolver++"])
+    sp.add_argument("--steps", type=int, default=10)
+    sp.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-extra", action="store_true", help="skip FLIP/SSIMULACRA2/NLPD/MS-GMSD/HF ratio")
+    sp.add_argument("--limit", type=int, default=None, help="only the first N images")
+    sp.add_argument("--assets", default=None, help="also write the app's curves file here "
+                    "(assets/kodak_curves.json)")
+    sp.set_defaults(func=cmd_eval)
+
+
+def add_parsers(sub) -> None:
+    ev = sub.add_parser("eval", help="evaluate on a folder: every quality × decoder (see subcommands)")
+    eval_options(ev, "results/eval")
+    esub = ev.add_subparsers(dest="what", required=False)
+    el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
+    eval_options(el, "results/latent")
+    es = esub.add_parser("synthesis", help="τ sweep of the perceptual synthesis (network interpolation) per quality")
+    eval_options(es, "results/synthesis")
+    epx = esub.add_parser("pixel", help="pixel diffusion decoder per quality and sampler/steps setting, τ = 0 and 1")
+    from dpexplorer.evaluation.pixel_eval import add_arguments as pixel_eval_arguments
+
+    pixel_eval_arguments(epx)
+    epx.set_defaults(func=cmd_eval_pixel)
+    ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality; BD-rate vs CompressAI, WebP, JPEG")
+    ec.add_argument("--data", required=True)
+    ec.add_argument("--qualities", type=int, nargs="+", default=None)
+    ec.add_argument("--out", default="results/codec")
+    ec.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ec.add_argument("--update-manifest", action="store_true", help="record the means in weights/manifest.json")
+    ec.add_argument("--no-baselines", action="store_true", help="skip WebP/JPEG at matched rates")
+    codec_options(ec)
+    ec.set_defaults(func=cmd_eval_codec)
+
+    from dpexplorer.evaluation.bench import add_arguments as bench_arguments, run_from_args as bench
+
+    b = sub.add_parser("bench", help="speed and memory figures at 768×512, side by side in one run")
+    bench_arguments(b)
+    b.set_defaults(func=bench)
+
+    r = sub.add_parser("report", help="regenerate every measured number and figure: docs/results.md, assets/")
+    r.add_argument("--data", required=True, help="evaluation folder (../shared/kodak)")
+    r.add_argument("--out", default="results/report")
+    r.add_argument("--bench-image", default=None, help="768×512 image for the bench (default: first of --data)")
+    r.set_defaults(func=cmd_report)
+
+    k = sub.add_parser("download-kodak", help="fetch the 24 Kodak images (needs internet)")
+    k.add_argument("dest", nargs="?", default="data/kodak")
+    k.set_defaults(func=cmd_download_kodak)

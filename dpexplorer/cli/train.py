@@ -1,0 +1,75 @@
+"""`dpexplorer train codec | latent | pixel | export`: the trainings, and a checkpoint → weights/."""
+
+from __future__ import annotations
+
+import json
+
+from dpexplorer.cli import EXIT_OK
+
+
+def cmd_train_codec(args) -> int:
+    from dpexplorer.training.codec import configs_from, train_codec
+
+    for phase in configs_from(args):  # a recipe's phases resume one another
+        train_codec(phase)
+    return EXIT_OK
+
+
+def cmd_train_latent(args) -> int:
+    from dpexplorer.training.latent import configs_from, train_latent
+
+    phases = configs_from(args)
+    for i, phase in enumerate(phases):  # only the last phase exports
+        result = train_latent(phase, export=not args.no_export and i == len(phases) - 1)
+    print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_train_pixel(args) -> int:
+    from dpexplorer.training.common import configs_from_args
+    from dpexplorer.training.pixel import PixelTrainConfig, train_pixel
+
+    for cfg in configs_from_args(args, PixelTrainConfig):
+        print(train_pixel(cfg))
+    return EXIT_OK
+
+
+def cmd_train_export(args) -> int:
+    from dpexplorer.training.export import export_codec
+
+    images = None
+    if args.check_data:
+        from dpexplorer.io.images import list_images
+
+        images = list_images(args.check_data, 4)
+    entry = export_codec(args.checkpoint, notes=args.notes, check_images=images)
+    print(json.dumps(entry, indent=2))
+    return EXIT_OK
+
+
+def add_parsers(sub) -> None:
+    t = sub.add_parser("train", help="train models")
+    tsub = t.add_subparsers(dest="what", required=True)
+    tc = tsub.add_parser("codec", help="rate–distortion training of the base codec")
+    from dpexplorer.training.codec import add_arguments
+
+    add_arguments(tc)
+    tc.set_defaults(func=cmd_train_codec)
+    tl = tsub.add_parser("latent", help="auxiliary encoder + latent diffusion for a shipped codec quality")
+    from dpexplorer.training.latent import add_arguments as latent_arguments
+
+    latent_arguments(tl)
+    tl.add_argument("--no-export", action="store_true",
+                    help="leave weights/ alone (the denoiser stays in the run's checkpoint)")
+    tl.set_defaults(func=cmd_train_latent)
+    tp = tsub.add_parser("pixel", help="pixel-space diffusion decoder for a shipped codec quality")
+    from dpexplorer.training.common import add_config_arguments
+    from dpexplorer.training.pixel import PixelTrainConfig
+
+    add_config_arguments(tp, PixelTrainConfig)
+    tp.set_defaults(func=cmd_train_pixel)
+    tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
+    tx.add_argument("checkpoint")
+    tx.add_argument("--notes", default="", help="free text for the model card")
+    tx.add_argument("--check-data", default=None, help="measure fp16-vs-fp32 PSNR/bpp on 4 images of this folder")
+    tx.set_defaults(func=cmd_train_export)

@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pytest
+
+from dpexplorer.io.images import save_png
+
+from helpers import REPO
+
+
+def _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_png(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), data / f"im{i}.png")
+    settings = EvalSettings(data=str(data), out_dir=str(tmp_path / "out"), samplers=["ddim", "ddpm"], steps=2,
+                            taus=[0.0, 1.0], extra=False, assets=str(tmp_path / "curves.json"))
+    return settings, run_eval(settings)
+
+
+def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.evaluation import full_eval
+    from dpexplorer.evaluation.full_eval import run_eval
+
+    measured = []
+    measure = full_eval._measure
+    monkeypatch.setattr(full_eval, "_measure", lambda *a: measured.append(1) or measure(*a))
+    settings, result = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
+    cells = (tmp_path / "out" / "cells.jsonl").read_text().splitlines()
+    assert len(cells) == 2 * (1 + 2 * 2 + 2 + 2)  # plain + samplers×taus + synthesis taus + jpeg + webp, per image
+    assert len(measured) == 2 * (1 + 2 + 1 + 2)  # the τ = 0 cells are the plain image: measured once
+    # latent cells measured later reuse the stored plain cell for τ = 0
+    (tmp_path / "out" / "cells.jsonl").write_text(
+        "\n".join(c for c in cells if json.loads(c)["decoder"] != "latent") + "\n")
+    measured.clear()
+    assert json.dumps(run_eval(settings)["means"]) == json.dumps(result["means"])
+    assert len(measured) == 2 * 2
+    cells = (tmp_path / "out" / "cells.jsonl").read_text().splitlines()
+    run_eval(settings)  # a second run measures nothing new
+    assert (tmp_path / "out" / "cells.jsonl").read_text().splitlines() == cells
+    # cells measured with other weights are never reused: here every cell claims another codec
+    stale = [json.dumps({**json.loads(c), "codec": "0" * 16}) for c in cells]
+    (tmp_path / "out" / "cells.jsonl").write_text("\n".join(stale) + "\n")
+    again = run_eval(settings)
+    assert len((tmp_path / "out" / "cells.jsonl").read_text().splitlines()) == 2 * len(cells)
+    assert json.dumps(again["means"]) == json.dumps(result["means"])  # (NaN-safe comparison)
+    tau0 = [m for m in result["means"] if m["decoder"] in ("latent", "synthesis") and m["tau"] == 0.0]
+    assert {m["decoder"] for m in tau0} == {"latent", "synthesis"}
+    bars = {(b["decoder"], b["sampler"]): b for b in result["tau_bar"]}
+    assert set(bars) == {("latent", "ddim"), ("latent", "ddpm"), ("synthesis", None)}
+    assert all(b["images"] == 2 and 0 <= b["share_tau1_better"] <= 1 for b in bars.values())
+    plain = [m for m in result["means"] if m["decoder"] == "plain"][0]
+    assert all(m["psnr"] == pytest.approx(plain["psnr"]) for m in tau0)  # τ = 0 is the base decoder
+    for name in ("results.json", "results.csv", "dp_curves.png", "tau_crops_q1.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert curves["schema"] == 1 and curves["generated_by"] == "dpexplorer eval"
+    assert curves["weights"]["codec-q1"] and curves["weights"]["latent-q1"] and curves["weights"]["synthesis-q1"]
+    kinds = {s["kind"] for s in curves["series"]}
+    assert kinds == {"plain", "latent", "synthesis", "jpeg", "webp"}
+
+
+def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, monkeypatch):
+    """assets/kodak_curves.json has the schema the command writes and the hashes of the shipped weights."""
+    shipped = REPO / "assets" / "kodak_curves.json"
+    if not shipped.exists():
+        pytest.skip("no curves file shipped yet")
+    from dpexplorer.hub.manifest import load_manifest
+
+    _, _ = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
+    fresh = json.loads((tmp_path / "curves.json").read_text())
+    committed = json.loads(shipped.read_text())
+    assert set(committed) == set(fresh)
+    assert committed["schema"] == fresh["schema"] and committed["generated_by"] == fresh["generated_by"]
+    assert set(committed["settings"]) == set(fresh["settings"])
+    for series in committed["series"]:
+        # "measured": the date of the earlier run a carried-over series comes from (same weights)
+        assert set(series) <= {"label", "kind", "style", "points", "quality", "sampler", "measured"}
+        assert all({"bpp", "psnr", "lpips", "quality"} <= set(p) for p in series["points"])
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS")
+    shipped_hashes = {e["sha256"] for e in load_manifest()["models"].values()}
+    assert set(committed["weights"].values()) <= shipped_hashes, "curves were made with other weights"
+
+
+def test_codec_eval_reports_bd_rates_against_compressai_and_same_image_baselines(tmp_path, tiny_weights_dir,
+                                                                                  monkeypatch, photo):
+    from dpexplorer.evaluation.codec_eval import evaluate_codecs, format_table
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    save_png(photo, data / "a.png")
+    result = evaluate_codecs(data, qualities=[1], out_dir=tmp_path / "out")
+    assert set(result["bd_rate_psnr_percent"]) == {"compressai mbt2018-mean", "compressai bmshj2018-hyperprior",
+                                                   "webp", "jpeg"}
+    for fmt in ("webp", "jpeg"):  # measured on the same image (rate matching: test_baseline_rate_matching)
+        assert result["baselines"][fmt]["1"]["psnr"] > 10
+    rows = (tmp_path / "out" / "codec_eval_baselines.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and "webp" in rows[1]
+    assert "vs compressai mbt2018-mean" in format_table(result)
+
+
+def test_curves_of_decoders_not_rerun_are_carried_only_with_the_same_weights(tmp_path, tiny_weights_dir, monkeypatch):
+    from dataclasses import replace
+
+    from dpexplorer.evaluation.full_eval import run_eval
+
+    settings, _ = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
+    curves_path = tmp_path / "curves.json"
+    first = json.loads(curves_path.read_text())
+    latent = [s for s in first["series"] if s["kind"] == "latent"]
+    # a later run of the plain decoder and the synthesis only keeps the measured latent/JPEG/WebP curves
+    run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
+    second = json.loads(curves_path.read_text())
+    assert [s["kind"] for s in second["series"]].count("latent") == len(latent)
+    assert {s["kind"] for s in second["series"]} == {"plain", "latent", "synthesis", "jpeg", "webp"}
+    assert all(s["measured"] == first["date"] for s in second["series"] if s["kind"] in ("latent", "jpeg", "webp"))
+    # …but not once the latent module they were measured with is no longer the shipped one
+    stale = {**second, "weights": {**second["weights"], "latent-q1": "0" * 64}}
+    curves_path.write_text(json.dumps(stale))
+    run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
+    third = json.loads(curves_path.read_text())
+    assert {s["kind"] for s in third["series"]} == {"plain", "synthesis", "jpeg", "webp"}

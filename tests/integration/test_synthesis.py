@@ -1,0 +1,179 @@
+"""Interpolated synthesis (θ_τ) and its fine-tuning, on a tiny untrained codec."""
+
+import numpy as np
+import pytest
+import torch
+
+from dpexplorer.io.images import save_png
+
+
+def _theta1(g_s, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    params = dict(g_s.named_parameters())  # buffers are not trained: θ₁ keeps θ₀'s
+    return {k: v + 0.01 * torch.randn(v.shape, generator=gen) if k in params else v.clone()
+            for k, v in g_s.state_dict().items()}
+
+
+@pytest.fixture
+def latent(tiny_codec):
+    gen = torch.Generator().manual_seed(0)
+    return torch.round(3 * torch.randn(1, tiny_codec.cfg.M, 4, 6, generator=gen))
+
+
+def test_tau0_is_the_plain_decoder_and_tau1_is_theta1(tiny_codec, latent):
+    import copy
+
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
+
+    g_s0 = tiny_codec.model.g_s
+    theta1 = _theta1(g_s0)
+    synth = InterpolatedSynthesis(g_s0, theta1)
+    with torch.no_grad():
+        assert torch.equal(synth(latent, 0.0), g_s0(latent))
+        g_s1 = copy.deepcopy(g_s0)
+        g_s1.load_state_dict(theta1)
+        assert torch.equal(synth(latent, 1.0), g_s1(latent))
+        mid = synth(latent, 0.5)
+    assert not torch.equal(mid, g_s0(latent)) and not torch.equal(mid, g_s1(latent))
+    assert torch.equal(tiny_codec.model.g_s.state_dict()["0.weight"], g_s0.state_dict()["0.weight"])  # θ₀ untouched
+    for bad in (-0.01, 1.01, float("nan")):
+        with pytest.raises(ValueError):
+            synth(latent, bad)
+
+
+def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
+    from dpexplorer.evaluation.synthesis_eval import evaluate_images, summarize
+    from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, configs_from, load_theta1,
+                                               train_synthesis)
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_png(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), data / f"p{i}.png")
+
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    (cfg,) = configs_from(p.parse_args(["--data", str(data), "--quality", "1", "--workdir", str(tmp_path / "w"),
+                                         "--steps", "2", "--batch", "2", "--crop", "64", "--threads", "1",
+                                         "--run-name", "t", "--no-disc-cond", "--w-hf", "0.3"]))
+    assert cfg.disc_cond is False and cfg.min_scale == SynthesisTrainConfig.min_scale
+    out = train_synthesis(cfg, codec=tiny_codec)
+    assert torch.load(cfg.run_dir() / "last.pt", weights_only=True)["step"] == 2
+    cfg.steps, cfg.disc_cond = 3, False
+    train_synthesis(cfg, codec=tiny_codec)
+    assert torch.load(out, weights_only=True)["step"] == 3
+    assert "resumed from" in (cfg.run_dir() / "train.log").read_text()
+
+    synth = InterpolatedSynthesis(tiny_codec.model.g_s, load_theta1(out))
+    rows = evaluate_images(tiny_codec, synth, sorted(data.iterdir())[:1], taus=(0.0, 1.0))
+    s = summarize(rows, taus=(0.0, 1.0))
+    assert set(s["bar"]) >= {"lpips_-25%", "hf_<=1.15"} and 0 <= s["share_tau1_better"] <= 1
+
+
+def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
+    from dpexplorer.training.synthesis import MultiScaleCropSampler, SynthesisTrainConfig, train_synthesis
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    save_png(np.random.default_rng(0).integers(0, 256, (100, 90, 3), dtype=np.uint8), data / "p.png")
+    x = MultiScaleCropSampler(data, 64, 0.5, seed=0).batch(3)
+    assert x.shape == (3, 3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    cfg = SynthesisTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "w"), steps=1, batch=1, crop=64,
+                               threads=1, disc_cond=True)
+    state = torch.load(train_synthesis(cfg, codec=tiny_codec), weights_only=True)
+    assert state["step"] == 1 and state["config"]["disc_cond"] is True
+
+
+def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
+    from dpexplorer.io.images import to_tensor
+    from dpexplorer.metrics.image import hf_energy_ratio
+    from dpexplorer.training.synthesis import hf_energy, hf_overshoot
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    blur = ((ref.astype(int) + np.roll(ref, 1, 0) + np.roll(ref, 1, 1) + np.roll(ref, 1, (0, 1))) // 4).astype(np.uint8)
+    a, b = to_tensor(ref), to_tensor(blur)
+    assert float(hf_energy(b) / hf_energy(a)) == pytest.approx(hf_energy_ratio(ref, blur), rel=1e-4)
+    assert float(hf_overshoot(b, a)) == 0.0  # blur: no penalty
+    flat = torch.full((1, 3, 64, 64), 0.4)
+    grain = (flat + 0.02 * torch.randn(flat.shape)).requires_grad_(True)
+    loss = hf_overshoot(grain, flat)
+    loss.backward()
+    assert float(loss) > 1 and grain.grad.abs().sum() > 0
+
+
+# ---- the synthesis decoder family, end to end on real (tiny) bitstreams ------------------------
+@pytest.fixture
+def tiny_env(tiny_weights_dir, monkeypatch):
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+
+
+def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo, tmp_path):
+    from dpexplorer.cli import main
+    from dpexplorer.decoders.registry import decode_file, reconstruct_file
+    from dpexplorer.hub.loading import get_codec, synthesis_qualities
+    from dpexplorer.io.images import load_image
+
+    assert synthesis_qualities() == [1]
+    data = get_codec(1).encode(photo)
+    plain = decode_file(data)
+    assert np.array_equal(reconstruct_file(data, 0.0, decoder="synthesis"), plain)
+    half, one = (reconstruct_file(data, t, decoder="synthesis") for t in (0.5, 1.0))
+    assert half.shape == one.shape == photo.shape and half.dtype == np.uint8
+    assert not np.array_equal(one, plain) and not np.array_equal(half, one)
+    with pytest.raises(ValueError, match="tau"):
+        reconstruct_file(data, 1.5, decoder="synthesis")
+
+    # The CLI: --decoder picks the family; τ = 0 writes the plain decoder's PNG.
+    (tmp_path / "p.dpx").write_bytes(data)
+    for tau, want in (("0", plain), ("1", one)):
+        out = tmp_path / f"p{tau}.png"
+        assert main(["decode", str(tmp_path / "p.dpx"), "--decoder", "synthesis", "--tau", tau, "-o", str(out)]) == 0
+        assert np.array_equal(load_image(out), want)
+
+
+def test_unknown_decoder_and_missing_quality_are_one_line_errors(tiny_env, photo, tmp_path, capsys):
+    from dpexplorer.cli import main
+    from dpexplorer.hub.loading import get_codec
+
+    (tmp_path / "p.dpx").write_bytes(get_codec(1).encode(photo))
+    assert main(["decode", str(tmp_path / "p.dpx"), "--decoder", "nope", "--tau", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown decoder 'nope'" in err and "synthesis" in err and "Traceback" not in err
+
+
+def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_path, monkeypatch, photo):
+    import json
+    import shutil
+
+    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.hub.loading import get_codec
+
+    other = tmp_path / "w"
+    shutil.copytree(tiny_weights_dir, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["models"]["synthesis-mbt2018-mean-q1"]["codec_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(other))
+    with pytest.raises(WeightsError, match="other codec weights"):
+        reconstruct_file(get_codec(1).encode(photo), 1.0, decoder="synthesis")
+
+
+@pytest.mark.slow
+def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
+    """Every shipped synthesis module was trained on exactly the shipped codec of its quality."""
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
+    from dpexplorer.hub.loading import get_codec, get_synthesis, shipped_qualities, synthesis_qualities
+    from dpexplorer.hub.manifest import find_entry
+
+    if not synthesis_qualities():
+        pytest.skip("no shipped synthesis modules")
+    assert set(synthesis_qualities()) <= set(shipped_qualities())
+    for q in synthesis_qualities():
+        assert find_entry("synthesis", None, q)[1]["codec_sha256"] == get_codec(q).weights_sha256
+        get_synthesis(q)  # loads, hash-checked

@@ -1,0 +1,230 @@
+"""Training code paths on tiny models and a handful of steps (no real training in tests)."""
+
+import numpy as np
+import torch
+
+from dpexplorer.io.images import save_png
+
+
+def _photos(folder, n=3, size=(80, 96)):
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        save_png(rng.integers(0, 256, (*size, 3), dtype=np.uint8), folder / f"p{i}.png")
+    return folder
+
+
+def test_codec_training_resumes_and_exports(tmp_path, monkeypatch):
+    from dpexplorer.codec.config import build_model, codec_config
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.training import codec as codec_training
+    from dpexplorer.training.codec import CodecTrainConfig, train_codec
+    from dpexplorer.training.export import export_codec
+
+    monkeypatch.setattr(codec_training, "build_model",
+                        lambda cfg: build_model(codec_config(cfg.arch, cfg.quality, (8, 12))))
+    monkeypatch.setattr(codec_training, "codec_config",
+                        lambda arch, q: codec_config(arch, q, (8, 12)))
+    data = _photos(tmp_path / "photos")
+    cfg = CodecTrainConfig(data=str(data), quality=2, workdir=str(tmp_path / "work"), steps=3, batch=2, crop=64,
+                           final_crop=64, checkpoint_every_s=0, threads=1)
+    ckpt = train_codec(cfg)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 3 and "opt" in state and "aux_opt" in state
+    cfg.steps = 5
+    train_codec(cfg)  # resumes from step 3
+    assert torch.load(ckpt, weights_only=True)["step"] == 5
+    assert "resumed from" in (cfg.run_dir / "train.log").read_text()
+
+    entry = export_codec(ckpt, directory=tmp_path / "weights")
+    assert entry["training"]["steps"] == 5 and entry["quality"] == 2
+    codec = load_codec(2, directory=tmp_path / "weights")
+    img = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    assert codec.decode(codec.encode(img)).x_hat.shape == img.shape
+
+
+def test_rate_through_the_frozen_entropy_model_has_gradients(tiny_codec):
+    from dpexplorer.training.latent import latent_and_rate
+
+    model = tiny_codec.model
+    y = (5 * model.g_a(torch.rand(1, 3, 64, 64))).detach().requires_grad_(True)  # non-zero symbols
+    y_hat, bits = latent_and_rate(model, y)
+    assert y_hat.shape == y.shape and torch.all(bits > 0)
+    bits.sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
+    from dpexplorer.decoders.latent.pipeline import LatentPipeline
+    from dpexplorer.training.latent import LatentTrainConfig, ablation_runs, earlier_ablation_runs, train_latent
+
+    data = _photos(tmp_path / "photos", size=(96, 96))
+    common = dict(data=str(data), quality=1, workdir=str(tmp_path / "work"), aux_steps=2, diffusion_steps=3,
+                  batch=2, crop=64, width=16, blocks=1, threads=1, holdout=1)
+    # an ablation run: stage 1 only, other loss weights, its validation left beside the main run
+    ablation = LatentTrainConfig(**common, w_adv=0.5, run_name="wadv0.5", aux_only=True)
+    val = train_latent(ablation, codec=tiny_codec, export=False)["aux_eval"]
+    assert val["images"] == 1 and {"bpp", "psnr", "lpips", "flip", "hf_ratio"} <= set(val["aux"])
+    assert not (ablation.run_dir("mbt2018-mean") / "denoiser.pt").exists()
+
+    cfg = LatentTrainConfig(**common)
+    out = train_latent(cfg, codec=tiny_codec, export=False)
+    runs = ablation_runs(cfg, "mbt2018-mean", tiny_codec.weights_sha256)
+    assert [r["run"] for r in runs] == ["latent-mbt2018-mean-q1", "latent-mbt2018-mean-q1-wadv0.5"]
+    assert [r["weights"]["w_adv"] for r in runs] == [cfg.w_adv, 0.5]
+    assert [r["shipped"] for r in runs] == [True, False]  # the run being exported
+    assert ablation_runs(cfg, "mbt2018-mean", "another codec") == []
+    # a stage 1 copied into another run folder (a stage-2 variant) is one row, named after the export
+    import shutil
+
+    variant = LatentTrainConfig(**common, run_name="rho0")
+    variant.run_dir("mbt2018-mean").mkdir(parents=True)
+    shutil.copy(cfg.run_dir("mbt2018-mean") / "aux_eval.json", variant.run_dir("mbt2018-mean"))
+    rows = ablation_runs(variant, "mbt2018-mean", tiny_codec.weights_sha256)
+    assert [(r["run"], r["shipped"]) for r in rows] == [("latent-mbt2018-mean-q1-rho0", True),
+                                                        ("latent-mbt2018-mean-q1-wadv0.5", False)]
+    # re-exporting keeps the rows the current runs do not repeat (retrained codec, or run folders
+    # lost with a machine), marked as not shipped
+    previous = {"codec_sha256": tiny_codec.weights_sha256, "training": {"ablation": runs}}
+    kept = earlier_ablation_runs(previous, [])
+    assert [r["run"] for r in kept] == [r["run"] for r in runs] and not any(r["shipped"] for r in kept)
+    assert earlier_ablation_runs(previous, runs) == []
+    other_weights = [{**runs[0], "weights": {**runs[0]["weights"], "rate_slack": 0.01}}]
+    assert [r["run"] for r in earlier_ablation_runs(previous, other_weights)] == [r["run"] for r in runs]
+    pipeline = LatentPipeline(tiny_codec, out["denoiser"])
+    img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    data_bytes = tiny_codec.encode(img)
+    assert pipeline.reconstruct(data_bytes, 1.0, "ddpm", 3, 0).shape == img.shape
+    log = (cfg.run_dir("mbt2018-mean") / "train.log").read_text()
+    assert "latent pairs" in log
+    for name in ("aux.pt", "denoiser.pt"):  # each stage's own time, summed into the export's wall_hours
+        assert torch.load(cfg.run_dir("mbt2018-mean") / name, weights_only=True)["wall_s"] > 0
+    # a finished run exports from its checkpoint: same network, no new latent pairs, same wall time
+    again = train_latent(cfg, codec=tiny_codec, export=False)
+    assert (cfg.run_dir("mbt2018-mean") / "train.log").read_text().count("latent pairs") == 1
+    assert again["wall_hours"] == out["wall_hours"]
+    assert all(torch.equal(v, again["denoiser"].state_dict()[k]) for k, v in out["denoiser"].state_dict().items())
+
+    # the model card prints the ablation as a table, one row per stage-1 run
+    from dpexplorer.hub.files import save_weights
+    from helpers import model_card_tool
+
+    meta = {"kind": "latent", "arch": "mbt2018-mean", "quality": 1, "training": {"ablation": runs}}
+    save_weights(out["denoiser"].state_dict(), "latent-mbt2018-mean-q1", meta, directory=tmp_path / "w")
+    card = model_card_tool().write_model_card(tmp_path / "w").read_text()
+    table = card.split("stage-1 loss weights")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| latent-mbt2018-mean-q1")]
+    assert [r.split(" | ")[0] for r in rows] == ["| latent-mbt2018-mean-q1 (shipped)",
+                                                 "| latent-mbt2018-mean-q1-wadv0.5"]
+    assert f" | 0.5 | {cfg.rate_slack} | " in rows[1] and "→" in rows[1]
+
+
+def test_codec_training_starts_from_shipped_weights(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.codec.config import codec_config
+    from dpexplorer.training import codec as codec_training
+    from dpexplorer.training.codec import CodecTrainConfig, train_codec
+
+    monkeypatch.setattr(codec_training, "codec_config", lambda arch, q: codec_config(arch, q, (16, 24)))
+    data = _photos(tmp_path / "photos")
+    cfg = CodecTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "work"), steps=1, batch=1, crop=64,
+                           final_crop=64, threads=1,
+                           init_from=str(tiny_weights_dir / "codec-mbt2018-mean-q1.safetensors"))
+    train_codec(cfg)
+    assert "initialised from shipped weights" in (cfg.run_dir / "train.log").read_text()
+
+
+def _ddp_worker(rank, world, port, data, workdir):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from dpexplorer.codec.config import build_model, codec_config
+    from dpexplorer.training import codec as codec_training
+
+    codec_training.build_model = lambda cfg: build_model(codec_config(cfg.arch, cfg.quality, (8, 12)))
+    codec_training.codec_config = lambda arch, q: codec_config(arch, q, (8, 12))
+    cfg = codec_training.CodecTrainConfig(data=data, quality=2, workdir=workdir, steps=2, batch=1, crop=64,
+                                          final_crop=64, checkpoint_every_s=0, threads=1)
+    codec_training.train_codec(cfg)
+
+
+def test_codec_training_under_ddp_two_cpu_ranks(tmp_path):
+    """What `torchrun --nproc_per_node 2 -m dpexplorer.training.codec …` runs: gloo, 2 ranks, in step."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    data = _photos(tmp_path / "photos")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(data), str(tmp_path / "work")), nprocs=2)
+    state = torch.load(tmp_path / "work" / "codec-mbt2018-mean-q2" / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    log = (tmp_path / "work" / "codec-mbt2018-mean-q2" / "train.log").read_text()
+    assert "world=2" in log
+
+
+def test_stage_two_perceptual_term_reaches_the_denoiser(tmp_path, tiny_codec):
+    """CDC's ρ: LPIPS on g_s of the predicted clean latent, back-propagated through the frozen g_s."""
+    import pytest
+
+    from dpexplorer.training.common import TrainLogger
+    from dpexplorer.training.latent import LatentTrainConfig, train_denoiser
+
+    torch.manual_seed(0)
+    model = tiny_codec.model
+    crops = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        y_hat = torch.round(model.g_a(crops.float() / 255))
+    y_hat2 = y_hat + torch.randn_like(y_hat)
+    log = TrainLogger(tmp_path / "log.txt")
+    common = dict(data="unused", quality=1, workdir=str(tmp_path), diffusion_steps=1, batch=1, width=16, blocks=1,
+                  perceptual_batch=2)
+    with pytest.raises(ValueError, match="crops"):
+        train_denoiser(LatentTrainConfig(**common, rho=0.5), tiny_codec, model.g_s, y_hat, y_hat2, log, "cpu")
+
+    grads = {}
+    for rho in (0.0, 1.0):  # ρ = 1: the loss is the perceptual term alone
+        cfg = LatentTrainConfig(**common, rho=rho, run_name=f"rho{rho}")
+        torch.manual_seed(0)
+        untrained = LatentTrainConfig(**{**common, "diffusion_steps": 0}, rho=0.0, run_name="init")
+        before = {k: v.clone() for k, v in train_denoiser(untrained, tiny_codec, model.g_s, y_hat, y_hat2, log,
+                                                           "cpu").state_dict().items()}
+        torch.manual_seed(0)
+        after = train_denoiser(cfg, tiny_codec, model.g_s, y_hat, y_hat2, log, "cpu", crops).state_dict()
+        grads[rho] = torch.cat([(after[k] - before[k]).flatten() for k in before if k.endswith("weight")])
+        assert grads[rho].abs().sum() > 0
+    assert not torch.allclose(grads[0.0], grads[1.0])  # the perceptual term, not the latent MSE, moved it
+    assert not any(p.requires_grad for p in model.g_s.parameters())  # g_s stays frozen
+
+
+def test_cosine_schedule_warms_up_then_decays_to_lr_min():
+    from dpexplorer.training.codec import CodecTrainConfig, learning_rate
+
+    cfg = CodecTrainConfig(data="", quality=1, lr=1e-4, lr_schedule="cosine", warmup_steps=10, lr_min=1e-6)
+    assert learning_rate(cfg, 0, 0.0) == 1e-5
+    assert abs(learning_rate(cfg, 10, 0.0) - 1e-4) < 1e-12
+    assert abs(learning_rate(cfg, 500, 0.5) - (1e-6 + 0.5 * (1e-4 - 1e-6))) < 1e-12
+    assert abs(learning_rate(cfg, 999, 1.0) - 1e-6) < 1e-12
+    step = CodecTrainConfig(data="", quality=1, lr=1e-4)
+    assert learning_rate(step, 0, 0.5) == 1e-4 and abs(learning_rate(step, 0, 0.95) - 1e-5) < 1e-12
+
+
+def test_mixed_quantization_feeds_g_s_the_decoder_latent():
+    """g_s sees round(y − μ) + μ (what `decompress` gives) with a straight-through gradient."""
+    from dpexplorer.codec.codec import Codec
+    from dpexplorer.training.codec import MixedQuantization
+
+    # ẑ rounded (entropy bottleneck in eval mode) so that both passes below see the same ẑ; the
+    # Gaussian conditional in training mode, where its own ŷ would be noisy
+    model = Codec.untrained(quality=1, channels=(16, 24), seed=0).model.eval().requires_grad_(True)
+    model.gaussian_conditional.train()
+    seen = {}
+    model.g_s.register_forward_pre_hook(lambda _, args: seen.setdefault("y_hat", args[0]))
+    x = torch.rand(1, 3, 64, 64)
+    out = MixedQuantization(model)(x)
+    y = model.g_a(x)
+    scales, means = model.h_s(model.entropy_bottleneck(model.h_a(y))[0]).chunk(2, 1)
+    assert torch.allclose(seen["y_hat"], torch.round(y - means) + means, atol=1e-5)
+    out["x_hat"].sum().backward()
+    assert model.g_a[0].weight.grad.abs().sum() > 0  # the rounding passes gradients to the encoder

@@ -1,0 +1,111 @@
+"""The pixel-space diffusion decoder (issue 18) on a tiny untrained codec: denoiser, samplers, τ, tiles,
+caching (its training, export, evaluation and bench: integration/test_pixel_training.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import TINY_PIXEL, tiny_pixel_denoiser
+
+
+@pytest.fixture
+def pipeline(tiny_codec):
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
+
+    return PixelPipeline(tiny_codec, tiny_pixel_denoiser())
+
+
+@pytest.fixture
+def data(tiny_codec, photo):
+    return tiny_codec.encode(photo)  # 96×128: the padded grid is 128×128
+
+
+def test_denoiser_shapes_for_ours_and_the_paper_configurations():
+    from dpexplorer.decoders.pixel.denoiser import CDC, PAPER_001, PixelDenoiser
+
+    for cfg in (TINY_PIXEL, {**PAPER_001, "width": 16}, {**CDC, "width": 16}):
+        den = PixelDenoiser(24, **cfg)
+        h, w = 2 * den.multiple, 3 * den.multiple
+        out = den(torch.randn(2, 3, h, w), torch.tensor([3, 900]), torch.rand(2, 3, h, w),
+                  torch.randn(2, 24, h // 16, w // 16))
+        assert out.shape == (2, 3, h, w)
+    assert PixelDenoiser(24, **TINY_PIXEL).config()["mults"] == [1, 2]
+
+
+def test_tau0_is_the_plain_decoder_bit_for_bit_and_tau_changes_cost_no_network_pass(pipeline, data, tiny_codec,
+                                                                                    monkeypatch):
+    plain = tiny_codec.decode(data).x_hat
+    assert np.array_equal(pipeline.reconstruct(data, 0.0), plain)
+    assert np.array_equal(pipeline.base(data)[:96, :128], plain)  # the blend starts from exactly this image
+    x1 = pipeline.reconstruct(data, 1.0, "ddim", 3, 0)
+    assert x1.shape == plain.shape and x1.dtype == np.uint8 and not np.array_equal(x1, plain)
+
+    calls = []
+    forward = type(pipeline.denoiser).forward
+    monkeypatch.setattr(type(pipeline.denoiser), "forward", lambda *a: calls.append(1) or forward(*a))
+    half = pipeline.reconstruct(data, 0.5, "ddim", 3, 0)
+    assert calls == []  # cached sample: a τ change is a blend only
+    expected = np.rint(plain.astype(np.float32) + 0.5 * (x1.astype(np.float32) - plain)).astype(np.uint8)
+    assert np.array_equal(half, expected)
+    assert np.array_equal(pipeline.reconstruct(data, 1.0, "ddim", 3, 0), x1)
+    pipeline.reconstruct(data, 1.0, "ddim", 3, 0, noise_scale=0.8)  # another sample: the noise scale is in the key
+    assert len(calls) == 3
+
+
+def test_samplers_seeds_progress_and_prediction_types(tiny_codec, data):
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
+
+    for prediction in ("sample", "epsilon"):
+        pipe = PixelPipeline(tiny_codec, tiny_pixel_denoiser(prediction))
+        seen = []
+        a = pipe.reconstruct(data, 1.0, "ddpm", 4, 0, progress=lambda i, n: seen.append((i, n)))
+        assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+        assert not np.array_equal(a, pipe.reconstruct(data, 1.0, "ddpm", 4, 1))  # the seed matters
+        assert np.array_equal(a, pipe.sample(data, "ddpm", 4, 0))  # and reproduces
+        for sampler in ("ddim", "dpmsolver++"):
+            assert pipe.reconstruct(data, 1.0, sampler, 2, 0).shape == a.shape
+    for bad in (dict(tau=1.5), dict(sampler="nope"), dict(steps=0), dict(noise_scale=0.0)):
+        with pytest.raises(ValueError):
+            PixelPipeline(tiny_codec, tiny_pixel_denoiser()).reconstruct(data, **{"tau": 1.0, **bad})
+    with pytest.raises(ValueError, match="prediction type"):
+        tiny_pixel_denoiser("v_prediction")
+
+
+def test_tiles_blend_to_the_untiled_prediction_for_a_local_denoiser(tiny_codec, data):
+    """With a denoiser that has no spatial context, tiling must not change anything: the ramps sum correctly."""
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline, PixelTiling, ramp, tile_spans
+
+    assert tile_spans(128, 64, 32) == [(0, 64), (32, 96), (64, 128)]
+    assert tile_spans(100, 128, 32) == [(0, 100)]
+    assert float(ramp(64, True, True, 16).min()) > 0
+
+    class Local(torch.nn.Module):
+        prediction_type, multiple = "sample", 8
+        residual_scale = torch.tensor(0.05)
+
+        def forward(self, r_t, t, x_base, y_hat):
+            return 0.5 * r_t + torch.sin(7 * x_base) + 0.001 * t
+
+    whole = PixelPipeline(tiny_codec, Local()).sample(data, "ddim", 3, 0)
+    tiled = PixelPipeline(tiny_codec, Local(), PixelTiling(tile=64, overlap=32))
+    assert np.abs(tiled.sample(data, "ddim", 3, 0).astype(int) - whole).max() <= 1
+    with pytest.raises(ValueError):
+        PixelPipeline(tiny_codec, Local(), PixelTiling(tile=72, overlap=32))
+    # a real denoiser on tiles: right shape, no seams beyond the image's own range
+    real = PixelPipeline(tiny_codec, tiny_pixel_denoiser(), PixelTiling(tile=64, overlap=32)).reconstruct(data, 1.0, "ddim", 2, 0)
+    assert real.shape == whole.shape
+
+
+def test_sample_cache_is_bounded_in_bytes():
+    from dpexplorer.cache import LRU
+
+    lru = LRU(250, weight=lambda a: a.nbytes)
+    for k in range(5):
+        lru.get_or(k, lambda: np.zeros(100, np.uint8))
+    assert list(lru) == [3, 4]
+    lru.get_or("big", lambda: np.zeros(1000, np.uint8))
+    assert list(lru) == ["big"]  # the newest is kept even above the bound
+    counted = LRU(2)
+    for k in range(3):
+        counted.get_or(k, lambda: None)
+    assert list(counted) == [1, 2]
