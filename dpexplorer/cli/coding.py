@@ -48,7 +48,8 @@ def cmd_decode(args) -> int:
             tau_map = load_tau_map(args.tau_map, header.height, header.width)
         with _step_bar(src.name) as progress:
             image = reconstruct_file(data, args.tau, args.sampler, args.steps, args.seed, args.pretrained,
-                                     progress=progress, decoder=args.decoder, tau_map=tau_map)
+                                     progress=progress, decoder=args.decoder, tau_map=tau_map,
+                                     noise_scale=args.noise_scale)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
@@ -88,7 +89,7 @@ def cmd_metrics(args) -> int:
     bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
     if test_path.suffix == ".dpx":
         test = reconstruct_file(test_path.read_bytes(), args.tau, args.sampler, args.steps, args.seed,
-                                args.pretrained, decoder=args.decoder)
+                                args.pretrained, decoder=args.decoder, noise_scale=args.noise_scale)
     else:
         test = load_image(test_path)
     if bitstream is not None:
@@ -120,6 +121,8 @@ def decoder_options(sp):
     sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
     sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")
+    sp.add_argument("--noise-scale", type=float, default=1.0,
+                    help="pixel decoder: scale of the initial noise (CDC's option; < 1 trades realism for fidelity)")
 
 
 def add_parsers(sub) -> None:

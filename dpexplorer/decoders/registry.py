@@ -42,11 +42,11 @@ def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_m
     return pipeline.reconstruct(data, tau, sampler, steps, seed, progress, tau_map=tau_map)
 
 
-def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None) -> np.ndarray:
+def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None, noise_scale: float = 1.0) -> np.ndarray:
     header = Bitstream.from_bytes(data)
     pipeline = get_pixel_pipeline(header.quality, header.arch)
     pipeline.codec.parse(data)
-    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress)
+    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress, noise_scale=noise_scale)
 
 
 _synthesis_latents = LRU(8)  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame
@@ -70,10 +70,18 @@ def takes_tau_map(decoder: str) -> bool:
     return "tau_map" in inspect.signature(DECODERS[decoder][1]).parameters
 
 
+def takes_noise_scale(decoder: str) -> bool:
+    """Whether the `decoder` family has CDC's initial-noise scale (a pixel-space sampler option)."""
+    return "noise_scale" in inspect.signature(DECODERS[decoder][1]).parameters
+
+
 def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
                      pretrained: bool = False, progress=None, decoder: str = "latent",
-                     tau_map: np.ndarray | None = None) -> np.ndarray:
+                     tau_map: np.ndarray | None = None, noise_scale: float = 1.0) -> np.ndarray:
     """Decode a .dpx: the plain decoder at τ = 0, the `decoder` family (see DECODERS) at τ > 0.
+
+    `noise_scale` multiplies the sampler's initial noise (CDC's option; < 1 trades realism for
+    fidelity), for the families that have it (`takes_noise_scale`); 1 is the plain sampler.
 
     `tau_map` (float32 H×W in [0, 1], the image's size) is τ per pixel; `tau` is then ignored. An
     all-zero map is the plain decoder; a family that cannot apply a map gets
@@ -83,6 +91,11 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
 
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+    extra = {}
+    if noise_scale != 1.0:
+        if not takes_noise_scale(decoder):
+            raise ValueError(f"the {decoder} decoder has no noise scale (the pixel decoder has)")
+        extra["noise_scale"] = noise_scale
     header = Bitstream.from_bytes(data)
     if tau_map is not None:
         tau_map = check_tau_map(tau_map, header.height, header.width)
@@ -96,7 +109,7 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
         raise ValueError(f"the {decoder} decoder has no weights for quality {header.quality} "
                          f"(it has {', '.join(map(str, qualities())) or 'none'})")
     if tau_map is None:
-        return run(data, tau, sampler, steps, seed, progress)
+        return run(data, tau, sampler, steps, seed, progress, **extra)
     if takes_tau_map(decoder):
-        return run(data, 1.0, sampler, steps, seed, progress, tau_map=tau_map)
-    return blend(decode_file(data), run(data, 1.0, sampler, steps, seed, progress), tau_map)
+        return run(data, 1.0, sampler, steps, seed, progress, tau_map=tau_map, **extra)
+    return blend(decode_file(data), run(data, 1.0, sampler, steps, seed, progress, **extra), tau_map)

@@ -88,6 +88,16 @@ def test_errors_are_one_line(tiny_env, tmp_path, capsys):
     assert "no shipped codec weights" in capsys.readouterr().err
 
 
+
+def test_noise_scale_is_a_pixel_decoder_option(tiny_env, photo, tmp_path, capsys):
+    src = tmp_path / "img.png"
+    save_png(photo, src)
+    assert main(["encode", str(src), "-q", "1", "-o", str(tmp_path / "img.dpx")]) == 0
+    assert main(["decode", str(tmp_path / "img.dpx"), "-o", str(tmp_path / "x.png"), "--decoder", "synthesis",
+                 "--tau", "1", "--noise-scale", "0.5"]) == 1
+    assert "the synthesis decoder has no noise scale" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args", [[], ["encode"], ["decode"], ["metrics"], ["train", "codec"],
                                   ["train", "export"], ["eval", "codec"], ["download-kodak"]])
 def test_help_everywhere(args, capsys):

@@ -53,6 +53,10 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     seen = []
     x = reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", progress=lambda i, n: seen.append(i))
     assert x.shape == photo.shape and seen == [1, 2]
+    calmer = reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", noise_scale=0.5)  # CDC's option
+    assert calmer.shape == x.shape and not np.array_equal(calmer, x)
+    with pytest.raises(ValueError, match="no noise scale"):
+        reconstruct_file(data, 1.0, decoder="synthesis", noise_scale=0.5)
 
     from dpexplorer.app.session import FAMILIES
 
