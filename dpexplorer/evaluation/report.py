@@ -34,8 +34,9 @@ def results_markdown(result: dict, assets: Path, page: Path) -> str:
              f"![Kodak rate–PSNR, rate–LPIPS and distortion–perception plane]({link(assets / 'kodak_dp_curves.png')})",
              "", "| q | decoder | sampler | τ | bpp | PSNR | MS-SSIM | LPIPS | HF ratio | FLIP | SSIMULACRA2 | NLPD | MS-GMSD |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = {"plain": 0, "latent": 1, "jpeg": 2, "webp": 3}
-    for m in sorted(means, key=lambda m: (m["quality"], order[m["decoder"]], m["sampler"] or "", m["tau"] or 0)):
+    order = {"plain": 0, "synthesis": 1, "latent": 2, "pixel": 3, "jpeg": 4, "webp": 5}  # others last
+    for m in sorted(means, key=lambda m: (m["quality"], order.get(m["decoder"], len(order)), m["sampler"] or "",
+                                          m["tau"] or 0)):
         lines.append(f"| {m['quality']} | {m['decoder']} | {m['sampler'] or ''} | "
                      f"{'' if m['tau'] is None else format(m['tau'], '.2f')} | {_fmt(m['bpp'], '.4f')} | "
                      f"{_fmt(m['psnr'], '.2f')} | {_fmt(m['ms_ssim'], '.4f')} | {_fmt(m['lpips'], '.4f')} | "
