@@ -35,18 +35,22 @@ def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
 # Decoders for τ > 0, by name: (qualities with weights, reconstruct(data, tau, sampler, steps, seed, progress)).
 # τ = 0 never reaches them: it is the plain decoder for every family (one rule, here). A decoder whose
 # reconstruct also takes `tau_map` applies τ maps itself; for the others `reconstruct_file` blends.
-def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_map=None) -> np.ndarray:
+def _pipeline_for(data: bytes, get_pipeline):
+    """The sampling pipeline of the bitstream's quality, after its codec has checked the whole bitstream."""
     header = Bitstream.from_bytes(data)
-    pipeline = get_latent_pipeline(header.quality, header.arch)
+    pipeline = get_pipeline(header.quality, header.arch)
     pipeline.codec.parse(data)
-    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress, tau_map=tau_map)
+    return pipeline
+
+
+def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_map=None) -> np.ndarray:
+    return _pipeline_for(data, get_latent_pipeline).reconstruct(data, tau, sampler, steps, seed, progress,
+                                                                tau_map=tau_map)
 
 
 def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None, noise_scale: float = 1.0) -> np.ndarray:
-    header = Bitstream.from_bytes(data)
-    pipeline = get_pixel_pipeline(header.quality, header.arch)
-    pipeline.codec.parse(data)
-    return pipeline.reconstruct(data, tau, sampler, steps, seed, progress, noise_scale=noise_scale)
+    return _pipeline_for(data, get_pixel_pipeline).reconstruct(data, tau, sampler, steps, seed, progress,
+                                                               noise_scale=noise_scale)
 
 
 _synthesis_latents = LRU(8)  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame

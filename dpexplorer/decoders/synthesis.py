@@ -15,6 +15,8 @@ Generative Image Compression" trains such a GAN decoder from scratch, here it st
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.func import functional_call
 
@@ -44,6 +46,12 @@ class InterpolatedSynthesis:
             return self.g_s0
         weights = {**self.params(tau), **self.buffers}
         return lambda y: functional_call(self.g_s0, weights, (y,))
+
+    def endpoint(self) -> torch.nn.Module:
+        """A frozen copy of g_s0 holding θ₁ (what a training runs through, e.g. the latent residual's)."""
+        g_s1 = copy.deepcopy(self.g_s0)
+        g_s1.load_state_dict({**self.theta1, **self.buffers})
+        return g_s1.eval().requires_grad_(False)
 
     @torch.no_grad()
     def __call__(self, y: torch.Tensor, tau: float) -> torch.Tensor:

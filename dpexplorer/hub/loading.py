@@ -76,8 +76,7 @@ def get_codec(quality: int, arch: str | None = None, pretrained: bool = False) -
 
 def shipped_qualities() -> list[int]:
     """Qualities with trained codec weights in weights/, ascending."""
-    models = load_manifest()["models"].values()
-    return sorted({e["quality"] for e in models if e.get("kind") == "codec"})
+    return module_qualities("codec")
 
 
 # ---- the τ decoders' modules: each trained for one shipped codec, whose SHA-256 its entry records ----
@@ -132,6 +131,7 @@ def get_module(kind: str, quality: int, arch: str | None = None):
 
 
 def module_qualities(kind: str) -> list[int]:
+    """Qualities with `kind` weights ("codec", "latent", …) in weights/, ascending."""
     models = load_manifest()["models"].values()
     return sorted({e["quality"] for e in models if e.get("kind") == kind})
 

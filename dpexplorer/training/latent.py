@@ -108,14 +108,11 @@ def latent_and_rate(model, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 def target_synthesis(cfg: LatentTrainConfig, codec) -> nn.Module:
     """The frozen synthesis both stages train through: the codec's g_s, or θ₁ (`through_synthesis`)."""
-    g_s = codec.model.g_s
-    if cfg.through_synthesis:
-        from dpexplorer.hub.loading import get_synthesis
+    if not cfg.through_synthesis:
+        return codec.model.g_s.eval().requires_grad_(False)
+    from dpexplorer.hub.loading import get_synthesis
 
-        synth = get_synthesis(cfg.quality, codec.cfg.arch)
-        g_s = copy.deepcopy(g_s)
-        g_s.load_state_dict({**synth.theta1, **synth.buffers})
-    return g_s.eval().requires_grad_(False)
+    return get_synthesis(cfg.quality, codec.cfg.arch).endpoint()
 
 
 def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainLogger, device) -> nn.Module:
