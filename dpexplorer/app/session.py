@@ -108,14 +108,14 @@ FAMILIES: dict[str, DecoderFamily] = {
         False, *_decoder("synthesis")),
     "latent": DecoderFamily(
         "latent", "Latent diffusion + τ fusion",
-        "A diffusion model at latent resolution samples a perceptual latent from ŷ; τ blends it with ŷ "
-        "(ỹ = ŷ + τ·(y′ − ŷ)) before the codec's own synthesis transform.",
+        "A diffusion model at latent resolution samples a residual r̃ for ŷ; τ moves both the latent and "
+        "the synthesis weights: x̂ = g_s(ŷ + τ·r̃; θ_τ), θ₁ being the perceptual synthesis.",
         True, *_decoder("latent")),
     "pixel": DecoderFamily(
         "pixel", "Pixel diffusion + τ blend",
-        "A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail the codec's "
-        "decode x̂₀ lacks, given ŷ and x̂₀; τ blends the images (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps "
-        "change the sample (DDIM 10 vs DDPM 100: paper 001).",
+        "A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail that the "
+        "perceptual synthesis g_s(ŷ; θ₁) still lacks, given ŷ and that image; τ blends the codec's decode x̂₀ "
+        "and the sample x̃ (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps change the sample (paper 001).",
         True, *_decoder("pixel")),
 }
 

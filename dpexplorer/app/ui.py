@@ -257,7 +257,8 @@ def _plot(enc: session.Encoded, family, sampler, steps, seed, live: dict):
     own = None
     if family is not None:
         own = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed)).curve()
-    return dp_plot(load_curves(), live, quality=enc.quality, own_curve=own)
+    return dp_plot(load_curves(), live, quality=enc.quality, own_curve=own,
+                   family=family.key if family is not None else None)
 
 
 def render(state, family_key, tau, sampler, steps, seed, zoom_x, zoom_y, left="codec", progress=gr.Progress(),
@@ -541,7 +542,8 @@ def build_demo() -> gr.Blocks:
                 sampler = gr.Dropdown(session.sampler_choices(), value="ddpm", label="Sampler",  # best LPIPS on Kodak
                                       elem_id="sampler", visible=samples)
                 with gr.Row():
-                    steps = gr.Slider(1, 50, value=10, step=1, label="Steps", elem_id="steps", visible=samples,
+                    # up to DDPM 100, paper 001's many-step setting (a progress bar shows slow ones)
+                    steps = gr.Slider(1, 100, value=10, step=1, label="Steps", elem_id="steps", visible=samples,
                                       min_width=120)
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", visible=samples, min_width=80)
                 original = gr.Image(label="Original", format="png", interactive=False, elem_id="original", height=180)

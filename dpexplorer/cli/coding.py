@@ -121,8 +121,9 @@ def decoder_options(sp):
     sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
     sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")
-    sp.add_argument("--noise-scale", type=float, default=1.0,
-                    help="pixel decoder: scale of the initial noise (CDC's option; < 1 trades realism for fidelity)")
+    sp.add_argument("--noise-scale", type=float, default=None,
+                    help="pixel decoder: scale of the initial noise (CDC's option; < 1 trades realism for fidelity; "
+                         "1 = the plain sampler; default: the shipped weights' own, see weights/README.md)")
 
 
 def add_parsers(sub) -> None:

@@ -28,10 +28,11 @@ def cmd_eval(args) -> int:
     if not args.data:
         return _fail("eval needs --data DIR")
     decoders = args.decoders or (["plain", args.what] if args.what in ("latent", "synthesis") else
-                                 ["plain", "latent", "synthesis", "jpeg", "webp"])
+                                 EvalSettings.__dataclass_fields__["decoders"].default_factory())
     run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
                           samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
-                          extra=not args.no_extra, limit=args.limit, assets=args.assets))
+                          extra=not args.no_extra, limit=args.limit, assets=args.assets,
+                          pixel_settings=args.pixel_settings, slow_limit=args.slow_limit))
     return EXIT_OK
 
 
@@ -55,8 +56,12 @@ def eval_options(sp, default_out):
     sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
     sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
     sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
-    sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "synthesis", "jpeg", "webp"],
+    sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "synthesis", "pixel", "jpeg", "webp"],
                     default=None)
+    sp.add_argument("--pixel-settings", nargs="+", default=["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"],
+                    metavar="SAMPLER:STEPS", help="the pixel decoder's sampler/steps settings")
+    sp.add_argument("--slow-limit", type=int, default=None,
+                    help="pixel settings over 20 steps run on the first N images only (the output gives n)")
     sp.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=["ddim", "ddpm", "dpmsolver++"])
     sp.add_argument("--steps", type=int, default=10)
     sp.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])

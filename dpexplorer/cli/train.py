@@ -35,6 +35,11 @@ def cmd_train_pixel(args) -> int:
 
 
 def cmd_train_export(args) -> int:
+    if args.kind == "pixel":
+        from dpexplorer.training.pixel import export_pixel
+
+        print(json.dumps(export_pixel(args.checkpoint, notes=args.notes, noise_scale=args.noise_scale), indent=2))
+        return EXIT_OK
     from dpexplorer.training.export import export_codec
 
     images = None
@@ -70,6 +75,9 @@ def add_parsers(sub) -> None:
     tp.set_defaults(func=cmd_train_pixel)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
+    tx.add_argument("--kind", choices=["codec", "pixel"], default="codec", help="what the checkpoint holds")
+    tx.add_argument("--noise-scale", type=float, default=None,
+                    help="pixel: the initial-noise scale the weights decode with by default (1 if not given)")
     tx.add_argument("--notes", default="", help="free text for the model card")
     tx.add_argument("--check-data", default=None, help="measure fp16-vs-fp32 PSNR/bpp on 4 images of this folder")
     tx.set_defaults(func=cmd_train_export)

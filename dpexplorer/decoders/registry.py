@@ -48,7 +48,7 @@ def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_m
                                                                 tau_map=tau_map)
 
 
-def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None, noise_scale: float = 1.0) -> np.ndarray:
+def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None, noise_scale: float | None = None) -> np.ndarray:
     return _pipeline_for(data, get_pixel_pipeline).reconstruct(data, tau, sampler, steps, seed, progress,
                                                                noise_scale=noise_scale)
 
@@ -81,11 +81,12 @@ def takes_noise_scale(decoder: str) -> bool:
 
 def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
                      pretrained: bool = False, progress=None, decoder: str = "latent",
-                     tau_map: np.ndarray | None = None, noise_scale: float = 1.0) -> np.ndarray:
+                     tau_map: np.ndarray | None = None, noise_scale: float | None = None) -> np.ndarray:
     """Decode a .dpx: the plain decoder at τ = 0, the `decoder` family (see DECODERS) at τ > 0.
 
     `noise_scale` multiplies the sampler's initial noise (CDC's option; < 1 trades realism for
-    fidelity), for the families that have it (`takes_noise_scale`); 1 is the plain sampler.
+    fidelity), for the families that have it (`takes_noise_scale`); 1 is the plain sampler, None the
+    weights' own (their manifest config's `noise_scale`).
 
     `tau_map` (float32 H×W in [0, 1], the image's size) is τ per pixel; `tau` is then ignored. An
     all-zero map is the plain decoder; a family that cannot apply a map gets
@@ -96,7 +97,7 @@ def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     extra = {}
-    if noise_scale != 1.0:
+    if noise_scale is not None:
         if not takes_noise_scale(decoder):
             raise ValueError(f"the {decoder} decoder has no noise scale (the pixel decoder has)")
         extra["noise_scale"] = noise_scale

@@ -20,17 +20,18 @@ def load_curves(path: Path = CURVES_PATH) -> dict | None:
 
 
 SAMPLER_STYLES = {"ddim": "-", "ddpm": "--", "dpmsolver++": ":", "euler": "-."}
-FAMILY_MARKERS = {"latent": "o"}  # a τ sweep of another family (kind) is drawn with squares
+FAMILY_MARKERS = {"latent": "o", "pixel": "D"}  # a τ sweep of another family (kind) is drawn with squares
 QUALITY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
 
 def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "this image",
-            quality: int | None = None, own_curve: list[dict] | None = None):
+            quality: int | None = None, own_curve: list[dict] | None = None, family: str | None = None):
     """Distortion–perception plane (PSNR → right is better, LPIPS ↓ is better) with the Kodak curves.
 
     Read in seconds: the τ sweeps of `quality` in full colour (the others faint), the sampler as line
     style, the family (series "kind") as marker, the legend outside the axes; this image's τ curve (`own_curve`: dicts with tau, psnr,
-    lpips) and its live points (`live`: label → metrics) on the same axes.
+    lpips) and its live points (`live`: label → metrics) on the same axes. With `family`, only that τ
+    decoder's sweeps are drawn (with the codec decoder and the baselines).
     """
     import matplotlib
 
@@ -44,6 +45,8 @@ def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "th
             pts = series["points"]
             xs, ys = [p["psnr"] for p in pts], [p["lpips"] for p in pts]
             q = series.get("quality")
+            if family is not None and q is not None and series.get("kind") != family:
+                continue
             if q is None:  # codec decoder, JPEG, WebP: one curve over all qualities
                 ax.plot(xs, ys, series.get("style", "o-"), color="0.35", label=series["label"], alpha=0.9,
                         markersize=4, linewidth=1.2)
@@ -53,7 +56,10 @@ def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "th
             chosen = quality is None or q == quality
             label = series["label"] if chosen else (None if faint_labelled else "other qualities")
             faint_labelled = faint_labelled or not chosen
-            ax.plot(xs, ys, style, marker=FAMILY_MARKERS.get(series.get("kind"), "s"), color=colour, alpha=1.0 if chosen else 0.18,
+            marker = FAMILY_MARKERS.get(series.get("kind"), "s")
+            if (series.get("steps") or 0) > 20:  # the pixel decoder's many-step settings: thin diamonds
+                marker = "d"
+            ax.plot(xs, ys, style, marker=marker, color=colour, alpha=1.0 if chosen else 0.18,
                     markersize=3.5 if chosen else 2, linewidth=1.6 if chosen else 0.8, label=label,
                     zorder=3 if chosen else 1)
         ax.set_title(f"Kodak ({curves.get('images', '?')} images)" + (f", q{quality} highlighted" if quality else ""),

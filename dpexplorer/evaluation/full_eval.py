@@ -29,6 +29,7 @@ from dpexplorer.metrics.bd import bd_rate
 
 CURVES_SCHEMA = 1
 # "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.
+MODULE_DECODERS = ("latent", "synthesis", "pixel")  # decoders with weights of their own (cells keyed by them)
 CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed")
 QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
 
@@ -38,7 +39,7 @@ class EvalSettings:
     data: str
     out_dir: str = "results/eval"
     qualities: list[int] | None = None
-    decoders: list[str] = field(default_factory=lambda: ["plain", "latent", "synthesis", "jpeg", "webp"])
+    decoders: list[str] = field(default_factory=lambda: ["plain", "latent", "synthesis", "pixel", "jpeg", "webp"])
     samplers: list[str] = field(default_factory=lambda: ["ddim", "ddpm", "dpmsolver++"])
     steps: int = 10
     taus: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -46,6 +47,11 @@ class EvalSettings:
     extra: bool = True
     limit: int | None = None
     assets: str | None = None  # where to write the app's curves file
+    # the pixel decoder's SAMPLER:STEPS settings; those over `fast_steps` steps run on the first
+    # `slow_limit` images only (None: all), so their means are over that subset (the summary says n)
+    pixel_settings: list[str] = field(default_factory=lambda: ["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"])
+    slow_limit: int | None = None
+    fast_steps: int = 20
 
 
 def _key(cell: dict) -> tuple:
@@ -80,8 +86,8 @@ class CellStore:
 def run_eval(settings: EvalSettings) -> dict:
     from tqdm import tqdm
 
-    from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_synthesis, latent_qualities,
-                                        shipped_qualities, synthesis_qualities)
+    from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_pixel_pipeline, get_synthesis,
+                                        latent_qualities, pixel_qualities, shipped_qualities, synthesis_qualities)
     from dpexplorer.hub.manifest import find_entry
 
     out = Path(settings.out_dir)
@@ -93,6 +99,7 @@ def run_eval(settings: EvalSettings) -> dict:
     store = CellStore(out / "cells.jsonl")
     with_latent = "latent" in settings.decoders
     with_synthesis = "synthesis" in settings.decoders
+    with_pixel = "pixel" in settings.decoders
     provenance = {}
 
     total = len(images) * len(qualities)
@@ -103,24 +110,28 @@ def run_eval(settings: EvalSettings) -> dict:
             pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
             # every shipped module's hash, evaluated here or not: curves carried over from an earlier
             # run are only kept while their weights are the shipped ones (`write_curves`)
-            for kind, shipped in (("latent", latent_qualities()), ("synthesis", synthesis_qualities())):
+            for kind, shipped in (("latent", latent_qualities()), ("synthesis", synthesis_qualities()),
+                                  ("pixel", pixel_qualities())):
                 if q in shipped:
                     provenance[f"{kind}-q{q}"] = find_entry(kind, codec.cfg.arch, q)[1]["sha256"]
             synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
-            for path in images:
-                _eval_image(path, q, codec, pipeline, synth, provenance, settings, store, out)
+            pixel = get_pixel_pipeline(q) if with_pixel and q in pixel_qualities() else None
+            for i, path in enumerate(images):
+                slow = settings.slow_limit is None or i < settings.slow_limit
+                _eval_image(path, q, codec, pipeline, synth, pixel, slow, provenance, settings, store, out)
                 bar.update(1)
 
     for q in qualities:
         pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
         synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
-        if pipeline is not None or synth is not None:
-            tau_crops_figure(images[0], get_codec(q), pipeline, synth, settings, out / f"tau_crops_q{q}.png")
+        pixel = get_pixel_pipeline(q) if with_pixel and q in pixel_qualities() else None
+        if pipeline is not None or synth is not None or pixel is not None:
+            tau_crops_figure(images[0], get_codec(q), pipeline, synth, settings, out / f"tau_crops_q{q}.png", pixel=pixel)
 
     names = {p.name for p in images}
     cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in names
              and c.get("codec") == _short(provenance[f"codec-q{c['quality']}"])
-             and (c["decoder"] not in ("latent", "synthesis")
+             and (c["decoder"] not in MODULE_DECODERS
                   or c.get("model") == _short(provenance.get(f"{c['decoder']}-q{c['quality']}")))]
     result = summarize(cells, settings, provenance, len(images))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -136,7 +147,13 @@ def _short(sha256: str | None) -> str | None:
     return sha256[:16] if sha256 else None
 
 
-def _eval_image(path: Path, q: int, codec, pipeline, synth, provenance: dict, s: EvalSettings,
+def pixel_setting(setting: str) -> tuple[str, int]:
+    from dpexplorer.evaluation.pixel_eval import parse_setting
+
+    return parse_setting(setting)
+
+
+def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, provenance: dict, s: EvalSettings,
                 store: CellStore, out: Path) -> None:
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
     base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
@@ -150,6 +167,11 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, provenance: dict, s:
     if synth is not None:
         wanted += [dict(base_key, decoder="synthesis", model=_short(provenance[f"synthesis-q{q}"]), sampler=None,
                         steps=None, tau=t) for t in s.taus]
+    if pixel is not None:
+        for smp, steps in map(pixel_setting, s.pixel_settings):
+            if slow or steps <= s.fast_steps:
+                wanted += [dict(base_key, decoder="pixel", model=_short(provenance[f"pixel-q{q}"]), sampler=smp,
+                                steps=steps, tau=t) for t in s.taus]
     for fmt in ("jpeg", "webp"):
         if fmt in s.decoders:
             wanted.append(dict(base_key, decoder=fmt, sampler=None, steps=None, tau=None))
@@ -193,15 +215,19 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, provenance: dict, s:
         elif cell["decoder"] == "synthesis":
             recon = codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(cell["tau"]))
             m = {"bpp": bpp, **measure(recon)}
+        elif cell["decoder"] == "pixel":  # one sample per setting (cached); τ is a blend
+            recon = pixel.reconstruct(data, cell["tau"], cell["sampler"], cell["steps"], cell["seed"])
+            m = {"bpp": bpp, **measure(recon)}
         else:
             matched = baselines.match_rate(img, cell["decoder"], bpp)
             m = {"bpp": matched["bpp"], "setting": matched["setting"], **_measure(img, matched["image"], s.extra)}
         store.add({**cell, **m})
 
 
-def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: Path, size: int = 128) -> None:
-    """Zoomed crops (×3, nearest) of one image across τ, a row per latent sampler and one for the
-    perceptual synthesis: what the numbers mean."""
+def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: Path, size: int = 128,
+                     pixel=None) -> None:
+    """Zoomed crops (×3, nearest) of one image across τ, a row per latent sampler, one for the
+    perceptual synthesis and one per pixel-decoder setting: what the numbers mean."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,6 +243,9 @@ def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: 
              for smp in s.samplers] if pipeline is not None else [])
     if synth is not None:
         rows.append(("synthesis", lambda t: codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(t))))
+    if pixel is not None:
+        rows += [(f"pixel {smp} {steps}", lambda t, smp=smp, steps=steps: pixel.reconstruct(data, t, smp, steps, s.seed))
+                 for smp, steps in map(pixel_setting, s.pixel_settings)]
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.2 * len(cols), 2.4 * len(rows)), squeeze=False)
     for row, (name, decode) in enumerate(rows):
         for col, (title, im) in enumerate(cols):
@@ -264,8 +293,9 @@ def tau_bars(cells: list[dict]) -> list[dict]:
 
     groups = defaultdict(dict)
     for c in cells:
-        if c["decoder"] in ("latent", "synthesis") and c.get("hf_ratio") is not None:
-            row = groups[(c["quality"], c["decoder"], c["sampler"])].setdefault(c["image"], {"bpp": c["bpp"]})
+        if c["decoder"] in MODULE_DECODERS and c.get("hf_ratio") is not None:
+            sampler = f"{c['sampler']}:{c['steps']}" if c["decoder"] == "pixel" else c["sampler"]
+            row = groups[(c["quality"], c["decoder"], sampler)].setdefault(c["image"], {"bpp": c["bpp"]})
             row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"]}
     bars = []
     for (q, dec, smp), by_image in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
@@ -296,6 +326,8 @@ def bd_rates(means: list[dict], against_compressai: bool = True) -> dict:
                 curves[f"latent {m['sampler']} tau={m['tau']:g}"].append(m)
             elif m["decoder"] == "synthesis":
                 curves[f"synthesis tau={m['tau']:g}"].append(m)
+            elif m["decoder"] == "pixel":
+                curves[f"pixel {m['sampler']}:{m['steps']} tau={m['tau']:g}"].append(m)
             elif m["decoder"] in ("jpeg", "webp"):
                 curves[m["decoder"]].append(m)
         for name, pts in curves.items():
@@ -334,6 +366,12 @@ def curve_series(result: dict) -> list[dict]:
         if pts:
             series.append({"label": f"q{q} perceptual synthesis τ sweep", "kind": "synthesis", "quality": q,
                            "sampler": None, "style": "s-", "points": [_point(m) for m in pts]})
+        for smp, steps in sorted({(m["sampler"], m["steps"]) for m in means if m["decoder"] == "pixel" and m["quality"] == q}):
+            pts = sorted((m for m in means if m["decoder"] == "pixel" and m["quality"] == q and m["sampler"] == smp
+                          and m["steps"] == steps), key=lambda m: m["tau"])
+            series.append({"label": f"q{q} pixel τ sweep ({smp}, {steps} steps, {pts[0]['n']} images)", "kind": "pixel",
+                           "quality": q, "sampler": smp, "steps": steps, "style": "d-",
+                           "points": [_point(m) for m in pts]})
     for fmt, style in (("jpeg", "v--"), ("webp", "^--")):
         pts = sorted((m for m in means if m["decoder"] == fmt), key=lambda m: m["bpp"])
         if pts:
@@ -352,7 +390,7 @@ def _point(m: dict) -> dict:
 
 def _series_weights(series: dict, qualities) -> list[str]:
     """The provenance keys a series' numbers depend on."""
-    if series["kind"] in ("latent", "synthesis"):
+    if series["kind"] in MODULE_DECODERS:
         return [f"codec-q{series['quality']}", f"{series['kind']}-q{series['quality']}"]
     return [f"codec-q{q}" for q in qualities]
 
@@ -382,7 +420,7 @@ def write_curves(result: dict, path: Path) -> dict:
             old = None
     series = curve_series(result)
     series += carried_series(old, result)
-    order = ("plain", "latent", "synthesis", "jpeg", "webp")
+    order = ("plain", "latent", "synthesis", "pixel", "jpeg", "webp")
     series.sort(key=lambda s: (order.index(s["kind"]) if s["kind"] in order else len(order), s.get("quality") or 0))
     curves = {"schema": CURVES_SCHEMA, "generated_by": result["generated_by"], "date": result["date"],
               "data": result["data"], "images": result["images"], "weights": result["weights"],
@@ -410,7 +448,7 @@ def plot_all(result: dict, out: Path, series: list[dict] | None = None) -> None:
         faint = {"alpha": 0.35, "markersize": 3} if s["kind"] == "latent" else {"markersize": 4}
         axes[2].plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], s["style"], label=s["label"], **faint)
     for q in sorted({m["quality"] for m in result["means"]}):
-        taus1 = [m for m in result["means"]
+        taus1 = [m for m in result["means"]  # the pixel settings: in the D–P plane only (too many for these)
                  if m["decoder"] in ("latent", "synthesis") and m["quality"] == q and m["tau"] == 1.0]
         for m in taus1:
             name = f"latent τ=1 ({m['sampler']})" if m["decoder"] == "latent" else "synthesis τ=1"
@@ -436,7 +474,8 @@ def format_summary(result: dict) -> str:
     lines = [f"{'q':>2} {'decoder':9} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5}"]
     for m in result["means"]:
         tau = "" if m["tau"] is None else f"{m['tau']:.2f}"
-        lines.append(f"{m['quality']:>2} {m['decoder']:9} {m['sampler'] or '':12} {tau:>5} {m['bpp']:7.4f} "
+        sampler = f"{m['sampler']}:{m['steps']}" if m["decoder"] == "pixel" else m["sampler"] or ""
+        lines.append(f"{m['quality']:>2} {m['decoder']:9} {sampler:12} {tau:>5} {m['bpp']:7.4f} "
                      f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
     for k, v in result["bd_rate"].items():
         lines.append(f"BD-rate {k}: " + ("n/a (the curves' ranges do not overlap)" if math.isnan(v) else f"{v:+.1f}%"))

@@ -39,7 +39,7 @@ def _measure(ref, test) -> dict:
             "hf": hf_energy_ratio(ref, test)}
 
 
-def evaluate_images(pipeline, paths, settings=SETTINGS, taus=(1.0,), seed: int = 0, noise_scale: float = 1.0,
+def evaluate_images(pipeline, paths, settings=SETTINGS, taus=(1.0,), seed: int = 0, noise_scale: float | None = None,
                     fast_steps: int = 20, slow_limit: int | None = None, log=print) -> list[dict]:
     """Per image: bpp, the plain decoder's metrics, and each setting's at each τ (and its sampling time)."""
     rows = []
@@ -142,7 +142,15 @@ def _pipelines(args):
         if codec.weights_sha256 != state["codec_sha256"]:
             raise WeightsError(f"{args.checkpoint} was trained for other codec weights than the shipped "
                                f"{state['arch']} q{state['quality']}")
-        return [(f"q{state['quality']} checkpoint step {state['step']}", PixelPipeline(codec, den))]
+        synthesis = None
+        if den.cfg["base"] == "synthesis":
+            from dpexplorer.hub.loading import get_synthesis
+            from dpexplorer.hub.manifest import find_entry
+
+            if find_entry("synthesis", state["arch"], state["quality"])[1]["sha256"] != state["synthesis_sha256"]:
+                raise WeightsError(f"{args.checkpoint} was trained on other synthesis weights than the shipped ones")
+            synthesis = get_synthesis(state["quality"], state["arch"])
+        return [(f"q{state['quality']} checkpoint step {state['step']}", PixelPipeline(codec, den, synthesis=synthesis))]
     qualities = args.qualities or pixel_qualities()
     if not qualities:
         raise WeightsError("no pixel decoder weights are shipped (train one: dpexplorer train pixel; "
@@ -162,7 +170,8 @@ def add_arguments(p) -> None:
                    help="settings with more than --fast-steps steps run on the first N images only")
     p.add_argument("--fast-steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noise-scale", type=float, default=1.0, help="CDC's initial-noise scale (1 = plain sampler)")
+    p.add_argument("--noise-scale", type=float, default=None,
+                   help="CDC's initial-noise scale (1 = plain sampler; default: the weights' own)")
     p.add_argument("--out", default=None, help="JSON file with per-image rows and summaries")
 
 

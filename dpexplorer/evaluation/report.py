@@ -35,9 +35,16 @@ def results_markdown(result: dict, assets: Path, page: Path) -> str:
              "", "| q | decoder | sampler | τ | bpp | PSNR | MS-SSIM | LPIPS | HF ratio | FLIP | SSIMULACRA2 | NLPD | MS-GMSD |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {"plain": 0, "synthesis": 1, "latent": 2, "pixel": 3, "jpeg": 4, "webp": 5}  # others last
+
+    def sampler(m) -> str:
+        """The sampler; for the pixel decoder with its steps, and the image count where it ran on a subset."""
+        if m["decoder"] != "pixel":
+            return m["sampler"] or ""
+        return f"{m['sampler']} {m['steps']}" + (f" (first {m['n']} images)" if m["n"] < result["images"] else "")
+
     for m in sorted(means, key=lambda m: (m["quality"], order.get(m["decoder"], len(order)), m["sampler"] or "",
-                                          m["tau"] or 0)):
-        lines.append(f"| {m['quality']} | {m['decoder']} | {m['sampler'] or ''} | "
+                                          m.get("steps") or 0, m["tau"] or 0)):
+        lines.append(f"| {m['quality']} | {m['decoder']} | {sampler(m)} | "
                      f"{'' if m['tau'] is None else format(m['tau'], '.2f')} | {_fmt(m['bpp'], '.4f')} | "
                      f"{_fmt(m['psnr'], '.2f')} | {_fmt(m['ms_ssim'], '.4f')} | {_fmt(m['lpips'], '.4f')} | "
                      f"{_fmt(m['hf_ratio'], '.2f')} | {_fmt(m['flip'], '.4f')} | {_fmt(m['ssimulacra2'], '.2f')} | "
@@ -60,7 +67,7 @@ def bench_markdown(r: dict) -> str:
 
 
 def run_report(data: str, home: Path | None = None, out: str = "results/report", bench_image: str | None = None,
-               extra: bool = True) -> Path:
+               extra: bool = True, slow_limit: int | None = 4) -> Path:
     """Evaluation, assets, manifest means and benchmark → `docs/results.md` of `home` (the checkout)."""
     from dpexplorer.evaluation.bench import run_bench
     from dpexplorer.evaluation.codec_eval import record_in_manifest
@@ -69,7 +76,9 @@ def run_report(data: str, home: Path | None = None, out: str = "results/report",
 
     home = home or data_home()
     assets, page = home / "assets", home / "docs" / "results.md"
-    result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json")))
+    # the pixel decoder's many-step settings (DDIM 50, DDPM 100) on the first `slow_limit` images
+    result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json"),
+                                   slow_limit=slow_limit))
     shutil.copyfile(Path(out) / "dp_curves.png", assets / "kodak_dp_curves.png")
     for crops in sorted(Path(out).glob("tau_crops_q*.png")):
         shutil.copyfile(crops, assets / f"kodak_{crops.name}")

@@ -86,13 +86,18 @@ def _latent_pipeline(codec, entry: dict, state: dict, directory: str):
 
     denoiser = LatentDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
-    synthesis = None
-    if "synthesis_sha256" in entry:  # its residual was trained through θ₁: it decodes through θ_τ
-        _, synth_entry = find_entry("synthesis", entry["arch"], entry["quality"], Path(directory))
-        if synth_entry["sha256"] != entry["synthesis_sha256"]:
-            raise WeightsError(f"the latent module of q{entry['quality']} was trained through other synthesis weights")
-        synthesis = _cached_module("synthesis", entry["quality"], entry["arch"], directory)
-    return LatentPipeline(codec, denoiser, synthesis=synthesis)
+    # its residual was trained through θ₁: it decodes through θ_τ
+    return LatentPipeline(codec, denoiser, synthesis=_trained_synthesis(entry, directory))
+
+
+def _trained_synthesis(entry: dict, directory: str):
+    """The shipped perceptual synthesis a module was trained on (its entry's `synthesis_sha256`), or None."""
+    if "synthesis_sha256" not in entry:
+        return None
+    _, synth_entry = find_entry("synthesis", entry["arch"], entry["quality"], Path(directory))
+    if synth_entry["sha256"] != entry["synthesis_sha256"]:
+        raise WeightsError(f"the {entry['kind']} module of q{entry['quality']} was trained on other synthesis weights")
+    return _cached_module("synthesis", entry["quality"], entry["arch"], directory)
 
 
 def _pixel_pipeline(codec, entry: dict, state: dict, directory: str):
@@ -101,7 +106,7 @@ def _pixel_pipeline(codec, entry: dict, state: dict, directory: str):
 
     denoiser = PixelDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
-    return PixelPipeline(codec, denoiser)
+    return PixelPipeline(codec, denoiser, synthesis=_trained_synthesis(entry, directory))
 
 
 def _interpolated_synthesis(codec, entry: dict, state: dict, directory: str):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dpexplorer.io.images import list_images, load_image
 
@@ -58,3 +59,35 @@ class CropSampler:
                 patch = patch.flip(1)
             out[i] = patch
         return out.float().div_(255.0)
+
+
+class MultiScaleCropSampler(CropSampler):
+    """Crops of `crop` px from the photo downscaled by s ~ U[min_scale, 1]: a crop/s window resized
+    with an antialiased filter (the same pixels as downscaling the whole photo, then cropping)."""
+
+    def __init__(self, folder, crop: int, min_scale: float, seed: int = 0, **kw):
+        super().__init__(folder, crop, seed=seed, **kw)
+        self.min_scale = min_scale
+
+    def batch(self, size: int) -> torch.Tensor:
+        if self.min_scale >= 1:
+            return super().batch(size)
+        out = torch.empty(size, 3, self.crop, self.crop)
+        for i in range(size):
+            img = self.images[self.rng.integers(len(self.images))]
+            _, h, w = img.shape
+            s = self.rng.uniform(self.min_scale, 1.0)
+            win = min(int(round(self.crop / s)), h, w)
+            top, left = self.rng.integers(h - win + 1), self.rng.integers(w - win + 1)
+            patch = img[:, top:top + win, left:left + win][None].float().div(255.0)
+            if win != self.crop:
+                patch = F.interpolate(patch, size=(self.crop, self.crop), mode="bicubic", antialias=True,
+                                      align_corners=False)
+                # the 8-bit photo the codec would be given
+                patch = patch.clamp(0, 1).mul(255).round().div(255)
+            if self.rng.random() < 0.5:
+                patch = patch.flip(3)
+            if self.rng.random() < 0.5:
+                patch = patch.flip(2)
+            out[i] = patch[0]
+        return out

@@ -1,10 +1,11 @@
 """Training the pixel-space diffusion decoder (dpexplorer/decoders/pixel/) on a frozen, shipped codec (issue 18).
 
-From exactly the ŷ = round(y − μ) + μ the decoder gets, and the 8-bit plain decode x̂₀ = g_s(ŷ), the
-denoiser learns the residual r = (x − x̂₀) / s (s: its standard deviation, measured on the first
-batches) under the noise schedule every sampler shares, with the loss of papers 001 and 002
+From exactly the ŷ = round(y − μ) + μ the decoder gets, and the 8-bit base image x_b (the plain decode
+g_s(ŷ), or with `base` "synthesis" the shipped perceptual synthesis g_s(ŷ; θ₁)), the denoiser learns the
+residual r = (x − x_b) / s (s: its standard deviation, measured on the first batches) under the noise
+schedule every sampler shares, with the loss of papers 001 and 002
 
-    ‖prediction − target‖²  +  ρ · LPIPS(x̂₀ + s·r̂₀, x)
+    ‖prediction − target‖²  +  ρ · LPIPS(x_b + s·r̂₀, x)
 
 where the prediction is r₀ itself (`prediction_type` "sample", CDC's x-parameterisation) or the noise
 ε (paper 001), and r̂₀ is the clean residual the prediction implies at that timestep.
@@ -22,16 +23,18 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from dpexplorer.decoders.pixel.denoiser import BASES
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
-from dpexplorer.training.data import CropSampler
+from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
 from dpexplorer.training.latent import latent_and_rate
 
 
@@ -40,13 +43,17 @@ class PixelTrainConfig(RunConfig):
     run_kind: ClassVar[str] = "pixel"
     steps: int = 200000
     crop: int = 128  # a multiple of 64 (the codec's padding), so crops need none
+    min_scale: float = 0.5  # crops of the photo downscaled by U[min_scale, 1], for smooth content (as θ₁'s)
     lr: float = 2e-4
     prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
     rho: float = 0.9  # weight of LPIPS on the predicted clean image (papers 001 and 002 use 0.9)
-    width: int = 48  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
-    mults: str = "1,2,4"
+    width: int = 32  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
+    mults: str = "1,2,2"
     blocks: int = 1
     space_to_depth: int = 4
+    base: str = field(default="synthesis", metadata={
+        "choices": BASES, "help": "the image the residual is sampled over: the codec's g_s(ŷ), or the shipped "
+                                  "perceptual synthesis g_s(ŷ; θ₁) (its SHA-256 goes into the weights' entry)"})
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
@@ -54,22 +61,23 @@ class PixelTrainConfig(RunConfig):
     def denoiser_config(self, latent_channels: int) -> dict:
         return dict(latent_channels=latent_channels, space_to_depth=self.space_to_depth, width=self.width,
                     mults=tuple(int(m) for m in self.mults.split(",")), blocks=self.blocks, attention=(),
-                    prediction_type=self.prediction_type)
+                    prediction_type=self.prediction_type, base=self.base)
 
 
-def receiver_view(model, x: torch.Tensor, arch: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ŷ, x̂₀) of a batch: the decoder's latent and its plain decode as 8-bit pixels (what inference conditions on)."""
+def receiver_view(model, x: torch.Tensor, base_g_s) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ŷ, x_b) of a batch: the decoder's latent and the base image `base_g_s`(ŷ) as 8-bit pixels (what
+    inference conditions on)."""
     y_hat, _ = latent_and_rate(model, model.g_a(x))
-    return y_hat, model.g_s(y_hat).clamp(0, 1).mul(255).round().div(255)
+    return y_hat, base_g_s(y_hat).clamp(0, 1).mul(255).round().div(255)
 
 
 @torch.no_grad()
-def measure_scales(model, sampler: CropSampler, arch: str, batch: int, device, batches: int = 4):
-    """(std of x − x̂₀ over all pixels, per-channel std of ŷ) on the first crops."""
+def measure_scales(model, sampler: CropSampler, base_g_s, batch: int, device, batches: int = 4):
+    """(std of x − x_b over all pixels, per-channel std of ŷ) on the first crops."""
     res, ys = [], []
     for _ in range(batches):
         x = sampler.batch(batch).to(device)
-        y_hat, base = receiver_view(model, x, arch)
+        y_hat, base = receiver_view(model, x, base_g_s)
         res.append((x - base).flatten())
         ys.append(y_hat.transpose(0, 1).flatten(1))
     return torch.cat(res).std().clamp_min(1e-3), torch.cat(ys, 1).std(1).clamp_min(1e-2)
@@ -94,6 +102,13 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     torch.manual_seed(cfg.seed)
     codec = codec or load_codec(cfg.quality, cfg.arch)
     arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
+    base_g_s, synthesis_sha256 = model.g_s, None
+    if cfg.base == "synthesis":  # θ₁ of the shipped perceptual synthesis, frozen
+        from dpexplorer.hub.loading import get_synthesis
+        from dpexplorer.hub.manifest import find_entry
+
+        base_g_s = get_synthesis(codec.cfg.quality, arch).endpoint().to(device)
+        synthesis_sha256 = find_entry("synthesis", arch, codec.cfg.quality)[1]["sha256"]
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")
     ckpt = run_dir / "last.pt"
@@ -101,11 +116,11 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     den = PixelDenoiser(**cfg.denoiser_config(codec.cfg.M)).to(device).train()
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, wall = resume(ckpt, device, {"denoiser": den, "opt": opt})
-    sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed * 1000 + step)
+    sampler = MultiScaleCropSampler(cfg.data, cfg.crop, cfg.min_scale, seed=cfg.seed * 1000 + step)
     if step:
         log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
     else:
-        residual_scale, cond_scale = measure_scales(model, sampler, arch, cfg.batch, device)
+        residual_scale, cond_scale = measure_scales(model, sampler, base_g_s, cfg.batch, device)
         den.residual_scale.copy_(residual_scale)
         den.cond_scale.copy_(cond_scale)
     log(f"config {asdict(cfg)} codec {codec.source} {codec.weights_sha256[:12]} device={device} "
@@ -117,7 +132,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     def save():
         atomic_save({"denoiser": den.state_dict(), "opt": opt.state_dict(), "step": step,
                      "wall_s": time.time() - t0, "config": asdict(cfg), "denoiser_config": den.config(),
-                     "codec_sha256": codec.weights_sha256, "quality": codec.cfg.quality, "arch": arch}, ckpt)
+                     "codec_sha256": codec.weights_sha256, "synthesis_sha256": synthesis_sha256,
+                     "quality": codec.cfg.quality, "arch": arch}, ckpt)
 
     t0, session = time.time() - wall, time.time()
     means = RunningMeans(log, _describe, t0)
@@ -125,7 +141,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     while cfg.within_budget(step, session):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():
-            y_hat, base = receiver_view(model, x, arch)
+            y_hat, base = receiver_view(model, x, base_g_s)
         r0 = (x - base) / s
         noise = torch.randn_like(r0)
         t = torch.randint(0, sched.config.num_train_timesteps, (x.shape[0],), device=device)
@@ -165,19 +181,31 @@ def load_denoiser(path: str | Path):
     return den, state
 
 
-def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "") -> dict:
-    """A training checkpoint → weights/pixel-<arch>-q<q>.safetensors + its manifest entry (with the codec's hash)."""
+def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "",
+                 noise_scale: float | None = None) -> dict:
+    """A training checkpoint → weights/pixel-<arch>-q<q>.safetensors + its manifest entry (with the codec's hash).
+    `noise_scale`: the initial-noise scale the weights decode with by default (chosen on training photos)."""
     from dpexplorer.hub.files import save_weights
     from dpexplorer.hub.manifest import model_name
 
     den, state = load_denoiser(path)
+    if noise_scale is not None:
+        if not 0.0 < noise_scale <= 2.0:
+            raise ValueError(f"noise scale must be in (0, 2], got {noise_scale}")
+        den.cfg["noise_scale"] = float(noise_scale)
     cfg = state["config"]
+    config = {k: v for k, v in cfg.items() if k not in ("data", "workdir", "run_name", "threads", "minutes",
+                                                        "steps", "checkpoint_every_s")}
     meta = {"kind": "pixel", "arch": state["arch"], "quality": state["quality"], "codec_sha256": state["codec_sha256"],
-            "config": den.config(), "data": cfg["data"], "notes": notes,
-            "training": {"steps": state["step"], "wall_hours": round(state["wall_s"] / 3600, 3),
-                         "rho": cfg["rho"], "batch": cfg["batch"], "crop": cfg["crop"]}}
-    return save_weights(den.state_dict(), model_name("pixel", state["arch"], state["quality"]), meta,
-                        directory=directory)
+            **({"synthesis_sha256": state["synthesis_sha256"]} if state.get("synthesis_sha256") else {}),
+            "recipe": f"recipes/pixel-q{state['quality']}.toml", "exported": date.today().isoformat(),
+            "config": den.config(),
+            "training": {"data": cfg["data"], "steps": state["step"], "wall_hours": round(state["wall_s"] / 3600, 3),
+                         "config": config, "notes": notes}}
+    weights = den.state_dict()
+    # convolution kernels in float16 (the shipped decoders' samples are checked against float32: docs/pixel-decoder.md)
+    return save_weights(weights, model_name("pixel", state["arch"], state["quality"]), meta,
+                        fp16=lambda k: k.endswith(".weight") and weights[k].ndim == 4, directory=directory)
 
 
 def main(argv=None):

@@ -8,16 +8,21 @@ from dpexplorer.io.images import save_png
 from helpers import REPO
 
 
-def _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch):
-    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
-
-    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+def _images(tmp_path):
+    """Two random 64×96 images in a folder."""
     data = tmp_path / "imgs"
     data.mkdir()
     rng = np.random.default_rng(0)
     for i in range(2):
         save_png(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), data / f"im{i}.png")
-    settings = EvalSettings(data=str(data), out_dir=str(tmp_path / "out"), samplers=["ddim", "ddpm"], steps=2,
+    return data
+
+
+def _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch):
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    settings = EvalSettings(data=str(_images(tmp_path)), out_dir=str(tmp_path / "out"), samplers=["ddim", "ddpm"], steps=2,
                             taus=[0.0, 1.0], extra=False, assets=str(tmp_path / "curves.json"))
     return settings, run_eval(settings)
 
@@ -64,6 +69,43 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     assert kinds == {"plain", "latent", "synthesis", "jpeg", "webp"}
 
 
+def test_eval_covers_the_pixel_decoder_per_setting_with_a_slow_subset(tmp_path, tiny_weights_dir, monkeypatch):
+    import shutil
+
+    from dpexplorer.evaluation.full_eval import EvalSettings, run_eval
+    from dpexplorer.hub.files import save_weights
+    from dpexplorer.hub.manifest import find_entry, model_name
+
+    from helpers import tiny_pixel_denoiser
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    _, codec_entry = find_entry("codec", None, 1, weights)
+    den = tiny_pixel_denoiser()
+    den.cfg["base"] = "synthesis"
+    meta = {"kind": "pixel", "arch": codec_entry["arch"], "quality": 1, "codec_sha256": codec_entry["sha256"],
+            "synthesis_sha256": find_entry("synthesis", None, 1, weights)[1]["sha256"], "config": den.config()}
+    save_weights(den.state_dict(), model_name("pixel", codec_entry["arch"], 1), meta, directory=weights)
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
+    settings = EvalSettings(data=str(_images(tmp_path)), out_dir=str(tmp_path / "out"), decoders=["plain", "pixel"],
+                            taus=[0.0, 0.5, 1.0], extra=False, assets=str(tmp_path / "curves.json"),
+                            pixel_settings=["ddim:2", "ddpm:3"], slow_limit=1, fast_steps=2)
+    result = run_eval(settings)
+    pixel = {(m["sampler"], m["steps"], m["tau"]): m for m in result["means"] if m["decoder"] == "pixel"}
+    assert set(pixel) == {(s, n, t) for s, n in (("ddim", 2), ("ddpm", 3)) for t in (0.0, 0.5, 1.0)}
+    assert pixel[("ddim", 2, 1.0)]["n"] == 2 and pixel[("ddpm", 3, 1.0)]["n"] == 1  # the slow subset
+    plain = next(m for m in result["means"] if m["decoder"] == "plain")
+    assert pixel[("ddim", 2, 0.0)]["psnr"] == pytest.approx(plain["psnr"])  # τ = 0 is the plain decoder
+    assert pixel[("ddim", 2, 1.0)]["psnr"] != pytest.approx(plain["psnr"])
+    bars = {(b["decoder"], b["sampler"]): b for b in result["tau_bar"]}
+    assert set(bars) == {("pixel", "ddim:2"), ("pixel", "ddpm:3")} and bars[("pixel", "ddpm:3")]["images"] == 1
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    series = [s for s in curves["series"] if s["kind"] == "pixel"]
+    assert sorted((s["sampler"], s["steps"]) for s in series) == [("ddim", 2), ("ddpm", 3)]
+    assert curves["weights"]["pixel-q1"] == find_entry("pixel", None, 1, weights)[1]["sha256"]
+    assert (tmp_path / "out" / "tau_crops_q1.png").stat().st_size > 0
+
+
 def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, monkeypatch):
     """assets/kodak_curves.json has the schema the command writes and the hashes of the shipped weights."""
     shipped = REPO / "assets" / "kodak_curves.json"
@@ -79,7 +121,7 @@ def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, mon
     assert set(committed["settings"]) == set(fresh["settings"])
     for series in committed["series"]:
         # "measured": the date of the earlier run a carried-over series comes from (same weights)
-        assert set(series) <= {"label", "kind", "style", "points", "quality", "sampler", "measured"}
+        assert set(series) <= {"label", "kind", "style", "points", "quality", "sampler", "steps", "measured"}
         assert all({"bpp", "psnr", "lpips", "quality"} <= set(p) for p in series["points"])
     monkeypatch.delenv("DPEXPLORER_WEIGHTS")
     shipped_hashes = {e["sha256"] for e in load_manifest()["models"].values()}

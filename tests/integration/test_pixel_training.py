@@ -2,12 +2,14 @@
 families, its evaluation and the bench's step timings, on a tiny untrained codec."""
 
 import argparse
+import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from dpexplorer.errors import WeightsError
 from dpexplorer.io.images import save_png
 
 from helpers import tiny_pixel_denoiser
@@ -32,7 +34,7 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     add_config_arguments(p, PixelTrainConfig)
     [cfg] = configs_from_args(p.parse_args(["--data", str(photos), "--quality", "1", "--workdir", str(tmp_path / "w"),
                                          "--steps", "2", "--batch", "2", "--crop", "64", "--threads", "1",
-                                         "--width", "16", "--mults", "1,2", "--prediction-type", "epsilon",
+                                         "--width", "16", "--mults", "1,2", "--prediction-type", "epsilon", "--base", "plain",
                                          "--run-name", "t"]), PixelTrainConfig)
     assert cfg.rho == PixelTrainConfig.rho and cfg.prediction_type == "epsilon"
     ckpt = train_pixel(cfg, codec=codec)
@@ -61,6 +63,51 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     from dpexplorer.app.session import FAMILIES
 
     assert 1 in FAMILIES["pixel"].qualities()
+
+
+def test_a_synthesis_base_records_theta1_and_the_loader_checks_it(tmp_path, tiny_weights_dir, photo, monkeypatch):
+    from dpexplorer.decoders.registry import decode_file, reconstruct_file
+    from dpexplorer.hub.loading import get_codec, get_pixel_pipeline, load_codec
+    from dpexplorer.hub.manifest import find_entry
+    from dpexplorer.training.pixel import PixelTrainConfig, train_pixel
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(np.random.default_rng(1).integers(0, 256, (80, 96, 3), dtype=np.uint8), photos / "p.png")
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
+    cfg = PixelTrainConfig(data=str(photos), quality=1, workdir=str(tmp_path / "w"), steps=1, batch=1, crop=64,
+                           threads=1, width=16, mults="1,2", base="synthesis", run_name="s")
+    ckpt = train_pixel(cfg, codec=load_codec(1, None, weights))
+    from dpexplorer.cli import main
+
+    assert main(["train", "export", "--kind", "pixel", str(ckpt), "--noise-scale", "0.5"]) == 0  # → $DPEXPLORER_WEIGHTS
+    _, entry = find_entry("pixel", None, 1, weights)
+    assert entry["recipe"] == "recipes/pixel-q1.toml" and entry["training"]["config"]["base"] == "synthesis"
+    assert entry["config"]["noise_scale"] == 0.5
+    theta1_sha = find_entry("synthesis", entry["arch"], 1, weights)[1]["sha256"]
+    assert entry["config"]["base"] == "synthesis" and entry["synthesis_sha256"] == theta1_sha
+    data = get_codec(1).encode(photo)
+    assert np.array_equal(reconstruct_file(data, 0.0, decoder="pixel"), decode_file(data))
+    assert reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel").shape == photo.shape
+    pipe = get_pixel_pipeline(1)
+    assert pipe._base_g_s is not None and pipe.noise_scale() == 0.5 and pipe.noise_scale(1.0) == 1.0
+    # the weights' own noise scale is the default: the same sample as asking for it
+    assert np.array_equal(reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel"),
+                          reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", noise_scale=0.5))
+    assert not np.array_equal(reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel"),
+                              reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", noise_scale=1.0))
+
+    manifest = weights / "manifest.json"
+    models = json.loads(manifest.read_text())
+    next(e for e in models["models"].values() if e["kind"] == "pixel")["synthesis_sha256"] = "0" * 64
+    manifest.write_text(json.dumps(models))
+    from dpexplorer.hub import loading
+
+    loading._cached_module.cache_clear()
+    with pytest.raises(WeightsError, match="other synthesis weights"):
+        get_pixel_pipeline(1)
 
 
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):

@@ -75,7 +75,8 @@ def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
 
 
 def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
-    from dpexplorer.training.synthesis import MultiScaleCropSampler, SynthesisTrainConfig, train_synthesis
+    from dpexplorer.training.data import MultiScaleCropSampler
+    from dpexplorer.training.synthesis import SynthesisTrainConfig, train_synthesis
 
     data = tmp_path / "photos"
     data.mkdir()

@@ -52,6 +52,35 @@ def test_tau0_is_the_plain_decoder_bit_for_bit_and_tau_changes_cost_no_network_p
     assert len(calls) == 3
 
 
+def test_a_synthesis_base_samples_over_theta1_and_blends_from_the_plain_decode(tiny_codec, data):
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
+
+    g_s = tiny_codec.model.g_s
+    theta1 = {k: p.detach() + 0.05 * torch.randn_like(p) for k, p in g_s.named_parameters()}
+    synthesis = InterpolatedSynthesis(g_s, theta1)
+    den = tiny_pixel_denoiser()
+    den.cfg["base"] = "synthesis"
+    pipe = PixelPipeline(tiny_codec, den, synthesis=synthesis)
+    plain = tiny_codec.decode(data).x_hat
+    y_hat, bs = tiny_codec.decode_latent(data)
+    theta1_image = tiny_codec.synthesize(y_hat, bs.height, bs.width, g_s=synthesis.at(1.0))
+    assert not np.array_equal(theta1_image, plain)
+    assert np.array_equal(pipe.base(data)[:96, :128], theta1_image)  # conditioned on, and sampled over, θ₁
+    assert np.array_equal(pipe.plain(data), plain)
+    assert np.array_equal(pipe.reconstruct(data, 0.0), plain)  # τ = 0 is still the plain decoder
+    x1 = pipe.reconstruct(data, 1.0, "ddim", 2, 0)
+    expected = np.rint(plain.astype(np.float32) + 0.5 * (x1.astype(np.float32) - plain)).astype(np.uint8)
+    assert np.array_equal(pipe.reconstruct(data, 0.5, "ddim", 2, 0), expected)  # the blend starts at x̂₀
+    with pytest.raises(ValueError, match="needs the perceptual synthesis"):
+        PixelPipeline(tiny_codec, den)
+    with pytest.raises(ValueError, match="needs no synthesis"):
+        PixelPipeline(tiny_codec, tiny_pixel_denoiser(), synthesis=synthesis)
+    with pytest.raises(ValueError, match="unknown base"):
+        PixelDenoiser(24, base="theta")
+
+
 def test_samplers_seeds_progress_and_prediction_types(tiny_codec, data):
     from dpexplorer.decoders.pixel.pipeline import PixelPipeline
 
@@ -80,7 +109,7 @@ def test_tiles_blend_to_the_untiled_prediction_for_a_local_denoiser(tiny_codec, 
     assert float(ramp(64, True, True, 16).min()) > 0
 
     class Local(torch.nn.Module):
-        prediction_type, multiple = "sample", 8
+        prediction_type, multiple, cfg = "sample", 8, {"base": "plain"}
         residual_scale = torch.tensor(0.05)
 
         def forward(self, r_t, t, x_base, y_hat):

@@ -11,9 +11,11 @@ from dpexplorer.cli import build_parser
 from dpexplorer.training.codec import CodecTrainConfig
 from dpexplorer.training.common import add_config_arguments, configs_from_args, load_recipe, recipe_configs
 from dpexplorer.training.latent import LatentTrainConfig
+from dpexplorer.training.pixel import PixelTrainConfig
 from dpexplorer.training.synthesis import SynthesisTrainConfig
 
-CONFIGS = {"codec": CodecTrainConfig, "latent": LatentTrainConfig, "synthesis": SynthesisTrainConfig}
+CONFIGS = {"codec": CodecTrainConfig, "latent": LatentTrainConfig, "synthesis": SynthesisTrainConfig,
+           "pixel": PixelTrainConfig}
 
 
 def _parse(config_cls, argv):
@@ -113,7 +115,7 @@ def test_every_shipped_model_points_to_its_recipe():
             assert last.loss_weights() == training["weights"]
             assert last.width == entry["config"]["width"] and last.blocks == entry["config"]["blocks"]
             assert last.through_synthesis == ("synthesis_sha256" in entry)
-        if entry["kind"] == "synthesis":
+        if entry["kind"] in ("synthesis", "pixel"):
             assert last.steps == training["steps"]
             assert {k: getattr(last, k) for k in training["config"] if k != "arch"} == {
                 k: v for k, v in training["config"].items() if k != "arch"}

@@ -1,7 +1,8 @@
 """The pixel-space denoiser: a U-Net on a space-to-depth image, conditioned on what the receiver has.
 
-Input at each step: the noisy residual r_t (the detail g_s(ŷ) lacks, r = x − x̂₀, divided by a scale
-measured on the training data) and the plain decode x̂₀ = g_s(ŷ) as 8-bit pixels, concatenated; ŷ
+Input at each step: the noisy residual r_t (the detail the base image lacks, r = x − x_base, divided by a
+scale measured on the training data) and x_base as 8-bit pixels (the plain decode x̂₀ = g_s(ŷ), or the
+perceptual synthesis g_s(ŷ; θ₁): `BASES`), concatenated; ŷ
 itself enters at the U-Net level whose stride matches its 1/16 grid. With `space_to_depth` = 4 the
 image becomes 4×4 = 16 times as many channels at ¼ resolution, so every convolution runs on 1/16 of
 the positions ("pixel unshuffle", as in ESPCN / Real-ESRGAN); the output is shuffled back. The paper
@@ -17,15 +18,20 @@ import torch.nn.functional as F
 from dpexplorer.decoders.latent.denoiser import ResBlock, timestep_embedding
 from dpexplorer.decoders.schedulers import PREDICTION_TYPES
 
-# Ours: 3 levels at ¼, ⅛ and 1/16 of the image (the last one on ŷ's grid), one res-block each way, no
-# attention: 3.1 M parameters, 19 GFLOP per step at 768×512 (docs/pixel-decoder.md).
-OURS = dict(space_to_depth=4, width=48, mults=(1, 2, 4), blocks=1, attention=())
+# Ours (shipped): 3 levels at ¼, ⅛ and 1/16 of the image (the last one on ŷ's grid), one res-block each way,
+# no attention: 0.65 M parameters, 6.9 GFLOP per step at 768×512 (docs/pixel-decoder.md).
+OURS = dict(space_to_depth=4, width=32, mults=(1, 2, 2), blocks=1, attention=())
 # Paper 001 (Mari & Milani; their README: --num_channels 128 --channel_mult 1,2,2,3,3 --num_res_blocks 3,
 # attention at 16 and 8 px of a 128-px crop = the last two levels), full resolution.
 PAPER_001 = dict(space_to_depth=1, width=128, mults=(1, 2, 2, 3, 3), blocks=3, attention=(3, 4))
 # CDC (Yang & Mandt): dim 64, dim_mults 1..6, 2 res-blocks per level, full resolution (their linear attention
 # at every level is left out here, so its timing is a lower bound).
 CDC = dict(space_to_depth=1, width=64, mults=(1, 2, 3, 4, 5, 6), blocks=2, attention=())
+
+# What the receiver-side image x_base, which the denoiser is conditioned on and samples a residual over, is:
+# "plain": the codec's g_s(ŷ); "synthesis": the perceptual synthesis g_s(ŷ; θ₁) (issue 16's τ = 1 endpoint),
+# so the diffusion starts from a decode that already has texture and samples what it still lacks.
+BASES = ("plain", "synthesis")
 
 
 class SelfAttention(nn.Module):
@@ -60,14 +66,22 @@ class Level(nn.Module):
 
 
 class PixelDenoiser(nn.Module):
-    def __init__(self, latent_channels: int = 192, space_to_depth: int = 4, width: int = 48,
-                 mults: tuple[int, ...] = (1, 2, 4), blocks: int = 1, attention: tuple[int, ...] = (),
-                 prediction_type: str = "sample"):
+    def __init__(self, latent_channels: int = 192, space_to_depth: int = 4, width: int = 32,
+                 mults: tuple[int, ...] = (1, 2, 2), blocks: int = 1, attention: tuple[int, ...] = (),
+                 prediction_type: str = "sample", base: str = "plain", noise_scale: float = 1.0):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+        if base not in BASES:
+            raise ValueError(f"unknown base {base!r}; choose one of {', '.join(BASES)}")
+        if not 0.0 < noise_scale <= 2.0:
+            raise ValueError(f"noise scale must be in (0, 2], got {noise_scale}")
+        # `base`: the image the residual is sampled over (the pipeline computes it; see BASES).
+        # `noise_scale`: the sampler's initial-noise scale (CDC's option) these weights decode with unless
+        # told otherwise, chosen at export on training photos.
         self.cfg = dict(latent_channels=latent_channels, space_to_depth=space_to_depth, width=width,
-                        mults=tuple(mults), blocks=blocks, attention=tuple(attention), prediction_type=prediction_type)
+                        mults=tuple(mults), blocks=blocks, attention=tuple(attention), prediction_type=prediction_type,
+                        base=base, noise_scale=noise_scale)
         self.prediction_type = prediction_type
         s, chs = space_to_depth, [width * m for m in mults]
         self.multiple = s * 2 ** (len(mults) - 1)  # image sides must be multiples of this
@@ -90,7 +104,7 @@ class PixelDenoiser(nn.Module):
         self.register_buffer("cond_scale", torch.ones(latent_channels))
 
     def forward(self, r_t: torch.Tensor, t: torch.Tensor, x_base: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
-        """Normalised noisy residual r_t (N×3×H×W), timesteps t, plain decode x_base in [0, 1] (N×3×H×W) and ŷ
+        """Normalised noisy residual r_t (N×3×H×W), timesteps t, the base image x_base in [0, 1] (N×3×H×W) and ŷ
         (N×M×H/16×W/16) → the prediction (x₀ or ε, `prediction_type`), N×3×H×W. H, W: multiples of `multiple`."""
         s = self.cfg["space_to_depth"]
         emb = self.time_mlp(timestep_embedding(t.expand(r_t.shape[0]), self.cfg["width"]))

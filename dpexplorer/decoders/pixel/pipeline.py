@@ -1,7 +1,8 @@
 """Decoder-side pixel-space diffusion with the τ knob (after Mari & Milani, paper 001, and CDC, paper 002).
 
-The receiver has ŷ and computes the plain decode x̂₀ = g_s(ŷ). The denoiser samples the detail that
-x̂₀ lacks, r̃ ≈ x − x̂₀, conditioned on x̂₀ and ŷ, so the sample is x̃ = x̂₀ + r̃, and
+The receiver has ŷ and computes the plain decode x̂₀ = g_s(ŷ) and a base image x_b: x̂₀ itself, or
+the perceptual synthesis g_s(ŷ; θ₁) (the denoiser's `base`). The denoiser samples the detail that x_b
+lacks, r̃ ≈ x − x_b, conditioned on x_b and ŷ, so the sample is x̃ = x_b + r̃, and
 
     x̂_τ = x̂₀ + τ · (x̃ − x̂₀) ,        τ ∈ [0, 1]
 
@@ -14,8 +15,8 @@ ramps over the overlap (then one scheduler step on the whole image, as MultiDiff
 network's memory is bounded by the tile and the noise, hence the sample, does not depend on the tiling
 except near seams.
 
-Caching: ŷ and the padded plain decode per bitstream; the 8-bit sample x̃ per (bitstream, sampler,
-steps, seed, noise scale), in an LRU bounded in bytes.
+Caching: ŷ, the padded base image and the plain decode per bitstream; the 8-bit sample x̃ per
+(bitstream, sampler, steps, seed, noise scale), in an LRU bounded in bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
 from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
 from dpexplorer.decoders.schedulers import SAMPLERS, run_sampler
+from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.decoders.tau import check_tau
 
 
@@ -64,14 +66,20 @@ def ramp(n: int, lo_open: bool, hi_open: bool, overlap: int) -> torch.Tensor:
 
 class PixelPipeline:
     def __init__(self, codec: Codec, denoiser: PixelDenoiser, tiling: PixelTiling = PixelTiling(),
-                 cache_bytes: int = 256 << 20):
+                 cache_bytes: int = 256 << 20, synthesis: InterpolatedSynthesis | None = None):
         if tiling.tile % denoiser.multiple or tiling.overlap % CELL or tiling.tile % CELL:
             raise ValueError(f"tile must be a multiple of {max(denoiser.multiple, CELL)} and overlap of {CELL}")
+        if (denoiser.cfg["base"] == "synthesis") != (synthesis is not None):
+            raise ValueError(f"a denoiser with base {denoiser.cfg['base']!r} needs "
+                             f"{'the perceptual synthesis' if synthesis is None else 'no synthesis'}")
         self.codec = codec
         self.denoiser = denoiser.eval().requires_grad_(False)
         self.tiling = tiling
+        # the base image's synthesis transform: θ₁ (weights blended once) or the codec's own g_s
+        self._base_g_s = synthesis.at(1.0) if synthesis is not None else None
         self._latents = LRU(8)
         self._bases = LRU(cache_bytes // 4, weight=lambda a: a.nbytes)
+        self._plains = LRU(cache_bytes // 8, weight=lambda a: a.nbytes)
         self._samples = LRU(cache_bytes, weight=lambda a: a.nbytes)
         self._lock = threading.RLock()
 
@@ -82,11 +90,21 @@ class PixelPipeline:
             return self._latents.get_or(key, lambda: self.codec.decode_latent(data))
 
     def base(self, data: bytes) -> np.ndarray:
-        """g_s(ŷ) as 8-bit pixels on the whole padded grid (its top-left H×W is the plain decode)."""
+        """The base image x_b as 8-bit pixels on the whole padded grid (what the denoiser is conditioned on)."""
         y_hat, _ = self.latent(data)
         key = hashlib.sha256(data).hexdigest()
         with self._lock:
-            return self._bases.get_or(key, lambda: self.codec.synthesize(y_hat, *(CELL * s for s in y_hat.shape[-2:])))
+            return self._bases.get_or(key, lambda: self.codec.synthesize(y_hat, *(CELL * s for s in y_hat.shape[-2:]),
+                                                                         g_s=self._base_g_s))
+
+    def plain(self, data: bytes) -> np.ndarray:
+        """The plain decoder's 8-bit image x̂₀ (τ = 0)."""
+        y_hat, bs = self.latent(data)
+        if self._base_g_s is None:  # the base is x̂₀ on the padded grid
+            return self.base(data)[:bs.height, :bs.width]
+        key = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            return self._plains.get_or(key, lambda: self.codec.synthesize(y_hat, bs.height, bs.width))
 
     # ---- sampling ----------------------------------------------------------------------------------
     def _predict(self, r_t: torch.Tensor, t: torch.Tensor, x_base: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
@@ -108,10 +126,18 @@ class PixelPipeline:
                     weight[..., r0:r1, c0:c1] += wt
             return out / weight
 
+    def noise_scale(self, noise_scale: float | None = None) -> float:
+        """The initial-noise scale to sample with: the given one, else the weights' own (checked)."""
+        scale = float(self.denoiser.cfg.get("noise_scale", 1.0) if noise_scale is None else noise_scale)
+        if not 0.0 < scale <= 2.0:
+            raise ValueError(f"noise scale must be in (0, 2], got {scale}")
+        return scale
+
     @torch.inference_mode()
-    def sample(self, data: bytes, sampler: str = "ddim", steps: int = 10, seed: int = 0, noise_scale: float = 1.0,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def sample(self, data: bytes, sampler: str = "ddim", steps: int = 10, seed: int = 0,
+               noise_scale: float | None = None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """One draw x̃ (8-bit, H×W×3) for a bitstream."""
+        noise_scale = self.noise_scale(noise_scale)
         y_hat, bs = self.latent(data)
         base8 = self.base(data)
         x_base = torch.from_numpy(base8).permute(2, 0, 1)[None].float().div(255.0)
@@ -120,9 +146,10 @@ class PixelPipeline:
         x = x_base + self.denoiser.residual_scale * r
         return x[0, :, :bs.height, :bs.width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
-    def cached_sample(self, data: bytes, sampler: str, steps: int, seed: int, noise_scale: float = 1.0,
+    def cached_sample(self, data: bytes, sampler: str, steps: int, seed: int, noise_scale: float | None = None,
                       progress=None) -> np.ndarray:
-        key = (hashlib.sha256(data).hexdigest(), sampler, int(steps), int(seed), float(noise_scale))
+        noise_scale = self.noise_scale(noise_scale)
+        key = (hashlib.sha256(data).hexdigest(), sampler, int(steps), int(seed), noise_scale)
         with self._lock:
             return self._samples.get_or(key, lambda: self.sample(data, sampler, steps, seed, noise_scale, progress))
 
@@ -134,15 +161,14 @@ class PixelPipeline:
         return np.clip(np.rint(b + np.float32(tau) * (sample.astype(np.float32) - b)), 0, 255).astype(np.uint8)
 
     def reconstruct(self, data: bytes, tau: float = 1.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-                    progress=None, noise_scale: float = 1.0) -> np.ndarray:
+                    progress=None, noise_scale: float | None = None) -> np.ndarray:
         """The 8-bit reconstruction of a .dpx at τ. τ = 0 never samples and equals the plain decoder."""
         tau = check_tau(tau)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if not 0.0 < noise_scale <= 2.0:
-            raise ValueError(f"noise scale must be in (0, 2], got {noise_scale}")
-        y_hat, bs = self.latent(data)
+        noise_scale = self.noise_scale(noise_scale)
         if tau == 0.0:
+            y_hat, bs = self.latent(data)
             return self.codec.synthesize(y_hat, bs.height, bs.width)
         sample = self.cached_sample(data, sampler, steps, seed, noise_scale, progress)
-        return self.blend(self.base(data)[:bs.height, :bs.width], sample, tau)
+        return self.blend(self.plain(data), sample, tau)
