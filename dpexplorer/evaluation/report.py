@@ -93,7 +93,7 @@ def run_report(data: str, home: Path | None = None, out: str = "results/report",
         from PIL import Image
 
         bench_image = next((str(p) for p in list_images(data) if Image.open(p).size == (768, 512)), None)
-    bench = run_bench(bench_image, large=True)
+    bench = run_bench(bench_image, large=True, pixel=True)
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(results_page(results_markdown(result, assets, page), bench_markdown(bench)))
     print(f"wrote {page}, {assets / 'kodak_curves.json'}, {assets / 'kodak_dp_curves.png'}; "
