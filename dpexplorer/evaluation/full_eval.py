@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dpexplorer.evaluation import baselines
+from dpexplorer.evaluation.pixel_eval import parse_setting
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
 from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics import image as metrics
@@ -86,8 +87,7 @@ class CellStore:
 def run_eval(settings: EvalSettings) -> dict:
     from tqdm import tqdm
 
-    from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_pixel_pipeline, get_synthesis,
-                                        latent_qualities, pixel_qualities, shipped_qualities, synthesis_qualities)
+    from dpexplorer.hub.loading import get_codec, module_qualities, shipped_qualities
     from dpexplorer.hub.manifest import find_entry
 
     out = Path(settings.out_dir)
@@ -97,9 +97,6 @@ def run_eval(settings: EvalSettings) -> dict:
     if not qualities:
         raise FileNotFoundError("no shipped codec weights to evaluate")
     store = CellStore(out / "cells.jsonl")
-    with_latent = "latent" in settings.decoders
-    with_synthesis = "synthesis" in settings.decoders
-    with_pixel = "pixel" in settings.decoders
     provenance = {}
 
     total = len(images) * len(qualities)
@@ -107,24 +104,19 @@ def run_eval(settings: EvalSettings) -> dict:
         for q in qualities:
             codec = get_codec(q)
             provenance[f"codec-q{q}"] = codec.weights_sha256
-            pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
             # every shipped module's hash, evaluated here or not: curves carried over from an earlier
             # run are only kept while their weights are the shipped ones (`write_curves`)
-            for kind, shipped in (("latent", latent_qualities()), ("synthesis", synthesis_qualities()),
-                                  ("pixel", pixel_qualities())):
-                if q in shipped:
+            for kind in MODULE_DECODERS:
+                if q in module_qualities(kind):
                     provenance[f"{kind}-q{q}"] = find_entry(kind, codec.cfg.arch, q)[1]["sha256"]
-            synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
-            pixel = get_pixel_pipeline(q) if with_pixel and q in pixel_qualities() else None
+            modules = _modules(q, settings)
             for i, path in enumerate(images):
                 slow = settings.slow_limit is None or i < settings.slow_limit
-                _eval_image(path, q, codec, pipeline, synth, pixel, slow, provenance, settings, store, out)
+                _eval_image(path, q, codec, *modules, slow, provenance, settings, store, out)
                 bar.update(1)
 
     for q in qualities:
-        pipeline = get_latent_pipeline(q) if with_latent and q in latent_qualities() else None
-        synth = get_synthesis(q) if with_synthesis and q in synthesis_qualities() else None
-        pixel = get_pixel_pipeline(q) if with_pixel and q in pixel_qualities() else None
+        pipeline, synth, pixel = _modules(q, settings)
         if pipeline is not None or synth is not None or pixel is not None:
             tau_crops_figure(images[0], get_codec(q), pipeline, synth, settings, out / f"tau_crops_q{q}.png", pixel=pixel)
 
@@ -147,10 +139,18 @@ def _short(sha256: str | None) -> str | None:
     return sha256[:16] if sha256 else None
 
 
-def pixel_setting(setting: str) -> tuple[str, int]:
-    from dpexplorer.evaluation.pixel_eval import parse_setting
+def _modules(q: int, s: EvalSettings) -> tuple:
+    """(latent pipeline, perceptual synthesis, pixel pipeline) of quality q: each None unless it is shipped
+    and among the decoders evaluated (loaded once per process)."""
+    from dpexplorer.hub.loading import get_module, module_qualities
 
-    return parse_setting(setting)
+    return tuple(get_module(kind, q) if kind in s.decoders and q in module_qualities(kind) else None
+                 for kind in ("latent", "synthesis", "pixel"))
+
+
+def setting_label(cell: dict) -> str | None:
+    """A τ decoder's sampler setting: the sampler, for the pixel decoder with its steps ("ddim:10")."""
+    return f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] == "pixel" else cell["sampler"]
 
 
 def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, provenance: dict, s: EvalSettings,
@@ -168,7 +168,7 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, p
         wanted += [dict(base_key, decoder="synthesis", model=_short(provenance[f"synthesis-q{q}"]), sampler=None,
                         steps=None, tau=t) for t in s.taus]
     if pixel is not None:
-        for smp, steps in map(pixel_setting, s.pixel_settings):
+        for smp, steps in map(parse_setting, s.pixel_settings):
             if slow or steps <= s.fast_steps:
                 wanted += [dict(base_key, decoder="pixel", model=_short(provenance[f"pixel-q{q}"]), sampler=smp,
                                 steps=steps, tau=t) for t in s.taus]
@@ -245,7 +245,7 @@ def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: 
         rows.append(("synthesis", lambda t: codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(t))))
     if pixel is not None:
         rows += [(f"pixel {smp} {steps}", lambda t, smp=smp, steps=steps: pixel.reconstruct(data, t, smp, steps, s.seed))
-                 for smp, steps in map(pixel_setting, s.pixel_settings)]
+                 for smp, steps in map(parse_setting, s.pixel_settings)]
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.2 * len(cols), 2.4 * len(rows)), squeeze=False)
     for row, (name, decode) in enumerate(rows):
         for col, (title, im) in enumerate(cols):
@@ -294,8 +294,7 @@ def tau_bars(cells: list[dict]) -> list[dict]:
     groups = defaultdict(dict)
     for c in cells:
         if c["decoder"] in MODULE_DECODERS and c.get("hf_ratio") is not None:
-            sampler = f"{c['sampler']}:{c['steps']}" if c["decoder"] == "pixel" else c["sampler"]
-            row = groups[(c["quality"], c["decoder"], sampler)].setdefault(c["image"], {"bpp": c["bpp"]})
+            row = groups[(c["quality"], c["decoder"], setting_label(c))].setdefault(c["image"], {"bpp": c["bpp"]})
             row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"]}
     bars = []
     for (q, dec, smp), by_image in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
@@ -327,7 +326,7 @@ def bd_rates(means: list[dict], against_compressai: bool = True) -> dict:
             elif m["decoder"] == "synthesis":
                 curves[f"synthesis tau={m['tau']:g}"].append(m)
             elif m["decoder"] == "pixel":
-                curves[f"pixel {m['sampler']}:{m['steps']} tau={m['tau']:g}"].append(m)
+                curves[f"pixel {setting_label(m)} tau={m['tau']:g}"].append(m)
             elif m["decoder"] in ("jpeg", "webp"):
                 curves[m["decoder"]].append(m)
         for name, pts in curves.items():
@@ -474,8 +473,7 @@ def format_summary(result: dict) -> str:
     lines = [f"{'q':>2} {'decoder':9} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5}"]
     for m in result["means"]:
         tau = "" if m["tau"] is None else f"{m['tau']:.2f}"
-        sampler = f"{m['sampler']}:{m['steps']}" if m["decoder"] == "pixel" else m["sampler"] or ""
-        lines.append(f"{m['quality']:>2} {m['decoder']:9} {sampler:12} {tau:>5} {m['bpp']:7.4f} "
+        lines.append(f"{m['quality']:>2} {m['decoder']:9} {setting_label(m) or '':12} {tau:>5} {m['bpp']:7.4f} "
                      f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
     for k, v in result["bd_rate"].items():
         lines.append(f"BD-rate {k}: " + ("n/a (the curves' ranges do not overlap)" if math.isnan(v) else f"{v:+.1f}%"))

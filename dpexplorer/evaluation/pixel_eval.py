@@ -142,14 +142,9 @@ def _pipelines(args):
         if codec.weights_sha256 != state["codec_sha256"]:
             raise WeightsError(f"{args.checkpoint} was trained for other codec weights than the shipped "
                                f"{state['arch']} q{state['quality']}")
-        synthesis = None
-        if den.cfg["base"] == "synthesis":
-            from dpexplorer.hub.loading import get_synthesis
-            from dpexplorer.hub.manifest import find_entry
+        from dpexplorer.hub.loading import trained_synthesis
 
-            if find_entry("synthesis", state["arch"], state["quality"])[1]["sha256"] != state["synthesis_sha256"]:
-                raise WeightsError(f"{args.checkpoint} was trained on other synthesis weights than the shipped ones")
-            synthesis = get_synthesis(state["quality"], state["arch"])
+        synthesis = trained_synthesis({"kind": "pixel", **state})  # θ₁ of a synthesis-base run, checked
         return [(f"q{state['quality']} checkpoint step {state['step']}", PixelPipeline(codec, den, synthesis=synthesis))]
     qualities = args.qualities or pixel_qualities()
     if not qualities:

@@ -87,13 +87,15 @@ def _latent_pipeline(codec, entry: dict, state: dict, directory: str):
     denoiser = LatentDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
     # its residual was trained through θ₁: it decodes through θ_τ
-    return LatentPipeline(codec, denoiser, synthesis=_trained_synthesis(entry, directory))
+    return LatentPipeline(codec, denoiser, synthesis=trained_synthesis(entry, directory))
 
 
-def _trained_synthesis(entry: dict, directory: str):
-    """The shipped perceptual synthesis a module was trained on (its entry's `synthesis_sha256`), or None."""
-    if "synthesis_sha256" not in entry:
+def trained_synthesis(entry: dict, directory: str | None = None):
+    """The shipped perceptual synthesis a module (a manifest entry, or a checkpoint's `kind`, `arch`,
+    `quality`) was trained on, checked against its `synthesis_sha256`; None without one."""
+    if not entry.get("synthesis_sha256"):
         return None
+    directory = directory or str(weights_dir())
     _, synth_entry = find_entry("synthesis", entry["arch"], entry["quality"], Path(directory))
     if synth_entry["sha256"] != entry["synthesis_sha256"]:
         raise WeightsError(f"the {entry['kind']} module of q{entry['quality']} was trained on other synthesis weights")
@@ -106,7 +108,7 @@ def _pixel_pipeline(codec, entry: dict, state: dict, directory: str):
 
     denoiser = PixelDenoiser(**entry["config"])
     denoiser.load_state_dict(state)
-    return PixelPipeline(codec, denoiser, synthesis=_trained_synthesis(entry, directory))
+    return PixelPipeline(codec, denoiser, synthesis=trained_synthesis(entry, directory))
 
 
 def _interpolated_synthesis(codec, entry: dict, state: dict, directory: str):

@@ -148,6 +148,20 @@ class Every:
             self.last = time.time()
 
 
+# a run's bookkeeping, not how the model was trained: left out of an export's `training.config`
+RUN_ONLY_KEYS = ("data", "workdir", "run_name", "threads", "minutes", "steps", "checkpoint_every_s")
+
+
+def training_settings(config: dict) -> dict:
+    """A checkpoint's run config without the run's bookkeeping (what the manifest records of the recipe)."""
+    return {k: v for k, v in config.items() if k not in RUN_ONLY_KEYS}
+
+
+def conv_kernels(state: dict):
+    """`save_weights`'s fp16 rule: convolution kernels (4-D weights) in float16, everything else float32."""
+    return lambda key: key.endswith(".weight") and state[key].ndim == 4
+
+
 def psnr_of(mse: float) -> float:
     return -10 * math.log10(max(mse, 1e-10))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from dpexplorer.codec.config import build_model, codec_config
 from dpexplorer.hub.files import save_weights
 from dpexplorer.hub.manifest import model_name
-from dpexplorer.training.common import load_checkpoint
+from dpexplorer.training.common import conv_kernels, load_checkpoint, training_settings
 
 # Convolution kernels of the four transforms go to float16 (halves the file; measured effect on
 # Kodak PSNR is in the model card). Entropy-model parameters, CDF tables and GDN stay float32.
@@ -75,15 +75,13 @@ def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | Non
     if state["codec_sha256"] != codec.weights_sha256:
         raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, "
                          f"not the shipped {codec.weights_sha256[:12]}…")
-    config = {k: v for k, v in cfg.items() if k not in ("data", "workdir", "run_name", "threads", "minutes",
-                                                        "steps", "checkpoint_every_s")}
     meta = {
         "kind": "synthesis", "arch": codec.cfg.arch, "quality": codec.cfg.quality,
         "recipe": f"recipes/synthesis-q{codec.cfg.quality}.toml",
         "codec_sha256": codec.weights_sha256, "exported": date.today().isoformat(),
         "training": {"data": cfg["data"], "steps": int(state["step"]),
-                     "wall_hours": round(float(state["wall_s"]) / 3600, 3), "config": config, "notes": notes},
+                     "wall_hours": round(float(state["wall_s"]) / 3600, 3), "config": training_settings(cfg),
+                     "notes": notes},
     }
     name = model_name("synthesis", codec.cfg.arch, codec.cfg.quality)
-    return save_weights(state["g_s1"], name, meta, fp16=lambda k: k.endswith(".weight") and state["g_s1"][k].ndim == 4,
-                        directory=directory)
+    return save_weights(state["g_s1"], name, meta, fp16=conv_kernels(state["g_s1"]), directory=directory)

@@ -31,9 +31,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from dpexplorer.decoders.pixel.denoiser import BASES
+from dpexplorer.decoders.pixel.denoiser import BASES, check_noise_scale
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
-                                        configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
+                                        configs_from_args, conv_kernels, load_checkpoint, psnr_of, resume,
+                                        setup_device, training_settings)
 from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
 from dpexplorer.training.latent import latent_and_rate
 
@@ -190,22 +191,18 @@ def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "
 
     den, state = load_denoiser(path)
     if noise_scale is not None:
-        if not 0.0 < noise_scale <= 2.0:
-            raise ValueError(f"noise scale must be in (0, 2], got {noise_scale}")
-        den.cfg["noise_scale"] = float(noise_scale)
+        den.cfg["noise_scale"] = check_noise_scale(noise_scale)
     cfg = state["config"]
-    config = {k: v for k, v in cfg.items() if k not in ("data", "workdir", "run_name", "threads", "minutes",
-                                                        "steps", "checkpoint_every_s")}
     meta = {"kind": "pixel", "arch": state["arch"], "quality": state["quality"], "codec_sha256": state["codec_sha256"],
             **({"synthesis_sha256": state["synthesis_sha256"]} if state.get("synthesis_sha256") else {}),
             "recipe": f"recipes/pixel-q{state['quality']}.toml", "exported": date.today().isoformat(),
             "config": den.config(),
             "training": {"data": cfg["data"], "steps": state["step"], "wall_hours": round(state["wall_s"] / 3600, 3),
-                         "config": config, "notes": notes}}
+                         "config": training_settings(cfg), "notes": notes}}
     weights = den.state_dict()
-    # convolution kernels in float16 (the shipped decoders' samples are checked against float32: docs/pixel-decoder.md)
+    # float16 kernels: the shipped decoders' samples are checked against float32 in docs/pixel-decoder.md
     return save_weights(weights, model_name("pixel", state["arch"], state["quality"]), meta,
-                        fp16=lambda k: k.endswith(".weight") and weights[k].ndim == 4, directory=directory)
+                        fp16=conv_kernels(weights), directory=directory)
 
 
 def main(argv=None):

@@ -34,6 +34,13 @@ CDC = dict(space_to_depth=1, width=64, mults=(1, 2, 3, 4, 5, 6), blocks=2, atten
 BASES = ("plain", "synthesis")
 
 
+def check_noise_scale(scale: float) -> float:
+    """CDC's initial-noise scale (x_T = scale·σ·z), checked: in (0, 2]."""
+    if not 0.0 < scale <= 2.0:
+        raise ValueError(f"noise scale must be in (0, 2], got {scale}")
+    return float(scale)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, ch: int, heads: int = 4):
         super().__init__()
@@ -74,8 +81,7 @@ class PixelDenoiser(nn.Module):
             raise ValueError(f"unknown prediction type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(BASES)}")
-        if not 0.0 < noise_scale <= 2.0:
-            raise ValueError(f"noise scale must be in (0, 2], got {noise_scale}")
+        check_noise_scale(noise_scale)
         # `base`: the image the residual is sampled over (the pipeline computes it; see BASES).
         # `noise_scale`: the sampler's initial-noise scale (CDC's option) these weights decode with unless
         # told otherwise, chosen at export on training photos.

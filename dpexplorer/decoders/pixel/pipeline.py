@@ -32,7 +32,7 @@ import torch
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
-from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+from dpexplorer.decoders.pixel.denoiser import PixelDenoiser, check_noise_scale
 from dpexplorer.decoders.schedulers import SAMPLERS, run_sampler
 from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.decoders.tau import check_tau
@@ -128,10 +128,7 @@ class PixelPipeline:
 
     def noise_scale(self, noise_scale: float | None = None) -> float:
         """The initial-noise scale to sample with: the given one, else the weights' own (checked)."""
-        scale = float(self.denoiser.cfg.get("noise_scale", 1.0) if noise_scale is None else noise_scale)
-        if not 0.0 < scale <= 2.0:
-            raise ValueError(f"noise scale must be in (0, 2], got {scale}")
-        return scale
+        return check_noise_scale(self.denoiser.cfg.get("noise_scale", 1.0) if noise_scale is None else noise_scale)
 
     @torch.inference_mode()
     def sample(self, data: bytes, sampler: str = "ddim", steps: int = 10, seed: int = 0,
