@@ -109,7 +109,8 @@ FAMILIES: dict[str, DecoderFamily] = {
     "latent": DecoderFamily(
         "latent", "Latent diffusion + τ fusion",
         "A diffusion model at latent resolution samples a residual r̃ for ŷ; τ moves both the latent and "
-        "the synthesis weights: x̂ = g_s(ŷ + τ·r̃; θ_τ), θ₁ being the perceptual synthesis.",
+        "the synthesis weights: x̂ = g_s(ŷ + τ·κ·r̃; θ_τ), θ₁ being the perceptual synthesis and κ the "
+        "residual's strength stored with the weights.",
         True, *_decoder("latent")),
     "pixel": DecoderFamily(
         "pixel", "Pixel diffusion + τ blend",

@@ -97,7 +97,7 @@ def run_eval(settings: EvalSettings) -> dict:
     if not qualities:
         raise FileNotFoundError("no shipped codec weights to evaluate")
     store = CellStore(out / "cells.jsonl")
-    provenance = {}
+    provenance, models = {}, {}
 
     total = len(images) * len(qualities)
     with tqdm(total=total, desc="eval", disable=None) as bar:
@@ -108,11 +108,13 @@ def run_eval(settings: EvalSettings) -> dict:
             # run are only kept while their weights are the shipped ones (`write_curves`)
             for kind in MODULE_DECODERS:
                 if q in module_qualities(kind):
-                    provenance[f"{kind}-q{q}"] = find_entry(kind, codec.cfg.arch, q)[1]["sha256"]
+                    entry = find_entry(kind, codec.cfg.arch, q)[1]
+                    provenance[f"{kind}-q{q}"] = entry["sha256"]
+                    models[f"{kind}-q{q}"] = model_id(entry)
             modules = _modules(q, settings)
             for i, path in enumerate(images):
                 slow = settings.slow_limit is None or i < settings.slow_limit
-                _eval_image(path, q, codec, *modules, slow, provenance, settings, store, out)
+                _eval_image(path, q, codec, *modules, slow, models, settings, store, out)
                 bar.update(1)
 
     for q in qualities:
@@ -124,8 +126,9 @@ def run_eval(settings: EvalSettings) -> dict:
     cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in names
              and c.get("codec") == _short(provenance[f"codec-q{c['quality']}"])
              and (c["decoder"] not in MODULE_DECODERS
-                  or c.get("model") == _short(provenance.get(f"{c['decoder']}-q{c['quality']}")))]
+                  or c.get("model") == models.get(f"{c['decoder']}-q{c['quality']}"))]
     result = summarize(cells, settings, provenance, len(images))
+    result["decode_defaults"] = {k: m.partition("/")[2] for k, m in models.items()}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_csv(cells, out / "results.csv")
     # the curves file keeps the curves of decoders this run did not evaluate (same weights): plot those too
@@ -137,6 +140,18 @@ def run_eval(settings: EvalSettings) -> dict:
 
 def _short(sha256: str | None) -> str | None:
     return sha256[:16] if sha256 else None
+
+
+# decode defaults stored with a module's weights (manifest config) and their neutral values: setting one at
+# export changes the module's decodes but not its file
+DECODE_DEFAULTS = {"noise_scale": 1.0, "strength": 1.0}
+
+
+def model_id(entry: dict) -> str:
+    """What a module's cells are keyed by: its weights' hash, with any decode default that is set."""
+    config = entry.get("config", {})
+    return "/".join([_short(entry["sha256"]), *(f"{k}={config[k]:g}" for k, neutral in sorted(DECODE_DEFAULTS.items())
+                                                 if config.get(k, neutral) != neutral)])
 
 
 def _modules(q: int, s: EvalSettings) -> tuple:
@@ -153,7 +168,7 @@ def setting_label(cell: dict) -> str | None:
     return f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] == "pixel" else cell["sampler"]
 
 
-def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, provenance: dict, s: EvalSettings,
+def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, models: dict, s: EvalSettings,
                 store: CellStore, out: Path) -> None:
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
     base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
@@ -162,15 +177,15 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, p
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
         wanted.append(plain_key)
     if pipeline is not None:
-        wanted += [dict(base_key, decoder="latent", model=_short(provenance[f"latent-q{q}"]), sampler=smp,
+        wanted += [dict(base_key, decoder="latent", model=models[f"latent-q{q}"], sampler=smp,
                         steps=s.steps, tau=t) for smp in s.samplers for t in s.taus]
     if synth is not None:
-        wanted += [dict(base_key, decoder="synthesis", model=_short(provenance[f"synthesis-q{q}"]), sampler=None,
+        wanted += [dict(base_key, decoder="synthesis", model=models[f"synthesis-q{q}"], sampler=None,
                         steps=None, tau=t) for t in s.taus]
     if pixel is not None:
         for smp, steps in map(parse_setting, s.pixel_settings):
             if slow or steps <= s.fast_steps:
-                wanted += [dict(base_key, decoder="pixel", model=_short(provenance[f"pixel-q{q}"]), sampler=smp,
+                wanted += [dict(base_key, decoder="pixel", model=models[f"pixel-q{q}"], sampler=smp,
                                 steps=steps, tau=t) for t in s.taus]
     for fmt in ("jpeg", "webp"):
         if fmt in s.decoders:
@@ -396,7 +411,8 @@ def _series_weights(series: dict, qualities) -> list[str]:
 
 def carried_series(old: dict | None, result: dict) -> list[dict]:
     """Series of an earlier curves file for decoders this run did not evaluate, kept only if the same
-    images were used and every weight they depend on is still the one evaluated/shipped now."""
+    images were used and every weight they depend on, with its decode defaults, is still the one
+    evaluated/shipped now."""
     if not old or old.get("data") != result["data"] or old.get("images") != result["images"]:
         return []
     qualities = sorted({m["quality"] for m in result["means"]})
@@ -405,7 +421,10 @@ def carried_series(old: dict | None, result: dict) -> list[dict]:
         if series["kind"] in result["settings"]["decoders"]:
             continue
         keys = _series_weights(series, qualities)
-        if all(result["weights"].get(k) and old.get("weights", {}).get(k) == result["weights"][k] for k in keys):
+        same_defaults = all(old.get("decode_defaults", {}).get(k) == result.get("decode_defaults", {}).get(k)
+                            for k in keys if not k.startswith("codec-"))
+        if same_defaults and all(result["weights"].get(k) and old.get("weights", {}).get(k) == result["weights"][k]
+                                 for k in keys):
             kept.append({**series, "measured": series.get("measured", old.get("date"))})
     return kept
 
@@ -423,6 +442,7 @@ def write_curves(result: dict, path: Path) -> dict:
     series.sort(key=lambda s: (order.index(s["kind"]) if s["kind"] in order else len(order), s.get("quality") or 0))
     curves = {"schema": CURVES_SCHEMA, "generated_by": result["generated_by"], "date": result["date"],
               "data": result["data"], "images": result["images"], "weights": result["weights"],
+              "decode_defaults": result.get("decode_defaults", {}),
               "settings": {k: result["settings"][k] for k in ("decoders", "samplers", "steps", "taus", "seed")},
               "series": series}
     path.parent.mkdir(parents=True, exist_ok=True)

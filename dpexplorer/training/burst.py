@@ -1,4 +1,4 @@
-"""A codec-training burst on a borrowed GPU: pack the data here, train there, bring the weights back.
+"""A training burst on a borrowed GPU: pack the data here, train there, bring the weights back.
 
 The GPU machine sees only the checkout (≤ 64 MiB with everything carried), so:
 
@@ -11,7 +11,11 @@ The GPU machine sees only the checkout (≤ 64 MiB with everything carried), so:
 with less of the BSDS photos' JPEG artefacts. `run` starts `dpexplorer.training.codec` for each
 quality with a wall-time budget (cosine schedule over it) and writes one compact safetensors file
 per quality (float16 transform kernels, as shipped) whose metadata holds the step count and wall
-time; `dpexplorer train codec --init-from` resumes from it on any machine.
+time; `dpexplorer train codec --init-from` resumes from it on any machine. `pixel` fine-tunes each
+quality's shipped pixel decoder (its recipe, `--init-from` the shipped weights, extra flags such as
+`--batch 64 --lr-schedule cosine` passed on) and brings back the training checkpoints:
+
+    python -m dpexplorer.training.burst pixel --data .train/pack -q 3 2 1 --minutes 8 --out $OUT --batch 64
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,32 +71,61 @@ def compact_weights(checkpoint: Path, target: Path) -> None:
     save_file(tensors, str(target), metadata=meta)
 
 
+def run_parallel(commands: dict[int, list[str]], out_dir: Path) -> dict[int, int]:
+    """Start one training process per quality (they share the GPU), each logging to out_dir/train-q{q}.log;
+    their exit codes."""
+    procs = {}
+    for q, cmd in commands.items():
+        log = open(out_dir / f"train-q{q}.log", "w")
+        procs[q] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        print("started", " ".join(cmd), flush=True)
+    codes = {}
+    for q, (proc, log) in procs.items():
+        codes[q] = proc.wait()
+        log.close()
+        print(f"q{q} exited {codes[q]}", flush=True)
+    return codes
+
+
 def run(data: str, qualities: list[int], minutes: float, out: str, init: str, workdir: str,
         batch: int, crop: int, lr: float, warmup: int, threads: int, extra: list[str]) -> int:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    procs = {}
+    commands = {}
     for q in qualities:
         cmd = [sys.executable, "-m", "dpexplorer.training.codec", "--data", data, "-q", str(q),
                "--workdir", workdir, "--steps", str(10**7), "--batch", str(batch), "--crop", str(crop),
                "--final-crop", str(crop), "--lr", str(lr), "--lr-schedule", "cosine",
                "--warmup-steps", str(warmup), "--minutes", str(minutes), "--checkpoint-every", "120",
                "--threads", str(threads), *extra]
-        if init:
-            cmd += ["--init-from", init.format(q=q)]
-        log = open(out_dir / f"train-q{q}.log", "w")
-        procs[q] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-        print("started", " ".join(cmd), flush=True)
-    status = 0
-    for q, (proc, log) in procs.items():
-        rc = proc.wait()
-        log.close()
-        print(f"q{q} exited {rc}", flush=True)
+        commands[q] = cmd + (["--init-from", init.format(q=q)] if init else [])
+    codes = run_parallel(commands, out_dir)
+    for q in qualities:
         ckpt = Path(workdir).expanduser() / f"codec-mbt2018-mean-q{q}" / "last.pt"
         if ckpt.exists():
             compact_weights(ckpt, out_dir / f"codec-burst-q{q}.safetensors")
-        status = status or rc
-    return status
+    return max(codes.values(), default=0)
+
+
+def run_pixel(data: str, qualities: list[int], minutes: float, out: str, workdir: str, threads: int,
+              extra: list[str]) -> int:
+    """The pixel decoder of each quality, from its recipe and shipped weights, for `minutes`; the
+    checkpoints (a few MB: `dpexplorer train export --kind pixel` makes weights of them) go to `out`."""
+    from dpexplorer.hub.manifest import weights_dir
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    commands = {q: [sys.executable, "-m", "dpexplorer.training.pixel", "--recipe", f"recipes/pixel-q{q}.toml",
+                    "--data", data, "--run-name", "burst", "--workdir", workdir, "--steps", str(10**7),
+                    "--minutes", str(minutes), "--threads", str(threads), "--checkpoint-every-s", "120",
+                    "--init-from", str(weights_dir() / f"pixel-mbt2018-mean-q{q}.safetensors"), *extra]
+                for q in qualities}
+    codes = run_parallel(commands, out_dir)
+    for q in qualities:
+        ckpt = Path(workdir).expanduser() / f"pixel-q{q}-burst" / "last.pt"
+        if ckpt.exists():
+            shutil.copy(ckpt, out_dir / f"pixel-burst-q{q}.pt")
+    return max(codes.values(), default=0)
 
 
 def main(argv=None) -> int:
@@ -115,13 +149,24 @@ def main(argv=None) -> int:
     rn.add_argument("--lr", type=float, default=1e-4)
     rn.add_argument("--warmup", type=int, default=300)
     rn.add_argument("--threads", type=int, default=4)
+    px = sub.add_parser("pixel", help="fine-tune each quality's shipped pixel decoder for a wall-time budget; "
+                                      "flags it does not know go to dpexplorer.training.pixel")
+    px.add_argument("--data", default=".train/pack")
+    px.add_argument("--quality", "-q", type=int, nargs="+", default=[3, 2, 1])
+    px.add_argument("--minutes", type=float, required=True)
+    px.add_argument("--out", default=os.environ.get("OUT", "results/burst"))
+    px.add_argument("--workdir", default="/tmp/dpexplorer-burst")
+    px.add_argument("--threads", type=int, default=4)
     args, extra = p.parse_known_args(argv)
     if args.cmd == "pack":
         print(json.dumps(pack(args.data, args.out, *args.scale, args.min_side)))
         return 0
     t0 = time.time()
-    rc = run(args.data, args.quality, args.minutes, args.out, args.init, args.workdir, args.batch, args.crop,
-             args.lr, args.warmup, args.threads, extra)
+    if args.cmd == "pixel":
+        rc = run_pixel(args.data, args.quality, args.minutes, args.out, args.workdir, args.threads, extra)
+    else:
+        rc = run(args.data, args.quality, args.minutes, args.out, args.init, args.workdir, args.batch, args.crop,
+                 args.lr, args.warmup, args.threads, extra)
     print(f"burst done in {time.time() - t0:.0f} s, rc {rc}")
     return rc
 

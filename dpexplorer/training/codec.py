@@ -26,7 +26,7 @@ from compressai.losses import RateDistortionLoss
 from dpexplorer.codec.config import DEFAULT_ARCH, build_model, codec_config
 from dpexplorer.codec.hyperprior import hyper_analysis, quantize_around_means, scales_and_means
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
-                                        load_checkpoint, resume, setup_device)
+                                        cosine_lr, load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler
 
 
@@ -74,7 +74,7 @@ def learning_rate(cfg: CodecTrainConfig, step: int, progress: float) -> float:
     if cfg.lr_schedule == "cosine":
         if step < cfg.warmup_steps:
             return cfg.lr * (step + 1) / cfg.warmup_steps
-        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return cosine_lr(cfg.lr, cfg.lr_min, progress)
     if cfg.lr_schedule == "step":
         return cfg.lr * (0.1 if progress >= cfg.lr_drop_frac else 1.0)
     raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}")

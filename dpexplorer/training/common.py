@@ -28,6 +28,7 @@ def setup_device(threads: int | None = None):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick its fastest kernels
     else:
         device = torch.device("cpu")
         if not threads:
@@ -111,6 +112,19 @@ class RunConfig:
     def within_budget(self, step: int, started: float) -> bool:
         """Whether this call may take another step: below `steps`, and within `minutes` of `started`."""
         return step < self.steps and not (self.minutes and time.time() - started > 60 * self.minutes)
+
+    def call_progress(self, step: int, first_step: int, started: float) -> float:
+        """Share of this call's budget done: of the steps left at its start (`first_step`), or of its
+        wall-time budget `minutes` since `started` if that ends first."""
+        frac = (step - first_step) / max(1, self.steps - first_step)
+        if self.minutes:
+            frac = max(frac, (time.time() - started) / (60 * self.minutes))
+        return min(frac, 1.0)
+
+
+def cosine_lr(lr: float, lr_min: float, progress: float) -> float:
+    """Cosine decay from `lr` to `lr_min` over `progress` ∈ [0, 1]."""
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 class RunningMeans:

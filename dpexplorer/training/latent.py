@@ -41,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dpexplorer.codec.hyperprior import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
+from dpexplorer.decoders.latent.denoiser import check_strength
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler, split_holdout
@@ -81,6 +82,9 @@ class LatentTrainConfig:
     aux_only: bool = field(default=False, metadata={"help": "stage 1 and its validation only (ablations)"})
     through_synthesis: bool = field(default=False, metadata={
         "help": "both stages through the shipped perceptual synthesis θ₁ (the decoder then runs g_s(θ_τ))"})
+    strength: float = field(default=1.0, metadata={
+        "help": "export: the share κ of the sampled residual the weights decode with (ỹ = ŷ + τ·κ·r̃), chosen "
+                "on training photos after training; re-running a finished recipe with it only re-exports"})
 
     def run_dir(self, arch: str) -> Path:
         name = f"latent-{arch}-q{self.quality}" + (f"-{self.run_name}" if self.run_name else "")
@@ -356,6 +360,7 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
             "diffusion_steps": cfg.diffusion_steps, "rho": cfg.rho}
     if not export:
         return {"denoiser": denoiser, **info}
+    denoiser.strength = check_strength(cfg.strength)
     from dpexplorer.hub.files import save_weights
     from dpexplorer.hub.manifest import find_entry, load_manifest, model_name
 

@@ -5,10 +5,11 @@ g_s(ŷ), or with `base` "synthesis" the shipped perceptual synthesis g_s(ŷ; θ�
 residual r = (x − x_b) / s (s: its standard deviation, measured on the first batches) under the noise
 schedule every sampler shares, with the loss of papers 001 and 002
 
-    ‖prediction − target‖²  +  ρ · LPIPS(x_b + s·r̂₀, x)
+    ‖prediction − target‖²  +  ρ · LPIPS(x_b + s·r̂₀, x)  [+ w_adv · GAN(x_b + s·r̂₀)]
 
 where the prediction is r₀ itself (`prediction_type` "sample", CDC's x-parameterisation) or the noise
-ε (paper 001), and r̂₀ is the clean residual the prediction implies at that timestep.
+ε (paper 001), and r̂₀ is the clean residual the prediction implies at that timestep. The optional
+adversarial term (a PatchGAN, as the perceptual synthesis's) is an A/B option, not in the shipped recipe.
 
     python -m dpexplorer.training.pixel --data /work/shared/train_photos --quality 1 \
         --run-name probe --minutes 25 --threads 1
@@ -33,9 +34,10 @@ import torch.nn.functional as F
 
 from dpexplorer.decoders.pixel.denoiser import BASES, check_noise_scale
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
-                                        configs_from_args, conv_kernels, load_checkpoint, psnr_of, resume,
+                                        configs_from_args, conv_kernels, cosine_lr, load_checkpoint, psnr_of, resume,
                                         setup_device, training_settings)
 from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
+from dpexplorer.training.discriminator import PatchDiscriminator
 from dpexplorer.training.latent import latent_and_rate
 
 
@@ -46,8 +48,15 @@ class PixelTrainConfig(RunConfig):
     crop: int = 128  # a multiple of 64 (the codec's padding), so crops need none
     min_scale: float = 0.5  # crops of the photo downscaled by U[min_scale, 1], for smooth content (as θ₁'s)
     lr: float = 2e-4
+    lr_schedule: str = field(default="constant", metadata={
+        "choices": ["constant", "cosine"], "help": "cosine: decay to lr_min over this call's steps or minutes"})
+    lr_min: float = 1e-5
     prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
     rho: float = 0.9  # weight of LPIPS on the predicted clean image (papers 001 and 002 use 0.9)
+    w_adv: float = field(default=0.0, metadata={
+        "help": "weight of a PatchGAN's non-saturating loss on the predicted clean image (0: none), so that "
+                "x̂₀ keeps texture instead of regressing to the mean"})
+    disc_lr: float = 2e-4
     width: int = 32  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
     mults: str = "1,2,2"
     blocks: int = 1
@@ -55,6 +64,9 @@ class PixelTrainConfig(RunConfig):
     base: str = field(default="synthesis", metadata={
         "choices": BASES, "help": "the image the residual is sampled over: the codec's g_s(ŷ), or the shipped "
                                   "perceptual synthesis g_s(ŷ; θ₁) (its SHA-256 goes into the weights' entry)"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "shipped weights/pixel-*.safetensors (or a checkpoint) to start a fresh run from: how a fresh "
+                "machine resumes training; the optimiser starts anew"})
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
@@ -87,7 +99,7 @@ def measure_scales(model, sampler: CropSampler, base_g_s, batch: int, device, ba
 def _describe(r: dict) -> str:
     """A log line's loss means."""
     return (f"loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} lpips(x̂0) {r['lpips']:.4f} "
-            f"psnr(x̂0) {psnr_of(r['mse_x0']):.2f}")
+            f"psnr(x̂0) {psnr_of(r['mse_x0']):.2f}" + (f" adv {r['adv']:.3f}" if r.get("adv") else ""))
 
 
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
@@ -116,10 +128,18 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
 
     den = PixelDenoiser(**cfg.denoiser_config(codec.cfg.M)).to(device).train()
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step, wall = resume(ckpt, device, {"denoiser": den, "opt": opt})
+    parts = {"denoiser": den, "opt": opt}
+    if cfg.w_adv:  # the synthesis's adversary and optimiser settings (dpexplorer/training/synthesis.py)
+        disc = PatchDiscriminator().to(device)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+        parts |= {"disc": disc, "opt_d": opt_d}
+    step, wall = resume(ckpt, device, parts)
     sampler = MultiScaleCropSampler(cfg.data, cfg.crop, cfg.min_scale, seed=cfg.seed * 1000 + step)
     if step:
         log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
+    elif cfg.init_from:
+        den.load_state_dict(initial_weights(cfg.init_from, codec.weights_sha256, synthesis_sha256))
+        log(f"initialised from {cfg.init_from}")
     else:
         residual_scale, cond_scale = measure_scales(model, sampler, base_g_s, cfg.batch, device)
         den.residual_scale.copy_(residual_scale)
@@ -131,15 +151,18 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     s = den.residual_scale
 
     def save():
-        atomic_save({"denoiser": den.state_dict(), "opt": opt.state_dict(), "step": step,
+        atomic_save({**{name: part.state_dict() for name, part in parts.items()}, "step": step,
                      "wall_s": time.time() - t0, "config": asdict(cfg), "denoiser_config": den.config(),
                      "codec_sha256": codec.weights_sha256, "synthesis_sha256": synthesis_sha256,
                      "quality": codec.cfg.quality, "arch": arch}, ckpt)
 
-    t0, session = time.time() - wall, time.time()
+    t0, session, first_step = time.time() - wall, time.time(), step
     means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
     while cfg.within_budget(step, session):
+        if cfg.lr_schedule == "cosine":
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(cfg.lr, cfg.lr_min, cfg.call_progress(step, first_step, session))
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():
             y_hat, base = receiver_view(model, x, base_g_s)
@@ -156,7 +179,14 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
             r0_hat = (r_t - (1 - a).sqrt() * pred) / a.sqrt()
         x0_hat = (base + s * r0_hat).clamp(0, 1)
         lp = lpips_tensor(x0_hat, x).mean() if cfg.rho else torch.zeros((), device=device)
-        loss = diffusion + cfg.rho * lp
+        adv = torch.zeros((), device=device)
+        if cfg.w_adv:
+            d_loss = F.softplus(-disc(x)).mean() + F.softplus(disc(x0_hat.detach())).mean()
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            adv = F.softplus(-disc(x0_hat)).mean()
+        loss = diffusion + cfg.rho * lp + cfg.w_adv * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
@@ -164,12 +194,32 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         step += 1
         with torch.no_grad():
             mse_x0 = F.mse_loss(x0_hat, x)
-        means.add(step, diffusion=diffusion.detach(), lpips=lp.detach(), mse_x0=mse_x0, loss=loss.detach())
+        means.add(step, diffusion=diffusion.detach(), lpips=lp.detach(), mse_x0=mse_x0, loss=loss.detach(),
+                  adv=adv.detach())
         checkpoints.tick()
     means.flush(step)
     save()
     log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min → {ckpt}")
     return ckpt
+
+
+def initial_weights(path: str | Path, codec_sha256: str, synthesis_sha256: str | None) -> dict:
+    """The denoiser state of shipped pixel weights or a checkpoint, checked to be for this codec and base."""
+    path = Path(os.path.expanduser(str(path)))
+    if path.suffix == ".safetensors":
+        from dpexplorer.hub.files import load_weights
+        from dpexplorer.hub.manifest import manifest
+
+        entry = next((e for e in manifest(path.parent)["models"].values() if e.get("file") == path.name), None)
+        if entry is None:
+            raise ValueError(f"{path.name} is not listed in {path.parent}'s manifest")
+        state = load_weights(entry, path.parent)
+    else:
+        entry = load_checkpoint(path)
+        state = entry["denoiser"]
+    if entry.get("codec_sha256") != codec_sha256 or entry.get("synthesis_sha256") != synthesis_sha256:
+        raise ValueError(f"{path} was trained on another codec or base image than this run's")
+    return state
 
 
 def load_denoiser(path: str | Path):

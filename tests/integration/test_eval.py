@@ -69,6 +69,33 @@ def test_eval_is_resumable_and_writes_the_app_curves(tmp_path, tiny_weights_dir,
     assert kinds == {"plain", "latent", "synthesis", "jpeg", "webp"}
 
 
+def test_a_decode_default_set_at_export_gets_cells_of_its_own(tmp_path, tiny_weights_dir, monkeypatch):
+    """A latent module re-exported with a strength κ decodes differently from the same file: its cells are
+    measured again, the other decoders' reused."""
+    import shutil
+
+    from dpexplorer.evaluation import full_eval
+    from dpexplorer.hub import loading
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    settings, _ = _tiny_eval(tmp_path, weights, monkeypatch)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    [entry] = [e for e in manifest["models"].values() if e["kind"] == "latent"]
+    entry["config"]["strength"] = 0.5
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    loading._cached_module.cache_clear()
+    measured = []
+    measure = full_eval._measure
+    monkeypatch.setattr(full_eval, "_measure", lambda *a: measured.append(1) or measure(*a))
+    full_eval.run_eval(settings)
+    assert len(measured) == 2 * 2  # τ = 1 of each image and sampler; τ = 0 is the stored plain image
+    cells = [json.loads(c) for c in (tmp_path / "out" / "cells.jsonl").read_text().splitlines()]
+    latent = {c["model"] for c in cells if c["decoder"] == "latent"}
+    assert len(latent) == 2 and any(m.endswith("/strength=0.5") for m in latent)
+    assert full_eval.model_id({"sha256": "ab" * 32, "config": {"noise_scale": 1.0}}) == "ab" * 8
+
+
 def test_eval_covers_the_pixel_decoder_per_setting_with_a_slow_subset(tmp_path, tiny_weights_dir, monkeypatch):
     import shutil
 
@@ -167,3 +194,9 @@ def test_curves_of_decoders_not_rerun_are_carried_only_with_the_same_weights(tmp
     run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
     third = json.loads(curves_path.read_text())
     assert {s["kind"] for s in third["series"]} == {"plain", "synthesis", "jpeg", "webp"}
+    # …nor when the same file was re-exported with another decode default (the latent strength κ)
+    assert second["decode_defaults"]["latent-q1"] == ""
+    curves_path.write_text(json.dumps({**second, "decode_defaults": {**second["decode_defaults"],
+                                                                     "latent-q1": "strength=0.5"}}))
+    run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
+    assert "latent" not in {s["kind"] for s in json.loads(curves_path.read_text())["series"]}

@@ -2,6 +2,7 @@
 families, its evaluation and the bench's step timings, on a tiny untrained codec."""
 
 import argparse
+import dataclasses
 import json
 import shutil
 
@@ -19,7 +20,7 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
     from dpexplorer.hub.loading import get_codec, load_codec, pixel_qualities
     from dpexplorer.training.common import add_config_arguments, configs_from_args
-    from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, train_pixel
+    from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, initial_weights, train_pixel
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -48,6 +49,20 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
 
     entry = export_pixel(ckpt, weights)
     assert entry["kind"] == "pixel" and entry["codec_sha256"] == codec.weights_sha256
+
+    # a fresh machine goes on from the shipped weights (fp16 kernels), checked to fit this codec and base
+    shipped = weights / entry["file"]
+    start = initial_weights(shipped, codec.weights_sha256, None)
+    trained = torch.load(ckpt, weights_only=True)["denoiser"]
+    assert start.keys() == trained.keys()
+    assert all(torch.allclose(start[k], trained[k], atol=2e-3) for k in trained)
+    with pytest.raises(ValueError, match="another codec"):
+        initial_weights(shipped, codec.weights_sha256, "f" * 64)
+    again = dataclasses.replace(cfg, run_name="again", init_from=str(shipped), lr_schedule="cosine", steps=1,
+                                w_adv=0.1)  # with the adversarial term, its discriminator checkpointed too
+    assert "disc" in torch.load(train_pixel(again, codec=codec), weights_only=True)
+    log = (again.run_dir() / "train.log").read_text()
+    assert "initialised from" in log and " adv " in log
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
     assert pixel_qualities() == [1]
     data = get_codec(1).encode(photo)

@@ -210,6 +210,43 @@ def test_cosine_schedule_warms_up_then_decays_to_lr_min():
     assert learning_rate(step, 0, 0.5) == 1e-4 and abs(learning_rate(step, 0, 0.95) - 1e-5) < 1e-12
 
 
+def test_a_call_progresses_by_its_steps_or_its_minutes_whichever_ends_first(monkeypatch):
+    import time
+
+    from dpexplorer.training.pixel import PixelTrainConfig
+
+    cfg = PixelTrainConfig(data="", quality=1, steps=110, minutes=None)
+    assert cfg.call_progress(10, 10, time.time()) == 0.0  # a call that resumed at step 10
+    assert cfg.call_progress(60, 10, time.time()) == 0.5
+    cfg.minutes = 1.0
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 45)
+    assert cfg.call_progress(60, 10, now) == 0.75 and cfg.call_progress(200, 10, now) == 1.0
+
+
+def test_the_pixel_burst_fine_tunes_each_shipped_decoder_and_brings_back_its_checkpoint(tmp_path, monkeypatch):
+    from dpexplorer.training import burst
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tmp_path / "shipped"))
+    started = {}
+
+    def fake_run(commands, out_dir):  # the training processes, as far as the burst sees them
+        started.update(commands)
+        for q in commands:
+            (tmp_path / "work" / f"pixel-q{q}-burst").mkdir(parents=True)
+            (tmp_path / "work" / f"pixel-q{q}-burst" / "last.pt").write_bytes(b"ckpt")
+        return {q: 0 for q in commands}
+
+    monkeypatch.setattr(burst, "run_parallel", fake_run)
+    rc = burst.main(["pixel", "--data", "pack", "-q", "2", "1", "--minutes", "3", "--out", str(tmp_path / "out"),
+                     "--workdir", str(tmp_path / "work"), "--batch", "64"])
+    assert rc == 0 and sorted(started) == [1, 2]
+    cmd = started[2]
+    assert cmd[cmd.index("--recipe") + 1] == "recipes/pixel-q2.toml" and cmd[-2:] == ["--batch", "64"]
+    assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "shipped" / "pixel-mbt2018-mean-q2.safetensors")
+    assert (tmp_path / "out" / "pixel-burst-q1.pt").read_bytes() == b"ckpt"
+
+
 def test_mixed_quantization_feeds_g_s_the_decoder_latent():
     """g_s sees round(y − μ) + μ (what `decompress` gives) with a straight-through gradient."""
     from dpexplorer.codec.codec import Codec

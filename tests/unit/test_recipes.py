@@ -114,6 +114,7 @@ def test_every_shipped_model_points_to_its_recipe():
                 training["aux_steps"], training["diffusion_steps"], training["rho"])
             assert last.loss_weights() == training["weights"]
             assert last.width == entry["config"]["width"] and last.blocks == entry["config"]["blocks"]
+            assert last.strength == entry["config"].get("strength", 1.0)
             assert last.through_synthesis == ("synthesis_sha256" in entry)
         if entry["kind"] in ("synthesis", "pixel"):
             assert last.steps == training["steps"]

@@ -58,6 +58,22 @@ def test_tau0_of_a_sampling_pipeline_is_the_plain_decoder(build, tiny_codec, dat
     assert not np.array_equal(pipeline.reconstruct(data, 1.0, "ddim", 2, 0), plain)  # the test can fail
 
 
+def test_the_latent_residual_strength_scales_the_sample_and_travels_with_the_weights(tiny_codec, data):
+    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
+    from dpexplorer.decoders.latent.pipeline import LatentPipeline
+
+    full = _latent_pipeline(tiny_codec)
+    weaker = LatentPipeline(tiny_codec, LatentDenoiser(**{**full.denoiser.config(), "strength": 0.25}))
+    weaker.denoiser.load_state_dict(full.denoiser.state_dict())
+    r = full.cached_sample(data, "ddim", 2, 0)
+    assert torch.allclose(weaker.cached_sample(data, "ddim", 2, 0), 0.25 * r)
+    assert weaker.denoiser.config()["strength"] == 0.25 and full.denoiser.config()["strength"] == 1.0
+    assert np.array_equal(weaker.reconstruct(data, 0.0), tiny_codec.decode(data).x_hat)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="strength"):
+            LatentDenoiser(latent_channels=tiny_codec.cfg.M, width=16, blocks=1, strength=bad)
+
+
 def test_tau0_of_the_interpolated_synthesis_is_g_s0_itself(tiny_codec):
     from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 

@@ -41,10 +41,20 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(h))
 
 
+def check_strength(strength: float) -> float:
+    """The residual's strength κ (ỹ_τ = ŷ + τ·κ·r̃), checked: in (0, 1]."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"residual strength must be in (0, 1], got {strength}")
+    return float(strength)
+
+
 class LatentDenoiser(nn.Module):
-    def __init__(self, latent_channels: int = 192, width: int = 128, blocks: int = 6):
+    def __init__(self, latent_channels: int = 192, width: int = 128, blocks: int = 6, strength: float = 1.0):
         super().__init__()
         self.latent_channels, self.width, self.blocks = latent_channels, width, blocks
+        # `strength`: the share κ of the sampled residual these weights decode with, chosen at export on
+        # training photos (the τ = 1 latent is ŷ + κ·r̃; τ = 0 is untouched)
+        self.strength = check_strength(strength)
         emb_dim = 4 * width
         self.time_mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.inp = nn.Conv2d(2 * latent_channels, width, 3, padding=1)
@@ -69,4 +79,5 @@ class LatentDenoiser(nn.Module):
         return self.out(torch.cat([F.silu(x), x0], dim=1))
 
     def config(self) -> dict:
-        return {"latent_channels": self.latent_channels, "width": self.width, "blocks": self.blocks}
+        return {"latent_channels": self.latent_channels, "width": self.width, "blocks": self.blocks,
+                "strength": self.strength}

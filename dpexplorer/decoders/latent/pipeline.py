@@ -3,16 +3,18 @@
 The receiver has only ŷ. The denoiser samples a residual r̃ ≈ y' − ŷ (y' = the auxiliary encoder's
 perceptual latent, never transmitted), and the reconstruction is
 
-    ỹ_τ = ŷ + τ · r̃ ,        x̂_τ = g_s(ỹ_τ; θ_τ) ,        τ ∈ [0, 1]
+    ỹ_τ = ŷ + τ · κ · r̃ ,        x̂_τ = g_s(ỹ_τ; θ_τ) ,        τ ∈ [0, 1]
 
-a linear fusion of the original and the transformed latent. A module trained through the perceptual
-synthesis (`dpexplorer.decoders.synthesis`, issue 16) moves the synthesis weights along τ too,
+a linear fusion of the original and the transformed latent, with r̃ scaled by the strength κ stored
+with the weights (chosen on training photos at export: through θ₁, the full residual costs LPIPS;
+docs/synthesis.md). A module trained through the perceptual synthesis
+(`dpexplorer.decoders.synthesis`, issue 16) moves the synthesis weights along τ too,
 θ_τ = (1 − τ)·θ₀ + τ·θ₁; without one, θ_τ = θ₀ (the codec's g_s). τ = 0 is the base decoder exactly (it is
 returned without touching the sample, so the PNG is bit-identical); τ = 1 is the full perceptual
 latent. The bitstream never changes; τ, sampler, steps and seed are decode-time arguments.
 
 A τ map (the app's τ brush, `--tau-map`) makes τ spatial: averaged over each 16×16 cell onto the
-latent grid, ỹ = ŷ + τ(x, y)·r̃ (weights cannot vary per pixel: with θ₁, that ỹ is decoded by θ₁ and
+latent grid, ỹ = ŷ + τ(x, y)·κ·r̃ (weights cannot vary per pixel: with θ₁, that ỹ is decoded by θ₁ and
 blended with the plain decode by the same map, x̂ = x̂₀ + τ(x, y)·(g_s(ỹ; θ₁) − x̂₀)).
 
 Caching: the entropy-decoded ŷ is cached per bitstream and the sample r̃ per
@@ -58,13 +60,13 @@ class LatentPipeline:
     @torch.inference_mode()
     def sample(self, y_hat: torch.Tensor, sampler: str = "ddim", steps: int = 10, seed: int = 0,
                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        """One draw of the residual r̃ given ŷ (unnormalised, same shape as ŷ)."""
+        """One draw of the residual r̃ given ŷ (unnormalised, same shape as ŷ), times the weights' strength κ."""
         def model(r_t, t):
             with thread_invariant():  # the same seed gives the same r̃ whatever the thread count
                 return self.denoiser(r_t, t.reshape(1), y_hat)
 
         r = run_sampler(model, y_hat.shape, sampler, steps, seed, progress=progress)
-        return r * self.denoiser.residual_scale[None, :, None, None]
+        return r * (self.denoiser.strength * self.denoiser.residual_scale[None, :, None, None])
 
     def cached_sample(self, data: bytes, sampler: str, steps: int, seed: int, progress=None) -> torch.Tensor:
         key = (hashlib.sha256(data).hexdigest(), sampler, int(steps), int(seed))
@@ -75,7 +77,7 @@ class LatentPipeline:
     # ---- τ -----------------------------------------------------------------------------------------
     @staticmethod
     def fuse(y_hat: torch.Tensor, residual: torch.Tensor, tau: float) -> torch.Tensor:
-        """ỹ_τ = ŷ + τ·r̃, τ in [0, 1]."""
+        """ỹ_τ = ŷ + τ·r̃ (r̃ already scaled by κ), τ in [0, 1]."""
         return y_hat + check_tau(tau) * residual
 
     def reconstruct(self, data: bytes, tau: float = 1.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
