@@ -97,7 +97,7 @@ def run_eval(settings: EvalSettings) -> dict:
     if not qualities:
         raise FileNotFoundError("no shipped codec weights to evaluate")
     store = CellStore(out / "cells.jsonl")
-    provenance, models = {}, {}
+    provenance, defaults, models = {}, {}, {}
 
     total = len(images) * len(qualities)
     with tqdm(total=total, desc="eval", disable=None) as bar:
@@ -110,6 +110,7 @@ def run_eval(settings: EvalSettings) -> dict:
                 if q in module_qualities(kind):
                     entry = find_entry(kind, codec.cfg.arch, q)[1]
                     provenance[f"{kind}-q{q}"] = entry["sha256"]
+                    defaults[f"{kind}-q{q}"] = decode_defaults(entry)
                     models[f"{kind}-q{q}"] = model_id(entry)
             modules = _modules(q, settings)
             for i, path in enumerate(images):
@@ -128,7 +129,7 @@ def run_eval(settings: EvalSettings) -> dict:
              and (c["decoder"] not in MODULE_DECODERS
                   or c.get("model") == models.get(f"{c['decoder']}-q{c['quality']}"))]
     result = summarize(cells, settings, provenance, len(images))
-    result["decode_defaults"] = {k: m.partition("/")[2] for k, m in models.items()}
+    result["decode_defaults"] = defaults
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_csv(cells, out / "results.csv")
     # the curves file keeps the curves of decoders this run did not evaluate (same weights): plot those too
@@ -147,11 +148,16 @@ def _short(sha256: str | None) -> str | None:
 DECODE_DEFAULTS = {"noise_scale": 1.0, "strength": 1.0}
 
 
+def decode_defaults(entry: dict) -> str:
+    """The decode defaults set in a module's manifest config, as text ("strength=0.25"; "" for none)."""
+    config = entry.get("config", {})
+    return "/".join(f"{k}={config[k]:g}" for k, neutral in sorted(DECODE_DEFAULTS.items())
+                    if config.get(k, neutral) != neutral)
+
+
 def model_id(entry: dict) -> str:
     """What a module's cells are keyed by: its weights' hash, with any decode default that is set."""
-    config = entry.get("config", {})
-    return "/".join([_short(entry["sha256"]), *(f"{k}={config[k]:g}" for k, neutral in sorted(DECODE_DEFAULTS.items())
-                                                 if config.get(k, neutral) != neutral)])
+    return "/".join(filter(None, [_short(entry["sha256"]), decode_defaults(entry)]))
 
 
 def _modules(q: int, s: EvalSettings) -> tuple:
