@@ -19,6 +19,10 @@ hinge `w_hf` is what worked, the conditioned D made things worse (off by default
   does with ŷ: grain on a region that ŷ says is flat is easy to call fake;
 - `w_hf`: a hinge on each crop's high-frequency energy above the original's (`hf_overshoot`).
 
+With `w_lpips`, `w_adv` and `w_hf` at 0 (their networks are then skipped) the same loop refits the
+*plain* decoder to the rounded ŷ: the shipped codecs' g_s was trained on the noise relaxation and is
+not MSE-optimal for what it decodes (docs/synthesis.md, "PSNR monotonicity").
+
     python -m dpexplorer.training.synthesis --data /work/shared/train_photos --quality 1 \
         --run-name probe --minutes 35 --threads 1
 
@@ -146,16 +150,20 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         x1 = g_s1(y_hat)
         fake = x1.clamp(0, 1)
 
-        opt_d.zero_grad(set_to_none=True)
-        d_loss = F.softplus(-disc(d_in(x, base))).mean() + F.softplus(disc(d_in(fake.detach(), base))).mean()
-        d_loss.backward()
-        opt_d.step()
+        zero = torch.zeros((), device=device)
+        d_loss = zero
+        if cfg.w_adv:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss = F.softplus(-disc(d_in(x, base))).mean() + F.softplus(disc(d_in(fake.detach(), base))).mean()
+            d_loss.backward()
+            opt_d.step()
 
         opt.zero_grad(set_to_none=True)
         mse = F.mse_loss(x1, x)
-        lp = lpips_tensor(fake, x).mean()
-        adv = F.softplus(-disc(d_in(fake, base))).mean()
-        hf = hf_overshoot(fake, x) if cfg.w_hf else torch.zeros(())
+        # a zero weight skips its network: w_mse alone is the plain decoder's refit on rounded ŷ
+        lp = lpips_tensor(fake, x).mean() if cfg.w_lpips else zero
+        adv = F.softplus(-disc(d_in(fake, base))).mean() if cfg.w_adv else zero
+        hf = hf_overshoot(fake, x) if cfg.w_hf else zero
         loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
         loss.backward()
         torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)

@@ -178,3 +178,25 @@ def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
     for q in synthesis_qualities():
         assert find_entry("synthesis", None, q)[1]["codec_sha256"] == get_codec(q).weights_sha256
         get_synthesis(q)  # loads, hash-checked
+
+
+def test_mse_only_refit_skips_the_discriminator_and_lpips(tmp_path, tiny_codec, monkeypatch):
+    import dpexplorer.metrics.image as image_metrics
+    from dpexplorer.training.synthesis import SynthesisTrainConfig, train_synthesis
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    save_png(np.random.default_rng(1).integers(0, 256, (80, 80, 3), dtype=np.uint8), data / "p.png")
+
+    def no_lpips(*a, **k):
+        raise AssertionError("LPIPS must not run at w_lpips = 0")
+
+    monkeypatch.setattr(image_metrics, "lpips_tensor", no_lpips)
+    cfg = SynthesisTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "w"), steps=2, batch=1, crop=64,
+                               threads=1, w_mse=1.0, w_lpips=0.0, w_adv=0.0, w_hf=0.0)
+    state = torch.load(train_synthesis(cfg, codec=tiny_codec), weights_only=True)
+    assert state["step"] == 2
+    ckpt = torch.load(cfg.run_dir() / "last.pt", weights_only=True)
+    assert not ckpt["opt_d"]["state"]  # the discriminator never stepped
+    moved = any(not torch.equal(v, tiny_codec.model.g_s.state_dict()[k]) for k, v in state["g_s"].items())
+    assert moved
