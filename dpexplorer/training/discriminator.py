@@ -1,9 +1,11 @@
 """The adversary of the perceptual trainings (the latent module's auxiliary encoder, the perceptual
-synthesis): one PatchGAN for both."""
+synthesis, the pixel decoder's optional term): one PatchGAN, one non-saturating GAN loss for all."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class PatchDiscriminator(nn.Module):
@@ -20,3 +22,18 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.net(x * 2 - 1)
+
+
+def discriminator_step(disc: nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor,
+                       fake: torch.Tensor) -> torch.Tensor:
+    """One update of D on real vs (detached) fake images, non-saturating loss; the loss, detached."""
+    opt_d.zero_grad(set_to_none=True)
+    d_loss = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
+    d_loss.backward()
+    opt_d.step()
+    return d_loss.detach()
+
+
+def generator_loss(disc: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's non-saturating loss: −log D(fake), averaged over D's patches."""
+    return F.softplus(-disc(fake)).mean()

@@ -45,7 +45,7 @@ from dpexplorer.decoders.latent.denoiser import check_strength
 from dpexplorer.training.common import (TrainLogger, add_config_arguments, atomic_save, configs_from_args,
                                         load_checkpoint, resume, setup_device)
 from dpexplorer.training.data import CropSampler, split_holdout
-from dpexplorer.training.discriminator import PatchDiscriminator
+from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
 
 
 @dataclass
@@ -145,17 +145,13 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainL
         bpp2 = bits2.sum() / pixels
         x2 = g_s(y_hat2)
 
-        # discriminator step
-        opt_d.zero_grad(set_to_none=True)
-        d_loss = F.softplus(-disc(x)).mean() + F.softplus(disc(x2.detach().clamp(0, 1))).mean()
-        d_loss.backward()
-        opt_d.step()
+        d_loss = discriminator_step(disc, opt_d, x, x2.clamp(0, 1))
 
         # auxiliary-encoder step
         opt.zero_grad(set_to_none=True)
         mse = F.mse_loss(x2, x)
         lp = lpips_tensor(x2.clamp(0, 1), x).mean()
-        adv = F.softplus(-disc(x2.clamp(0, 1))).mean()
+        adv = generator_loss(disc, x2.clamp(0, 1))
         rate_excess = F.relu(bpp2 - (1 + cfg.rate_slack) * bpp_base)
         loss = cfg.w_mse * lmbda * 255**2 * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_rate * rate_excess
         loss.backward()

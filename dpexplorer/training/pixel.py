@@ -37,7 +37,7 @@ from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLog
                                         configs_from_args, conv_kernels, cosine_lr, load_checkpoint, psnr_of, resume,
                                         setup_device, training_settings)
 from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
-from dpexplorer.training.discriminator import PatchDiscriminator
+from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
 from dpexplorer.training.latent import latent_and_rate
 
 
@@ -181,11 +181,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         lp = lpips_tensor(x0_hat, x).mean() if cfg.rho else torch.zeros((), device=device)
         adv = torch.zeros((), device=device)
         if cfg.w_adv:
-            d_loss = F.softplus(-disc(x)).mean() + F.softplus(disc(x0_hat.detach())).mean()
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            adv = F.softplus(-disc(x0_hat)).mean()
+            discriminator_step(disc, opt_d, x, x0_hat)
+            adv = generator_loss(disc, x0_hat)
         loss = diffusion + cfg.rho * lp + cfg.w_adv * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import MultiScaleCropSampler
-from dpexplorer.training.discriminator import PatchDiscriminator
+from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
 from dpexplorer.training.latent import latent_and_rate
 
 
@@ -153,16 +153,13 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         zero = torch.zeros((), device=device)
         d_loss = zero
         if cfg.w_adv:
-            opt_d.zero_grad(set_to_none=True)
-            d_loss = F.softplus(-disc(d_in(x, base))).mean() + F.softplus(disc(d_in(fake.detach(), base))).mean()
-            d_loss.backward()
-            opt_d.step()
+            d_loss = discriminator_step(disc, opt_d, d_in(x, base), d_in(fake, base))
 
         opt.zero_grad(set_to_none=True)
         mse = F.mse_loss(x1, x)
         # a zero weight skips its network: w_mse alone is the plain decoder's refit on rounded ŷ
         lp = lpips_tensor(fake, x).mean() if cfg.w_lpips else zero
-        adv = F.softplus(-disc(d_in(fake, base))).mean() if cfg.w_adv else zero
+        adv = generator_loss(disc, d_in(fake, base)) if cfg.w_adv else zero
         hf = hf_overshoot(fake, x) if cfg.w_hf else zero
         loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
         loss.backward()
