@@ -84,6 +84,10 @@ def render_model_card(directory: Path) -> str:
         lines += ["", "## Recipes", "", "What each model was trained with; each phase resumes the one before.", "",
                   *recipes]
     notes = [f"- {e['file']}: {e['training']['notes']}" for e in models.values() if e.get("training", {}).get("notes")]
+    notes += [f"- {e['file']}: its g_s (the plain decoder) refit to the rounded ŷ, {r['steps']} steps "
+              f"(`{r['recipe']}`, {r['device']}); the bitstream is unchanged (latent SHA-256 "
+              f"`{e['latent_sha256'][:12]}…`), and `.dpx` files of the replaced file `{r['replaced_sha256'][:12]}…` "
+              f"still decode" for e in models.values() if (r := e.get("plain_refit"))]
     notes += [f"- {e['file']}: float16 kernels vs the float32 checkpoint on {len(c['images'])} images: "
               f"ΔPSNR {c['mean_delta_psnr_db']:+.4f} dB, Δbpp {c['mean_delta_bpp']:+.5f}"
               for e in models.values() if (c := e.get("fp16_check"))]

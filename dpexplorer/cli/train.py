@@ -35,6 +35,19 @@ def cmd_train_pixel(args) -> int:
 
 
 def cmd_train_export(args) -> int:
+    if args.kind == "refit":
+        from pathlib import Path
+
+        from dpexplorer.training.common import load_checkpoint, training_settings
+        from dpexplorer.training.export import export_plain_refit
+
+        run = Path(args.checkpoint).expanduser()
+        state = load_checkpoint(run / "last.pt")
+        training = {"data": state["config"]["data"], "steps": int(state["step"]),
+                    "wall_hours": round(float(state["wall_s"]) / 3600, 3),
+                    "config": training_settings(state["config"]), "notes": args.notes}
+        print(json.dumps(export_plain_refit(run / "theta1.pt", int(state["config"]["quality"]), training), indent=2))
+        return EXIT_OK
     if args.kind == "pixel":
         from dpexplorer.training.pixel import export_pixel
 
@@ -75,7 +88,9 @@ def add_parsers(sub) -> None:
     tp.set_defaults(func=cmd_train_pixel)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
-    tx.add_argument("--kind", choices=["codec", "pixel"], default="codec", help="what the checkpoint holds")
+    tx.add_argument("--kind", choices=["codec", "pixel", "refit"], default="codec",
+                    help="what the checkpoint holds; refit: a synthesis run folder trained with MSE alone, which "
+                         "replaces the shipped codec's g_s (the plain decoder)")
     tx.add_argument("--noise-scale", type=float, default=None,
                     help="pixel: the initial-noise scale the weights decode with by default (1 if not given)")
     tx.add_argument("--notes", default="", help="free text for the model card")

@@ -16,6 +16,7 @@ import hashlib
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -41,6 +42,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     """SHA-256 of a state dict's canonical safetensors serialisation (for models not loaded from a file)."""
     return hashlib.sha256(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()})).hexdigest()
+
+
+def latent_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors that define ŷ and the bitstream: all but the synthesis transform g_s's.
+    A `.dpx` file and a module that decodes ŷ (the τ decoders) stay valid when only g_s changes (the
+    plain decoder refit to the rounded ŷ, docs/synthesis.md)."""
+    return state_fingerprint({k: v for k, v in state.items() if not k.startswith("g_s.")})
 
 
 _INVARIANT_LOCK = threading.RLock()
@@ -71,13 +79,15 @@ class Decoded:
 
 
 class Codec:
-    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str, tiling: Tiling = Tiling()):
+    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str, tiling: Tiling = Tiling(),
+                 earlier_ids: tuple[bytes, ...] = ()):
         self.model = model.eval().requires_grad_(False)
         guard(self.model)  # native entropy decoding of untrusted strings runs in a child process
         self.tiling = tiling  # replaceable (tests force small tiles); it does not change the format
         self.cfg = cfg
-        self.weights_sha256 = weights_sha256
+        self.weights_sha256 = weights_sha256  # the whole weights file (or state)
         self.source = source
+        self.earlier_ids = earlier_ids  # header ids of earlier releases with the same ŷ (their whole-file hash)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -90,9 +100,22 @@ class Codec:
         model.update(force=True)
         return cls(model, cfg, state_fingerprint(model.state_dict()), "untrained")
 
+    @cached_property
+    def latent_sha256(self) -> str:
+        """What ŷ depends on (`latent_fingerprint`): the key of `.dpx` headers and of the τ decoders' modules."""
+        return latent_fingerprint(self.model.state_dict())
+
     @property
     def weights_id(self) -> bytes:
-        return bytes.fromhex(self.weights_sha256)[:8]
+        """The `.dpx` header's 8-byte id of the model that wrote it."""
+        return bytes.fromhex(self.latent_sha256)[:8]
+
+    def fits(self, record: dict) -> bool:
+        """Whether a module trained with `record` (a manifest entry or checkpoint: `latent_sha256`, or for
+        older records the whole file's `codec_sha256`) decodes this codec's ŷ."""
+        if record.get("latent_sha256"):
+            return record["latent_sha256"] == self.latent_sha256
+        return record.get("codec_sha256") == self.weights_sha256
 
     @property
     def name(self) -> str:
@@ -141,7 +164,7 @@ class Codec:
         bs = Bitstream.from_bytes(data)
         if (bs.arch, bs.quality) != (self.cfg.arch, self.cfg.quality):
             raise BitstreamError(f"bitstream was made by {bs.arch} q{bs.quality}, this decoder is {self.name}")
-        if bs.weights_id != self.weights_id:
+        if bs.weights_id not in (self.weights_id, *self.earlier_ids):
             raise BitstreamError(f"bitstream was made with other weights ({bs.weights_id.hex()}); "
                                  f"this decoder's are {self.weights_id.hex()}")
         # The rANS encoder writes whole 32-bit words, at least its 8-byte final state, and at most one

@@ -4,6 +4,7 @@ and the pixel-space decoders; only the prediction type (what the network outputs
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -39,6 +40,12 @@ def make_scheduler(name: str, prediction_type: str = "sample"):
 def training_scheduler(prediction_type: str = "sample") -> DDPMScheduler:
     """The forward (noising) process used in training; shares the schedule of every sampler."""
     return DDPMScheduler(**_COMMON, prediction_type=_check_prediction(prediction_type), clip_sample=False)
+
+
+@lru_cache(maxsize=1)
+def cumulative_alphas() -> torch.Tensor:
+    """ᾱ_t of the shared schedule, t = 0 … TRAIN_TIMESTEPS − 1."""
+    return training_scheduler().alphas_cumprod
 
 
 def run_sampler(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, sampler: str = "ddim",

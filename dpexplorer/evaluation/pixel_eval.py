@@ -139,7 +139,7 @@ def _pipelines(args):
 
         den, state = load_denoiser(args.checkpoint)
         codec = get_codec(state["quality"], state["arch"])
-        if codec.weights_sha256 != state["codec_sha256"]:
+        if not codec.fits(state):
             raise WeightsError(f"{args.checkpoint} was trained for other codec weights than the shipped "
                                f"{state['arch']} q{state['quality']}")
         from dpexplorer.hub.loading import trained_synthesis

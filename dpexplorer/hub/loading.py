@@ -31,7 +31,11 @@ def load_codec(quality: int, arch: str | None = None, directory: Path | None = N
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise WeightsError(f"{name}: weights do not fit {cfg.arch} (N={cfg.N}, M={cfg.M}): {exc}") from None
-    return Codec(model, cfg, entry["sha256"], f"weights/{entry['file']}")
+    earlier = tuple(bytes.fromhex(i) for i in entry.get("earlier_weights_ids", ()))
+    codec = Codec(model, cfg, entry["sha256"], f"weights/{entry['file']}", earlier_ids=earlier)
+    if entry.get("latent_sha256") and entry["latent_sha256"] != codec.latent_sha256:
+        raise WeightsError(f"{name}: its entry's latent_sha256 does not match the file")
+    return codec
 
 
 def pretrained_codec(quality: int, arch: str = "bmshj2018-hyperprior") -> Codec:
@@ -53,7 +57,9 @@ def pretrained_codec(quality: int, arch: str = "bmshj2018-hyperprior") -> Codec:
     state = load_pretrained(state)
     model = type(build_model(cfg)).from_state_dict(state)
     model.update(force=True)
-    return Codec(model, cfg, state_fingerprint(model.state_dict()), url)
+    fingerprint = state_fingerprint(model.state_dict())
+    # before the header keyed on the latent model, it held the whole state's fingerprint
+    return Codec(model, cfg, fingerprint, url, earlier_ids=(bytes.fromhex(fingerprint)[:8],))
 
 
 _lock = threading.Lock()
@@ -79,7 +85,7 @@ def shipped_qualities() -> list[int]:
     return module_qualities("codec")
 
 
-# ---- the τ decoders' modules: each trained for one shipped codec, whose SHA-256 its entry records ----
+# ---- the τ decoders' modules: each trained for one shipped codec's ŷ, whose SHA-256 its entry records ----
 def _latent_pipeline(codec, entry: dict, state: dict, directory: str):
     from dpexplorer.decoders.latent.denoiser import LatentDenoiser
     from dpexplorer.decoders.latent.pipeline import LatentPipeline
@@ -124,7 +130,7 @@ _BUILDERS = {"latent": _latent_pipeline, "pixel": _pixel_pipeline, "synthesis": 
 def _cached_module(kind: str, quality: int, arch: str, directory: str):
     codec = _cached_codec(quality, arch, False, directory)
     name, entry = find_entry(kind, arch, quality, Path(directory))
-    if entry.get("codec_sha256") != codec.weights_sha256:
+    if not codec.fits(entry):
         raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
     return _BUILDERS[kind](codec, entry, load_weights(entry, Path(directory)), directory)
 

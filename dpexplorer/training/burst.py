@@ -16,6 +16,14 @@ quality's shipped pixel decoder (its recipe, `--init-from` the shipped weights, 
 `--batch 64 --lr-schedule cosine` passed on) and brings back the training checkpoints:
 
     python -m dpexplorer.training.burst pixel --data .train/pack -q 3 2 1 --minutes 8 --out $OUT --batch 64
+
+`synthesis` first refits each quality's plain decoder to the rounded ŷ (MSE only, docs/synthesis.md
+"PSNR monotonicity"), then trains perceptual synthesis arms θ₁ from that refit, all sharing the GPU,
+and brings back one safetensors file per quality: `refit/…`, each arm's final `ARM/…` and its first
+snapshot `ARM@STEP/…` (float16 kernels, as shipped):
+
+    python -m dpexplorer.training.burst synthesis -q 3 2 1 --refit-minutes 1.5 --minutes 4.5 \
+        --arm A "" --arm B "--hf-tile 32" --out $OUT --batch 16 --crop 192 --min-scale 0.8
 """
 
 from __future__ import annotations
@@ -71,19 +79,20 @@ def compact_weights(checkpoint: Path, target: Path) -> None:
     save_file(tensors, str(target), metadata=meta)
 
 
-def run_parallel(commands: dict[int, list[str]], out_dir: Path) -> dict[int, int]:
-    """Start one training process per quality (they share the GPU), each logging to out_dir/train-q{q}.log;
+def run_parallel(commands: dict, log_dir: Path) -> dict:
+    """Start one training process per key (they share the GPU), each logging to log_dir/train-q{key}.log;
     their exit codes."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     procs = {}
-    for q, cmd in commands.items():
-        log = open(out_dir / f"train-q{q}.log", "w")
-        procs[q] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+    for key, cmd in commands.items():
+        log = open(log_dir / f"train-q{key}.log", "w")
+        procs[key] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
         print("started", " ".join(cmd), flush=True)
     codes = {}
-    for q, (proc, log) in procs.items():
-        codes[q] = proc.wait()
+    for key, (proc, log) in procs.items():
+        codes[key] = proc.wait()
         log.close()
-        print(f"q{q} exited {codes[q]}", flush=True)
+        print(f"q{key} exited {codes[key]}", flush=True)
     return codes
 
 
@@ -108,23 +117,66 @@ def run(data: str, qualities: list[int], minutes: float, out: str, init: str, wo
 
 
 def run_pixel(data: str, qualities: list[int], minutes: float, out: str, workdir: str, threads: int,
-              extra: list[str]) -> int:
-    """The pixel decoder of each quality, from its recipe and shipped weights, for `minutes`; the
-    checkpoints (a few MB: `dpexplorer train export --kind pixel` makes weights of them) go to `out`."""
+              extra: list[str], run_name: str = "burst", fresh: bool = False, log_dir: str | None = None) -> int:
+    """The pixel decoder of each quality, from its recipe and shipped weights (`fresh`: from scratch, e.g.
+    for another prediction type), for `minutes`; the checkpoints (a few MB: `dpexplorer train export
+    --kind pixel` makes weights of them) go to `out`."""
     from dpexplorer.hub.manifest import weights_dir
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    init = {q: [] if fresh else ["--init-from", str(weights_dir() / f"pixel-mbt2018-mean-q{q}.safetensors")]
+            for q in qualities}
     commands = {q: [sys.executable, "-m", "dpexplorer.training.pixel", "--recipe", f"recipes/pixel-q{q}.toml",
-                    "--data", data, "--run-name", "burst", "--workdir", workdir, "--steps", str(10**7),
+                    "--data", data, "--run-name", run_name, "--workdir", workdir, "--steps", str(10**7),
                     "--minutes", str(minutes), "--threads", str(threads), "--checkpoint-every-s", "120",
-                    "--init-from", str(weights_dir() / f"pixel-mbt2018-mean-q{q}.safetensors"), *extra]
+                    *init[q], *extra]
                 for q in qualities}
-    codes = run_parallel(commands, out_dir)
+    codes = run_parallel(commands, Path(log_dir or out_dir))
     for q in qualities:
-        ckpt = Path(workdir).expanduser() / f"pixel-q{q}-burst" / "last.pt"
+        ckpt = Path(workdir).expanduser() / f"pixel-q{q}-{run_name}" / "last.pt"
         if ckpt.exists():
-            shutil.copy(ckpt, out_dir / f"pixel-burst-q{q}.pt")
+            shutil.copy(ckpt, out_dir / f"pixel-{run_name}-q{q}.pt")
+    return max(codes.values(), default=0)
+
+
+def run_synthesis(data: str, qualities: list[int], refit_minutes: float, minutes: float, arms: dict[str, list[str]],
+                  out: str, workdir: str, threads: int, extra: list[str], log_dir: str | None = None) -> int:
+    """Per quality: the plain decoder's refit (MSE on rounded ŷ), then each arm of θ₁ from it, in parallel;
+    one `synthesis-burst-q{q}.safetensors` in `out` with every resulting θ under a prefix."""
+    from safetensors.torch import save_file
+
+    from dpexplorer.training.common import conv_kernels
+    from dpexplorer.training.synthesis import load_theta1
+
+    out_dir, logs, root = Path(out), Path(log_dir or out), Path(workdir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = [sys.executable, "-m", "dpexplorer.training.synthesis", "--data", data, "--workdir", workdir,
+            "--steps", str(10**7), "--threads", str(threads), "--checkpoint-every-s", "120", *extra]
+    refit = {q: [*base, "--quality", str(q), "--run-name", "refit", "--minutes", str(refit_minutes),
+                 "--w-mse", "1", "--w-lpips", "0", "--w-adv", "0", "--w-hf", "0"] for q in qualities}
+    codes = run_parallel({f"{q}-refit": cmd for q, cmd in refit.items()}, logs)
+    refits = {q: root / f"synthesis-q{q}-refit" / "theta1.pt" for q in qualities}
+    runs = {f"{q}-{arm}": [*base, "--quality", str(q), "--run-name", arm, "--minutes", str(minutes),
+                           "--init-from", str(refits[q]), "--snapshot-every-s", str(30 * minutes), *flags]
+            for q in qualities if refits[q].exists() for arm, flags in arms.items()}
+    codes.update(run_parallel(runs, logs))
+    for q in qualities:
+        thetas = {"refit": refits[q]} if refits[q].exists() else {}
+        for arm in arms:
+            run_dir = root / f"synthesis-q{q}-{arm}"
+            snaps = sorted(run_dir.glob("theta1-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+            if snaps:
+                thetas[f"{arm}@{snaps[0].stem.split('-')[1]}"] = snaps[0]
+            if (run_dir / "theta1.pt").exists():
+                thetas[arm] = run_dir / "theta1.pt"
+        tensors = {}
+        for name, path in thetas.items():
+            state = load_theta1(path)
+            half = conv_kernels(state)
+            tensors.update({f"{name}/{k}": (v.half() if half(k) else v).contiguous().cpu() for k, v in state.items()})
+        if tensors:
+            save_file(tensors, str(out_dir / f"synthesis-burst-q{q}.safetensors"))
     return max(codes.values(), default=0)
 
 
@@ -157,13 +209,33 @@ def main(argv=None) -> int:
     px.add_argument("--out", default=os.environ.get("OUT", "results/burst"))
     px.add_argument("--workdir", default="/tmp/dpexplorer-burst")
     px.add_argument("--threads", type=int, default=4)
+    px.add_argument("--run-name", default="burst")
+    px.add_argument("--fresh", action="store_true", help="train from scratch, not from the shipped weights")
+    px.add_argument("--log-dir", default=None, help="the processes' logs (default: --out)")
+    sy = sub.add_parser("synthesis", help="refit each quality's plain decoder, then train θ₁ arms from it; "
+                                          "flags it does not know go to dpexplorer.training.synthesis")
+    sy.add_argument("--data", default=".train/pack")
+    sy.add_argument("--quality", "-q", type=int, nargs="+", default=[3, 2, 1])
+    sy.add_argument("--refit-minutes", type=float, required=True)
+    sy.add_argument("--minutes", type=float, required=True, help="each arm's budget, after the refit")
+    sy.add_argument("--arm", nargs=2, action="append", metavar=("NAME", "FLAGS"), required=True,
+                    help="an arm of θ₁: its run name and its own flags, as one string")
+    sy.add_argument("--out", default=os.environ.get("OUT", "results/burst"))
+    sy.add_argument("--workdir", default="/tmp/dpexplorer-burst")
+    sy.add_argument("--threads", type=int, default=2)
+    sy.add_argument("--log-dir", default=None, help="the processes' logs (default: --out)")
     args, extra = p.parse_known_args(argv)
     if args.cmd == "pack":
         print(json.dumps(pack(args.data, args.out, *args.scale, args.min_side)))
         return 0
     t0 = time.time()
     if args.cmd == "pixel":
-        rc = run_pixel(args.data, args.quality, args.minutes, args.out, args.workdir, args.threads, extra)
+        rc = run_pixel(args.data, args.quality, args.minutes, args.out, args.workdir, args.threads, extra,
+                       args.run_name, args.fresh, args.log_dir)
+    elif args.cmd == "synthesis":
+        arms = {name: flags.split() for name, flags in args.arm}
+        rc = run_synthesis(args.data, args.quality, args.refit_minutes, args.minutes, arms, args.out, args.workdir,
+                           args.threads, extra, args.log_dir)
     else:
         rc = run(args.data, args.quality, args.minutes, args.out, args.init, args.workdir, args.batch, args.crop,
                  args.lr, args.warmup, args.threads, extra)

@@ -163,7 +163,8 @@ class Every:
 
 
 # a run's bookkeeping, not how the model was trained: left out of an export's `training.config`
-RUN_ONLY_KEYS = ("data", "workdir", "run_name", "threads", "minutes", "steps", "checkpoint_every_s")
+RUN_ONLY_KEYS = ("data", "workdir", "run_name", "threads", "minutes", "steps", "checkpoint_every_s",
+                 "snapshot_every_s")
 
 
 def training_settings(config: dict) -> dict:

@@ -3,6 +3,7 @@ then regenerates the model card)."""
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import date
 from pathlib import Path
@@ -72,16 +73,53 @@ def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | Non
     state = load_checkpoint(Path(run_dir).expanduser() / "last.pt")
     cfg = state["config"]
     codec = load_codec(int(cfg["quality"]), cfg.get("arch"), directory)
-    if state["codec_sha256"] != codec.weights_sha256:
-        raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, "
-                         f"not the shipped {codec.weights_sha256[:12]}…")
+    if not codec.fits(state):
+        raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, whose ŷ is not "
+                         f"the shipped {codec.weights_sha256[:12]}…'s")
     meta = {
         "kind": "synthesis", "arch": codec.cfg.arch, "quality": codec.cfg.quality,
         "recipe": f"recipes/synthesis-q{codec.cfg.quality}.toml",
-        "codec_sha256": codec.weights_sha256, "exported": date.today().isoformat(),
+        "codec_sha256": state["codec_sha256"], "latent_sha256": codec.latent_sha256,
+        "exported": date.today().isoformat(),
         "training": {"data": cfg["data"], "steps": int(state["step"]),
                      "wall_hours": round(float(state["wall_s"]) / 3600, 3), "config": training_settings(cfg),
                      "notes": notes},
     }
     name = model_name("synthesis", codec.cfg.arch, codec.cfg.quality)
     return save_weights(state["g_s1"], name, meta, fp16=conv_kernels(state["g_s1"]), directory=directory)
+
+
+def export_plain_refit(theta: str | Path, quality: int, training: dict, directory: Path | None = None) -> dict:
+    """The shipped codec of `quality` with its g_s replaced by `theta`: the plain decoder refit to the
+    rounded ŷ (a `training.synthesis` run with MSE alone; docs/synthesis.md, "PSNR monotonicity").
+
+    g_a, the hyperprior and the entropy model stay bit-identical (checked: `latent_sha256` is unchanged), so
+    bitstreams and the modules keyed on ŷ stay valid; the entry lists the replaced file's `.dpx` header id
+    (`earlier_weights_ids`), so files written with it still decode. `training`: steps, wall time and
+    settings of the refit, recorded under `plain_refit`."""
+    from safetensors import safe_open
+
+    from dpexplorer.codec.codec import latent_fingerprint
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.hub.manifest import find_entry, weights_dir
+    from dpexplorer.training.synthesis import load_theta1
+
+    codec = load_codec(quality, None, directory)
+    name, entry = find_entry("codec", codec.cfg.arch, quality, directory)
+    model = copy.deepcopy(codec.model)
+    # GDN's reparametrisation constants are not in every state dict (they are rebuilt from the codec's own)
+    missing, unexpected = model.g_s.load_state_dict(load_theta1(theta), strict=False)
+    if unexpected or any("_reparam." not in key for key in missing):
+        raise ValueError(f"{theta} is not a g_s of {codec.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    state = model.state_dict()
+    if latent_fingerprint(state) != codec.latent_sha256:
+        raise AssertionError("replacing g_s changed the latent model")
+    with safe_open(str((directory or weights_dir()) / entry["file"]), "pt") as f:  # store as the file did
+        half = {k for k in f.keys() if f.get_slice(k).get_dtype() in ("F16", "float16")}
+    old_id = codec.weights_sha256[:16]  # the header id that files written with the replaced file carry
+    earlier = [*entry.get("earlier_weights_ids", []), *([old_id] if entry.get("latent_sha256") is None else [])]
+    keep = {k: v for k, v in entry.items() if k not in ("file", "sha256", "bytes", "eval", "fp16_check")}
+    meta = {**keep, "latent_sha256": codec.latent_sha256, "earlier_weights_ids": earlier,
+            "exported": date.today().isoformat(),
+            "plain_refit": {**training, "replaced_sha256": entry["sha256"]}}
+    return save_weights(state, name, meta, fp16=half.__contains__, directory=directory)

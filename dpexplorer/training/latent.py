@@ -365,8 +365,9 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     ablation = ablation_runs(cfg, codec.cfg.arch, codec.weights_sha256)
     ablation += earlier_ablation_runs(previous, ablation)
     meta = {"kind": "latent", "arch": codec.cfg.arch, "quality": cfg.quality, "codec_sha256": codec.weights_sha256,
-            **({"synthesis_sha256": find_entry("synthesis", codec.cfg.arch, cfg.quality)[1]["sha256"]}
-               if cfg.through_synthesis else {}),
+            # through θ₁ the module never sees the codec's g_s: keyed on ŷ's model alone (latent_sha256)
+            **({"synthesis_sha256": find_entry("synthesis", codec.cfg.arch, cfg.quality)[1]["sha256"],
+                "latent_sha256": codec.latent_sha256} if cfg.through_synthesis else {}),
             "config": denoiser.config(), "training": {**info, "data": cfg.data, "weights": cfg.loss_weights(),
                                                       "ablation": ablation}}
     entry = save_weights(denoiser.state_dict(), name, meta, fp16=lambda k: k.endswith(".weight"))

@@ -138,7 +138,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     if step:
         log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
     elif cfg.init_from:
-        den.load_state_dict(initial_weights(cfg.init_from, codec.weights_sha256, synthesis_sha256))
+        den.load_state_dict(initial_weights(cfg.init_from, codec, synthesis_sha256))
         log(f"initialised from {cfg.init_from}")
     else:
         residual_scale, cond_scale = measure_scales(model, sampler, base_g_s, cfg.batch, device)
@@ -154,6 +154,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         atomic_save({**{name: part.state_dict() for name, part in parts.items()}, "step": step,
                      "wall_s": time.time() - t0, "config": asdict(cfg), "denoiser_config": den.config(),
                      "codec_sha256": codec.weights_sha256, "synthesis_sha256": synthesis_sha256,
+                     # over θ₁ the denoiser sees ŷ and θ₁(ŷ), never the codec's g_s: keyed on ŷ's model alone
+                     **({"latent_sha256": codec.latent_sha256} if synthesis_sha256 else {}),
                      "quality": codec.cfg.quality, "arch": arch}, ckpt)
 
     t0, session, first_step = time.time() - wall, time.time(), step
@@ -200,7 +202,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     return ckpt
 
 
-def initial_weights(path: str | Path, codec_sha256: str, synthesis_sha256: str | None) -> dict:
+def initial_weights(path: str | Path, codec, synthesis_sha256: str | None) -> dict:
     """The denoiser state of shipped pixel weights or a checkpoint, checked to be for this codec and base."""
     path = Path(os.path.expanduser(str(path)))
     if path.suffix == ".safetensors":
@@ -214,7 +216,7 @@ def initial_weights(path: str | Path, codec_sha256: str, synthesis_sha256: str |
     else:
         entry = load_checkpoint(path)
         state = entry["denoiser"]
-    if entry.get("codec_sha256") != codec_sha256 or entry.get("synthesis_sha256") != synthesis_sha256:
+    if not codec.fits(entry) or entry.get("synthesis_sha256") != synthesis_sha256:
         raise ValueError(f"{path} was trained on another codec or base image than this run's")
     return state
 
@@ -242,6 +244,7 @@ def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "
     cfg = state["config"]
     meta = {"kind": "pixel", "arch": state["arch"], "quality": state["quality"], "codec_sha256": state["codec_sha256"],
             **({"synthesis_sha256": state["synthesis_sha256"]} if state.get("synthesis_sha256") else {}),
+            **({"latent_sha256": state["latent_sha256"]} if state.get("latent_sha256") else {}),
             "recipe": f"recipes/pixel-q{state['quality']}.toml", "exported": date.today().isoformat(),
             "config": den.config(),
             "training": {"data": cfg["data"], "steps": state["step"], "wall_hours": round(state["wall_s"] / 3600, 3),

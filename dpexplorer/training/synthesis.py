@@ -63,6 +63,9 @@ class SynthesisTrainConfig(RunConfig):
     w_adv: float = 0.1
     disc_cond: bool = False  # D also sees g_s0(ŷ); hurt in the probe (docs/synthesis-probe.md)
     w_hf: float = 0.3  # hinge on high-frequency energy above the original's (log ratio, per crop)
+    hf_tile: int = 0  # > 0: the hinge per tile of this many px (grain on a flat patch of a busy crop), 0: per crop
+    init_from: str | None = None  # a θ (theta1.pt, or g_s safetensors) to start a fresh run from, not θ₀
+    snapshot_every_s: float = 0.0  # > 0: also keep θ as theta1-{step}.pt this often (to pick a checkpoint later)
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
@@ -88,6 +91,13 @@ def hf_overshoot(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     The 8-bit quantisation step's energy keeps flat crops' ratio finite."""
     eps = (1 / 255) ** 2 / 12
     return F.relu(torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))).mean()
+
+
+def tiles(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) → (B·n, C, size, size): the crop cut into non-overlapping tiles (edges dropped)."""
+    b, c, h, w = x.shape
+    x = x[:, :, :h - h % size, :w - w % size].unfold(2, size, size).unfold(3, size, size)
+    return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, size, size)
 
 
 def conditional_discriminator(cond: bool) -> nn.Module:
@@ -125,9 +135,14 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     step, wall = resume(ckpt, device, {"g_s1": g_s1, "disc": disc, "opt": opt, "opt_d": opt_d})
     if step:
         log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
+    elif cfg.init_from:
+        g_s1.load_state_dict(load_theta1(cfg.init_from))
+        log(f"initialised from {cfg.init_from}")
     log(f"config {asdict(cfg)} codec {codec.source} {codec.weights_sha256[:12]} device={device}")
     sampler = MultiScaleCropSampler(cfg.data, cfg.crop, cfg.min_scale, seed=cfg.seed * 1000 + step)
     k_mse = cfg.w_mse * codec.cfg.lmbda * 255**2
+    # θ₁ learns from ŷ alone (its start θ₀ aside): it fits any codec file with the same latent model
+    keys = {"codec_sha256": codec.weights_sha256, "latent_sha256": codec.latent_sha256}
 
     def d_in(img, base):
         return torch.cat([img, base], 1) if cfg.disc_cond else img
@@ -135,13 +150,14 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     def save():
         atomic_save({"g_s1": g_s1.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
                      "opt_d": opt_d.state_dict(), "step": step, "wall_s": time.time() - t0,
-                     "config": asdict(cfg), "codec_sha256": codec.weights_sha256}, ckpt)
-        atomic_save({"g_s": g_s1.state_dict(), "step": step, "config": asdict(cfg),
-                     "codec_sha256": codec.weights_sha256}, out)
+                     "config": asdict(cfg), **keys}, ckpt)
+        atomic_save({"g_s": g_s1.state_dict(), "step": step, "config": asdict(cfg), **keys}, out)
 
     t0, session = time.time() - wall, time.time()
     means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
+    snapshots = Every(cfg.snapshot_every_s or float("inf"),
+                      lambda: atomic_save({"g_s": g_s1.state_dict(), "step": step}, run_dir / f"theta1-{step}.pt"))
     while cfg.within_budget(step, session):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
@@ -160,7 +176,10 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         # a zero weight skips its network: w_mse alone is the plain decoder's refit on rounded ŷ
         lp = lpips_tensor(fake, x).mean() if cfg.w_lpips else zero
         adv = generator_loss(disc, d_in(fake, base)) if cfg.w_adv else zero
-        hf = hf_overshoot(fake, x) if cfg.w_hf else zero
+        if cfg.w_hf:
+            hf = hf_overshoot(tiles(fake, cfg.hf_tile), tiles(x, cfg.hf_tile)) if cfg.hf_tile else hf_overshoot(fake, x)
+        else:
+            hf = zero
         loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
         loss.backward()
         torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)
@@ -168,6 +187,7 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         step += 1
         means.add(step, mse=mse.detach(), lpips=lp.detach(), adv=adv.detach(), d=d_loss.detach(), hf=hf.detach())
         checkpoints.tick()
+        snapshots.tick()
     means.flush(step)
     save()
     log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min → {out}")
@@ -175,7 +195,13 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
 
 
 def load_theta1(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(Path(os.path.expanduser(str(path))))["g_s"]
+    """g_s weights from a run's theta1.pt, or from a safetensors file of them (fp16 kernels → fp32)."""
+    path = Path(os.path.expanduser(str(path)))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return {k: v.float() for k, v in load_file(str(path)).items()}
+    return load_checkpoint(path)["g_s"]
 
 
 # ---- CLI: every config field is a flag (training/common.py), `--recipe` a recipes/*.toml ----------

@@ -52,12 +52,12 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
 
     # a fresh machine goes on from the shipped weights (fp16 kernels), checked to fit this codec and base
     shipped = weights / entry["file"]
-    start = initial_weights(shipped, codec.weights_sha256, None)
+    start = initial_weights(shipped, codec, None)
     trained = torch.load(ckpt, weights_only=True)["denoiser"]
     assert start.keys() == trained.keys()
     assert all(torch.allclose(start[k], trained[k], atol=2e-3) for k in trained)
     with pytest.raises(ValueError, match="another codec"):
-        initial_weights(shipped, codec.weights_sha256, "f" * 64)
+        initial_weights(shipped, codec, "f" * 64)
     again = dataclasses.replace(cfg, run_name="again", init_from=str(shipped), lr_schedule="cosine", steps=1,
                                 w_adv=0.1)  # with the adversarial term, its discriminator checkpointed too
     assert "disc" in torch.load(train_pixel(again, codec=codec), weights_only=True)

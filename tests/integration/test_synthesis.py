@@ -176,8 +176,66 @@ def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
         pytest.skip("no shipped synthesis modules")
     assert set(synthesis_qualities()) <= set(shipped_qualities())
     for q in synthesis_qualities():
-        assert find_entry("synthesis", None, q)[1]["codec_sha256"] == get_codec(q).weights_sha256
+        assert find_entry("synthesis", None, q)[1]["latent_sha256"] == get_codec(q).latent_sha256
         get_synthesis(q)  # loads, hash-checked
+
+
+def test_a_refit_plain_decoder_keeps_bitstreams_and_modules(tiny_weights_dir, tmp_path, monkeypatch, photo):
+    """`train export --kind refit`: the codec file gets a new g_s; ŷ's model, old .dpx files and the
+    modules keyed on ŷ stay valid, and the plain decode is the new g_s's."""
+    import dataclasses
+    import json
+    import shutil
+
+    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.errors import BitstreamError
+    from dpexplorer.hub import loading
+    from dpexplorer.io.bitstream import Bitstream
+    from dpexplorer.hub.loading import get_codec, get_synthesis
+    from dpexplorer.training.export import export_plain_refit
+
+    def fresh():  # a restarted process: the loader caches the files it has read
+        loading._cached_codec.cache_clear()
+        loading._cached_module.cache_clear()
+
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights_dir, weights)
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
+    manifest = json.loads((weights / "manifest.json").read_text())
+    fresh()
+    before = get_codec(1)
+    # a module trained on ŷ alone records the latent model's key
+    manifest["models"]["synthesis-mbt2018-mean-q1"]["latent_sha256"] = before.latent_sha256
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    # a .dpx of the release before the latent key: its header carried the whole file's id
+    def with_id(data: bytes, weights_id: bytes) -> bytes:
+        return dataclasses.replace(Bitstream.from_bytes(data), weights_id=weights_id).to_bytes()
+
+    old = with_id(before.encode(photo), bytes.fromhex(before.weights_sha256)[:8])
+
+    refit = {k: v * 1.01 if k.endswith("weight") else v for k, v in before.model.g_s.state_dict().items()}
+    torch.save({"g_s": refit}, tmp_path / "theta1.pt")
+    entry = export_plain_refit(tmp_path / "theta1.pt", 1, {"steps": 1})
+    fresh()
+    after = get_codec(1)
+    assert after is not before and after.weights_sha256 == entry["sha256"] != before.weights_sha256
+    assert after.latent_sha256 == before.latent_sha256 == entry["latent_sha256"]
+    assert entry["earlier_weights_ids"] == [before.weights_sha256[:16]] and entry["plain_refit"]["steps"] == 1
+    data = before.encode(photo)
+    assert after.encode(photo) == data  # the bitstream does not change
+    assert not np.array_equal(after.decode(data).x_hat, before.decode(data).x_hat)  # the plain decode does
+    assert np.array_equal(after.decode(old).x_hat, after.decode(data).x_hat)  # the old file still decodes
+    get_synthesis(1)  # keyed on ŷ: still loads
+    assert np.array_equal(reconstruct_file(data, 0.0, decoder="synthesis"), after.decode(data).x_hat)
+    # a module keyed on the whole file (trained through the old g_s) is refused
+    manifest = json.loads((weights / "manifest.json").read_text())
+    assert manifest["models"]["latent-mbt2018-mean-q1"].get("latent_sha256") is None
+    with pytest.raises(Exception, match="other codec weights"):
+        reconstruct_file(data, 1.0, decoder="latent")
+    # another latent model is still refused at the header
+    with pytest.raises(BitstreamError, match="other weights"):
+        after.decode(with_id(data, bytes(8)))
+    fresh()
 
 
 def test_mse_only_refit_skips_the_discriminator_and_lpips(tmp_path, tiny_codec, monkeypatch):
@@ -200,3 +258,26 @@ def test_mse_only_refit_skips_the_discriminator_and_lpips(tmp_path, tiny_codec, 
     assert not ckpt["opt_d"]["state"]  # the discriminator never stepped
     moved = any(not torch.equal(v, tiny_codec.model.g_s.state_dict()[k]) for k, v in state["g_s"].items())
     assert moved
+
+
+def test_an_arm_starts_from_a_refit_with_a_tile_hinge_and_keeps_snapshots(tmp_path, tiny_codec):
+    """The burst's θ₁ arm: `init_from` a refit's θ (not θ₀), the HF hinge per tile, θ snapshots."""
+    from dpexplorer.training.synthesis import SynthesisTrainConfig, tiles, train_synthesis
+
+    x = torch.arange(2 * 3 * 70 * 64, dtype=torch.float32).reshape(2, 3, 70, 64)
+    cut = tiles(x, 32)
+    assert cut.shape == (2 * 2 * 2, 3, 32, 32) and torch.equal(cut[1], x[0, :, :32, 32:])  # edges dropped
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    save_png(np.random.default_rng(2).integers(0, 256, (80, 80, 3), dtype=np.uint8), data / "p.png")
+    start = {k: v + 0.01 if k.endswith("weight") else v for k, v in tiny_codec.model.g_s.state_dict().items()}
+    torch.save({"g_s": start}, tmp_path / "refit.pt")
+    cfg = SynthesisTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "w"), steps=2, batch=1, crop=64,
+                               threads=1, w_adv=0.0, hf_tile=32, init_from=str(tmp_path / "refit.pt"),
+                               snapshot_every_s=1e-9)
+    train_synthesis(cfg, codec=tiny_codec)
+    log = (cfg.run_dir() / "train.log").read_text()
+    assert f"initialised from {tmp_path / 'refit.pt'}" in log
+    snapshots = sorted(p.name for p in cfg.run_dir().glob("theta1-*.pt"))
+    assert snapshots and set(snapshots) <= {"theta1-1.pt", "theta1-2.pt"}

@@ -247,6 +247,40 @@ def test_the_pixel_burst_fine_tunes_each_shipped_decoder_and_brings_back_its_che
     assert (tmp_path / "out" / "pixel-burst-q1.pt").read_bytes() == b"ckpt"
 
 
+def test_the_synthesis_burst_refits_then_trains_each_arm_from_the_refit(tmp_path, monkeypatch, tiny_codec):
+    from safetensors.torch import load_file
+
+    from dpexplorer.training import burst
+
+    g_s = {k: v.clone() for k, v in tiny_codec.model.g_s.state_dict().items()}
+    started = []
+
+    def fake_run(commands, log_dir):  # each process leaves the θ files a synthesis run writes
+        started.append(commands)
+        for key, cmd in commands.items():
+            run = tmp_path / "work" / f"synthesis-q{key.split('-')[0]}-{cmd[cmd.index('--run-name') + 1]}"
+            run.mkdir(parents=True)
+            torch.save({"g_s": g_s}, run / "theta1.pt")
+            if "--snapshot-every-s" in cmd:
+                torch.save({"g_s": g_s}, run / "theta1-30.pt")
+                torch.save({"g_s": g_s}, run / "theta1-7.pt")
+        return {key: 0 for key in commands}
+
+    monkeypatch.setattr(burst, "run_parallel", fake_run)
+    rc = burst.main(["synthesis", "--data", "pack", "-q", "1", "--refit-minutes", "1", "--minutes", "2",
+                     "--arm", "A", "", "--arm", "B", "--hf-tile 32", "--out", str(tmp_path / "out"),
+                     "--workdir", str(tmp_path / "work"), "--batch", "16"])
+    refit, arms = started
+    assert rc == 0 and list(refit) == ["1-refit"] and sorted(arms) == ["1-A", "1-B"]
+    assert refit["1-refit"][-8:] == ["--w-mse", "1", "--w-lpips", "0", "--w-adv", "0", "--w-hf", "0"]
+    b = arms["1-B"]
+    assert b[b.index("--init-from") + 1] == str(tmp_path / "work" / "synthesis-q1-refit" / "theta1.pt")
+    assert b[-2:] == ["--hf-tile", "32"] and "--batch" in b and "--hf-tile" not in arms["1-A"]
+    bundle = load_file(str(tmp_path / "out" / "synthesis-burst-q1.safetensors"))
+    assert {k.split("/")[0] for k in bundle} == {"refit", "A", "A@7", "B", "B@7"}  # each arm's first snapshot
+    assert all(v.dtype == torch.float16 for k, v in bundle.items() if v.ndim == 4)
+
+
 def test_mixed_quantization_feeds_g_s_the_decoder_latent():
     """g_s sees round(y − μ) + μ (what `decompress` gives) with a straight-through gradient."""
     from dpexplorer.codec.codec import Codec

@@ -109,6 +109,12 @@ def test_every_shipped_model_points_to_its_recipe():
         if entry["kind"] == "codec":
             assert last.steps == training["steps"]
             assert all(p.quality == entry["quality"] for p in phases)
+            if refit := entry.get("plain_refit"):  # its g_s refit to the rounded ŷ: a synthesis run
+                recipe = load_recipe(REPO / refit["recipe"])
+                assert recipe["model"] == name
+                (cfg,) = recipe_configs(SynthesisTrainConfig, recipe)
+                assert cfg.quality == entry["quality"] and cfg.steps == refit["steps"]
+                assert {k: getattr(cfg, k) for k in refit["config"]} == refit["config"]
         if entry["kind"] == "latent":
             assert (last.aux_steps, last.diffusion_steps, last.rho) == (
                 training["aux_steps"], training["diffusion_steps"], training["rho"])

@@ -33,7 +33,7 @@ from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
 from dpexplorer.decoders.pixel.denoiser import PixelDenoiser, check_noise_scale
-from dpexplorer.decoders.schedulers import SAMPLERS, run_sampler
+from dpexplorer.decoders.schedulers import SAMPLERS, cumulative_alphas, run_sampler
 from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.decoders.tau import check_tau
 
@@ -126,6 +126,18 @@ class PixelPipeline:
                     weight[..., r0:r1, c0:c1] += wt
             return out / weight
 
+    def _clean_from_noise(self, predict_noise, x_base: torch.Tensor):
+        """An ε-predicting denoiser as an x₀-predicting one: r̂₀ = (r_t − √(1 − ᾱ_t)·ε̂) / √ᾱ_t, its image
+        clamped to [0, 1] as in training. Unclamped, the trailing schedule's first step (ᾱ ≈ 2.4e-9 at
+        t = 999) multiplies ε̂'s error by 20,000 and the sample is noise (docs/pixel-decoder.md)."""
+        alphas, s = cumulative_alphas(), self.denoiser.residual_scale
+
+        def predict(r_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            a = alphas[int(t)]
+            r0 = (r_t - (1 - a).sqrt() * predict_noise(r_t, t)) / a.sqrt()
+            return ((x_base + s * r0).clamp(0, 1) - x_base) / s
+        return predict
+
     def noise_scale(self, noise_scale: float | None = None) -> float:
         """The initial-noise scale to sample with: the given one, else the weights' own (checked)."""
         return check_noise_scale(self.denoiser.cfg.get("noise_scale", 1.0) if noise_scale is None else noise_scale)
@@ -138,8 +150,10 @@ class PixelPipeline:
         y_hat, bs = self.latent(data)
         base8 = self.base(data)
         x_base = torch.from_numpy(base8).permute(2, 0, 1)[None].float().div(255.0)
-        r = run_sampler(lambda r_t, t: self._predict(r_t, t, x_base, y_hat), x_base.shape, sampler, steps, seed,
-                        self.denoiser.prediction_type, noise_scale, progress)
+        predict, prediction_type = (lambda r_t, t: self._predict(r_t, t, x_base, y_hat)), self.denoiser.prediction_type
+        if prediction_type == "epsilon":
+            predict, prediction_type = self._clean_from_noise(predict, x_base), "sample"
+        r = run_sampler(predict, x_base.shape, sampler, steps, seed, prediction_type, noise_scale, progress)
         x = x_base + self.denoiser.residual_scale * r
         return x[0, :, :bs.height, :bs.width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
