@@ -180,12 +180,17 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
             a = alphas[t][:, None, None, None]
             r0_hat = (r_t - (1 - a).sqrt() * pred) / a.sqrt()
         x0_hat = (base + s * r0_hat).clamp(0, 1)
-        lp = lpips_tensor(x0_hat, x).mean() if cfg.rho else torch.zeros((), device=device)
+        lp_each = lpips_tensor(x0_hat, x) if cfg.rho else torch.zeros(x.shape[0], device=device)
+        lp = lp_each.mean()
+        if cfg.prediction_type == "epsilon":  # an ε's implied x̂₀ carries 1/√ᾱ_t (20,000 at t = 999): weighted
+            lp_loss = (lp_each * alphas[t]).mean()  # by ᾱ_t, or LPIPS shapes ε̂ at high noise (docs/pixel-decoder.md)
+        else:
+            lp_loss = lp
         adv = torch.zeros((), device=device)
         if cfg.w_adv:
             discriminator_step(disc, opt_d, x, x0_hat)
             adv = generator_loss(disc, x0_hat)
-        loss = diffusion + cfg.rho * lp + cfg.w_adv * adv
+        loss = diffusion + cfg.rho * lp_loss + cfg.w_adv * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
