@@ -36,17 +36,9 @@ def cmd_train_pixel(args) -> int:
 
 def cmd_train_export(args) -> int:
     if args.kind == "refit":
-        from pathlib import Path
+        from dpexplorer.training.export import export_refit_run
 
-        from dpexplorer.training.common import load_checkpoint, training_settings
-        from dpexplorer.training.export import export_plain_refit
-
-        run = Path(args.checkpoint).expanduser()
-        state = load_checkpoint(run / "last.pt")
-        training = {"data": state["config"]["data"], "steps": int(state["step"]),
-                    "wall_hours": round(float(state["wall_s"]) / 3600, 3),
-                    "config": training_settings(state["config"]), "notes": args.notes}
-        print(json.dumps(export_plain_refit(run / "theta1.pt", int(state["config"]["quality"]), training), indent=2))
+        print(json.dumps(export_refit_run(args.checkpoint, notes=args.notes), indent=2))
         return EXIT_OK
     if args.kind == "pixel":
         from dpexplorer.training.pixel import export_pixel

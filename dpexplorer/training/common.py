@@ -172,6 +172,14 @@ def training_settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RUN_ONLY_KEYS}
 
 
+def training_record(state: dict, notes: str = "") -> dict:
+    """What an export's manifest entry records of the run behind a checkpoint: data, steps, wall time,
+    the recipe's settings and free notes."""
+    cfg = state["config"]
+    return {"data": cfg["data"], "steps": int(state["step"]), "wall_hours": round(float(state["wall_s"]) / 3600, 3),
+            "config": training_settings(cfg), "notes": notes}
+
+
 def conv_kernels(state: dict):
     """`save_weights`'s fp16 rule: convolution kernels (4-D weights) in float16, everything else float32."""
     return lambda key: key.endswith(".weight") and state[key].ndim == 4

@@ -11,7 +11,7 @@ from pathlib import Path
 from dpexplorer.codec.config import build_model, codec_config
 from dpexplorer.hub.files import save_weights
 from dpexplorer.hub.manifest import model_name
-from dpexplorer.training.common import conv_kernels, load_checkpoint, training_settings
+from dpexplorer.training.common import conv_kernels, load_checkpoint, training_record
 
 # Convolution kernels of the four transforms go to float16 (halves the file; measured effect on
 # Kodak PSNR is in the model card). Entropy-model parameters, CDF tables and GDN stay float32.
@@ -80,13 +80,18 @@ def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | Non
         "kind": "synthesis", "arch": codec.cfg.arch, "quality": codec.cfg.quality,
         "recipe": f"recipes/synthesis-q{codec.cfg.quality}.toml",
         "codec_sha256": state["codec_sha256"], "latent_sha256": codec.latent_sha256,
-        "exported": date.today().isoformat(),
-        "training": {"data": cfg["data"], "steps": int(state["step"]),
-                     "wall_hours": round(float(state["wall_s"]) / 3600, 3), "config": training_settings(cfg),
-                     "notes": notes},
+        "exported": date.today().isoformat(), "training": training_record(state, notes),
     }
     name = model_name("synthesis", codec.cfg.arch, codec.cfg.quality)
     return save_weights(state["g_s1"], name, meta, fp16=conv_kernels(state["g_s1"]), directory=directory)
+
+
+def export_refit_run(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:
+    """`dpexplorer train export --kind refit RUN_DIR`: a synthesis run trained with MSE alone, as the plain decoder."""
+    run = Path(run_dir).expanduser()
+    state = load_checkpoint(run / "last.pt")
+    return export_plain_refit(run / "theta1.pt", int(state["config"]["quality"]), training_record(state, notes),
+                              directory)
 
 
 def export_plain_refit(theta: str | Path, quality: int, training: dict, directory: Path | None = None) -> dict:
@@ -115,7 +120,7 @@ def export_plain_refit(theta: str | Path, quality: int, training: dict, director
     if latent_fingerprint(state) != codec.latent_sha256:
         raise AssertionError("replacing g_s changed the latent model")
     with safe_open(str((directory or weights_dir()) / entry["file"]), "pt") as f:  # store as the file did
-        half = {k for k in f.keys() if f.get_slice(k).get_dtype() in ("F16", "float16")}
+        half = {k for k in f.keys() if f.get_slice(k).get_dtype() == "F16"}
     old_id = codec.weights_sha256[:16]  # the header id that files written with the replaced file carry
     earlier = [*entry.get("earlier_weights_ids", []), *([old_id] if entry.get("latent_sha256") is None else [])]
     keep = {k: v for k, v in entry.items() if k not in ("file", "sha256", "bytes", "eval", "fp16_check")}

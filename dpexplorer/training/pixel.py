@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from dpexplorer.decoders.pixel.denoiser import BASES, check_noise_scale
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, conv_kernels, cosine_lr, load_checkpoint, psnr_of, resume,
-                                        setup_device, training_settings)
+                                        setup_device, training_record)
 from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
 from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
 from dpexplorer.training.latent import latent_and_rate
@@ -246,14 +246,12 @@ def export_pixel(path: str | Path, directory: Path | None = None, notes: str = "
     den, state = load_denoiser(path)
     if noise_scale is not None:
         den.cfg["noise_scale"] = check_noise_scale(noise_scale)
-    cfg = state["config"]
     meta = {"kind": "pixel", "arch": state["arch"], "quality": state["quality"], "codec_sha256": state["codec_sha256"],
             **({"synthesis_sha256": state["synthesis_sha256"]} if state.get("synthesis_sha256") else {}),
             **({"latent_sha256": state["latent_sha256"]} if state.get("latent_sha256") else {}),
             "recipe": f"recipes/pixel-q{state['quality']}.toml", "exported": date.today().isoformat(),
             "config": den.config(),
-            "training": {"data": cfg["data"], "steps": state["step"], "wall_hours": round(state["wall_s"] / 3600, 3),
-                         "config": training_settings(cfg), "notes": notes}}
+            "training": training_record(state, notes)}
     weights = den.state_dict()
     # float16 kernels: the shipped decoders' samples are checked against float32 in docs/pixel-decoder.md
     return save_weights(weights, model_name("pixel", state["arch"], state["quality"]), meta,

@@ -85,19 +85,22 @@ def hf_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
     return (spec * mask).sum(dim=(1, 2)) / (h * w) ** 2
 
 
-def hf_overshoot(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """relu(log(E_hf(fake) / E_hf(real))): zero up to the original's high-frequency energy, so it
-    lets texture come back but penalises grain invented beyond it (the issue's HF ratio > 1).
-    The 8-bit quantisation step's energy keeps flat crops' ratio finite."""
-    eps = (1 / 255) ** 2 / 12
-    return F.relu(torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))).mean()
-
-
 def tiles(x: torch.Tensor, size: int) -> torch.Tensor:
     """(B, C, H, W) → (B·n, C, size, size): the crop cut into non-overlapping tiles (edges dropped)."""
     b, c, h, w = x.shape
     x = x[:, :, :h - h % size, :w - w % size].unfold(2, size, size).unfold(3, size, size)
     return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, size, size)
+
+
+def hf_overshoot(fake: torch.Tensor, real: torch.Tensor, tile: int = 0) -> torch.Tensor:
+    """relu(log(E_hf(fake) / E_hf(real))): zero up to the original's high-frequency energy, so it
+    lets texture come back but penalises grain invented beyond it (the issue's HF ratio > 1).
+    The 8-bit quantisation step's energy keeps flat crops' ratio finite. `tile` > 0: per tile of that
+    many px instead of per crop (grain on a flat patch of a busy crop)."""
+    if tile:
+        fake, real = tiles(fake, tile), tiles(real, tile)
+    eps = (1 / 255) ** 2 / 12
+    return F.relu(torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))).mean()
 
 
 def conditional_discriminator(cond: bool) -> nn.Module:
@@ -176,10 +179,7 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         # a zero weight skips its network: w_mse alone is the plain decoder's refit on rounded ŷ
         lp = lpips_tensor(fake, x).mean() if cfg.w_lpips else zero
         adv = generator_loss(disc, d_in(fake, base)) if cfg.w_adv else zero
-        if cfg.w_hf:
-            hf = hf_overshoot(tiles(fake, cfg.hf_tile), tiles(x, cfg.hf_tile)) if cfg.hf_tile else hf_overshoot(fake, x)
-        else:
-            hf = zero
+        hf = hf_overshoot(fake, x, cfg.hf_tile) if cfg.w_hf else zero
         loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
         loss.backward()
         torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)
