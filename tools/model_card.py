@@ -66,7 +66,8 @@ def render_model_card(directory: Path) -> str:
              "Generated from `manifest.json` and `recipes/` by `python tools/model_card.py`; the Kodak numbers "
              "are measured on the shipped files by `dpexplorer report` (or `dpexplorer eval codec "
              "--update-manifest`).", "",
-             "All models were trained here from scratch on CPU (no pretrained weights were available), on "
+             "All models were trained here (no pretrained weights were available), on the 2-core CPU except "
+             "where a note below names a borrowed GPU, on "
              "`shared/train_photos/` (584 photos: BSDS500, Sun-Hays 80, 4 of Urban100; research/training use "
              "only). Kodak was used for evaluation only.", "",
              "| file | kind | arch | q | λ | steps | wall (h) | Kodak bpp | PSNR | MS-SSIM | LPIPS | SHA-256 |",

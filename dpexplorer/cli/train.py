@@ -40,6 +40,12 @@ def cmd_train_export(args) -> int:
 
         print(json.dumps(export_refit_run(args.checkpoint, notes=args.notes), indent=2))
         return EXIT_OK
+    if args.kind == "synthesis":
+        from dpexplorer.training.export import export_synthesis_bundle
+
+        blend = dict(_blend_weight(b) for b in args.blend or ["A=1"])
+        print(json.dumps(export_synthesis_bundle(args.checkpoint, blend, notes=args.notes), indent=2))
+        return EXIT_OK
     if args.kind == "pixel":
         from dpexplorer.training.pixel import export_pixel
 
@@ -55,6 +61,14 @@ def cmd_train_export(args) -> int:
     entry = export_codec(args.checkpoint, notes=args.notes, check_images=images)
     print(json.dumps(entry, indent=2))
     return EXIT_OK
+
+
+def _blend_weight(text: str) -> tuple[str, float]:
+    arm, _, weight = text.partition("=")
+    try:
+        return arm, float(weight)
+    except ValueError:
+        raise SystemExit(f"--blend takes ARM=WEIGHT, got {text!r}") from None
 
 
 def add_parsers(sub) -> None:
@@ -80,9 +94,13 @@ def add_parsers(sub) -> None:
     tp.set_defaults(func=cmd_train_pixel)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
-    tx.add_argument("--kind", choices=["codec", "pixel", "refit"], default="codec",
+    tx.add_argument("--kind", choices=["codec", "pixel", "refit", "synthesis"], default="codec",
                     help="what the checkpoint holds; refit: a synthesis run folder trained with MSE alone, which "
-                         "replaces the shipped codec's g_s (the plain decoder)")
+                         "replaces the shipped codec's g_s (the plain decoder); synthesis: a synthesis burst's "
+                         "bundle (θ₁ from its arms, --blend)")
+    tx.add_argument("--blend", action="append", metavar="ARM=WEIGHT",
+                    help="synthesis: an arm of the bundle and its weight (repeat to average arms; weights sum "
+                         "to 1; default A=1)")
     tx.add_argument("--noise-scale", type=float, default=None,
                     help="pixel: the initial-noise scale the weights decode with by default (1 if not given)")
     tx.add_argument("--notes", default="", help="free text for the model card")

@@ -170,14 +170,27 @@ def run_synthesis(data: str, qualities: list[int], refit_minutes: float, minutes
                 thetas[f"{arm}@{snaps[0].stem.split('-')[1]}"] = snaps[0]
             if (run_dir / "theta1.pt").exists():
                 thetas[arm] = run_dir / "theta1.pt"
-        tensors = {}
+        tensors, records = {}, {}
         for name, path in thetas.items():
             state = load_theta1(path)
             half = conv_kernels(state)
             tensors.update({f"{name}/{k}": (v.half() if half(k) else v).contiguous().cpu() for k, v in state.items()})
-        if tensors:
-            save_file(tensors, str(out_dir / f"synthesis-burst-q{q}.safetensors"))
+            records[name] = run_record(path)
+        if tensors:  # the records let `dpexplorer train export --kind synthesis` write a manifest entry
+            save_file(tensors, str(out_dir / f"synthesis-burst-q{q}.safetensors"),
+                      metadata={"runs": json.dumps(records)})
     return max(codes.values(), default=0)
+
+
+def run_record(theta_path: Path) -> dict:
+    """Step, wall time, config and codec keys of the θ in `theta_path` (a run's theta1.pt or a snapshot
+    theta1-STEP.pt), from the run's last checkpoint; a snapshot's wall time is pro rata of its steps."""
+    from dpexplorer.training.common import load_checkpoint
+
+    last = load_checkpoint(theta_path.parent / "last.pt")
+    step = int(load_checkpoint(theta_path)["step"])
+    return {"step": step, "wall_s": float(last["wall_s"]) * step / max(int(last["step"]), 1),
+            "config": last["config"], "codec_sha256": last["codec_sha256"], "latent_sha256": last["latent_sha256"]}
 
 
 def main(argv=None) -> int:

@@ -164,7 +164,7 @@ class Every:
 
 # a run's bookkeeping, not how the model was trained: left out of an export's `training.config`
 RUN_ONLY_KEYS = ("data", "workdir", "run_name", "threads", "minutes", "steps", "checkpoint_every_s",
-                 "snapshot_every_s")
+                 "snapshot_every_s", "init_from")  # init_from: a path on the machine that ran it (recipes say what)
 
 
 def training_settings(config: dict) -> dict:

@@ -64,26 +64,62 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
 
 
 def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:
-    """A perceptual synthesis run (training/synthesis.py) → `synthesis-{arch}-q{q}.safetensors` + entry.
-
-    θ₁ only (θ₀ is the codec's own g_s); kernels in float16 like the codec's, GDN parameters float32.
-    The entry records the codec weights it was trained on: the loader refuses any other codec."""
+    """A perceptual synthesis run (training/synthesis.py) → `synthesis-{arch}-q{q}.safetensors` + entry."""
     from dpexplorer.hub.loading import load_codec
 
     state = load_checkpoint(Path(run_dir).expanduser() / "last.pt")
     cfg = state["config"]
     codec = load_codec(int(cfg["quality"]), cfg.get("arch"), directory)
-    if not codec.fits(state):
-        raise ValueError(f"{run_dir} was trained on codec {state['codec_sha256'][:12]}…, whose ŷ is not "
+    return _save_theta1(state["g_s1"], codec, state, training_record(state, notes), directory)
+
+
+def export_synthesis_bundle(bundle: str | Path, blend: dict[str, float], notes: str = "",
+                            directory: Path | None = None) -> dict:
+    """θ₁ from a synthesis burst's bundle (`burst synthesis`: one file per quality, every run's θ under a
+    prefix, their records in the metadata): one arm (`{"A": 1}`), or a weighted average of arms trained
+    from the same start (`{"A": 0.5, "B": 0.5}`, a "model soup"; weights sum to 1)."""
+    import json
+
+    from safetensors import safe_open
+
+    from dpexplorer.hub.loading import load_codec
+
+    if not blend or abs(sum(blend.values()) - 1) > 1e-6 or min(blend.values()) < 0:
+        raise ValueError(f"blend weights must be ≥ 0 and sum to 1, got {blend}")
+    with safe_open(str(Path(bundle).expanduser()), "pt") as f:
+        runs = json.loads((f.metadata() or {}).get("runs", "{}"))
+        if missing := [arm for arm in blend if arm not in runs]:
+            raise ValueError(f"{bundle} holds no run record for {missing} (it has {sorted(runs)})")
+        theta = {}
+        for arm, weight in blend.items():
+            for key in (k for k in f.keys() if k.startswith(arm + "/")):
+                theta[key[len(arm) + 1:]] = theta.get(key[len(arm) + 1:], 0) + weight * f.get_tensor(key).float()
+    first = runs[next(iter(blend))]
+    codec = load_codec(int(first["config"]["quality"]), first["config"].get("arch"), directory)
+    if len(blend) == 1:
+        training = training_record(first, notes)
+    else:
+        training = {"data": first["config"]["data"], "steps": " / ".join(str(runs[a]["step"]) for a in blend),
+                    "wall_hours": round(sum(runs[a]["wall_s"] for a in blend) / 3600, 3), "blend": blend,
+                    "runs": {a: {k: v for k, v in training_record(runs[a]).items() if k != "notes"} for a in blend},
+                    "notes": notes}
+    return _save_theta1(theta, codec, first, training, directory)
+
+
+def _save_theta1(theta1: dict, codec, keys: dict, training: dict, directory: Path | None) -> dict:
+    """θ₁ only (θ₀ is the codec's own g_s); kernels in float16 like the codec's, GDN parameters float32.
+    The entry is keyed on the latent model it was trained on (`keys`: a checkpoint's SHA-256s)."""
+    if not codec.fits(keys):
+        raise ValueError(f"θ₁ was trained on codec {keys['codec_sha256'][:12]}…, whose ŷ is not "
                          f"the shipped {codec.weights_sha256[:12]}…'s")
     meta = {
         "kind": "synthesis", "arch": codec.cfg.arch, "quality": codec.cfg.quality,
         "recipe": f"recipes/synthesis-q{codec.cfg.quality}.toml",
-        "codec_sha256": state["codec_sha256"], "latent_sha256": codec.latent_sha256,
-        "exported": date.today().isoformat(), "training": training_record(state, notes),
+        "codec_sha256": keys["codec_sha256"], "latent_sha256": codec.latent_sha256,
+        "exported": date.today().isoformat(), "training": training,
     }
     name = model_name("synthesis", codec.cfg.arch, codec.cfg.quality)
-    return save_weights(state["g_s1"], name, meta, fp16=conv_kernels(state["g_s1"]), directory=directory)
+    return save_weights(theta1, name, meta, fp16=conv_kernels(theta1), directory=directory)
 
 
 def export_refit_run(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:

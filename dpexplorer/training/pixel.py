@@ -66,7 +66,8 @@ class PixelTrainConfig(RunConfig):
                                   "perceptual synthesis g_s(ŷ; θ₁) (its SHA-256 goes into the weights' entry)"})
     init_from: str | None = field(default=None, metadata={
         "help": "shipped weights/pixel-*.safetensors (or a checkpoint) to start a fresh run from: how a fresh "
-                "machine resumes training; the optimiser starts anew"})
+                "machine resumes training, or how a decoder moves to a new θ₁ (weights over an earlier θ₁ are accepted); "
+                "the optimiser starts anew"})
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
@@ -139,7 +140,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         log(f"resumed from {ckpt} at step {step} ({wall / 60:.1f} min)")
     elif cfg.init_from:
         den.load_state_dict(initial_weights(cfg.init_from, codec, synthesis_sha256))
-        log(f"initialised from {cfg.init_from}")
+        log(f"initialised from {cfg.init_from}" + (f" (base θ₁ {synthesis_sha256[:12]})" if synthesis_sha256 else ""))
     else:
         residual_scale, cond_scale = measure_scales(model, sampler, base_g_s, cfg.batch, device)
         den.residual_scale.copy_(residual_scale)
@@ -208,7 +209,9 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
 
 
 def initial_weights(path: str | Path, codec, synthesis_sha256: str | None) -> dict:
-    """The denoiser state of shipped pixel weights or a checkpoint, checked to be for this codec and base."""
+    """The denoiser state of shipped pixel weights or a checkpoint, checked to be for this codec's latent
+    model and the same kind of base image. Over the perceptual synthesis, weights trained on an earlier θ₁
+    are accepted: a start, not a result (the run trains on today's θ₁ and its export is keyed on it)."""
     path = Path(os.path.expanduser(str(path)))
     if path.suffix == ".safetensors":
         from dpexplorer.hub.files import load_weights
@@ -221,8 +224,8 @@ def initial_weights(path: str | Path, codec, synthesis_sha256: str | None) -> di
     else:
         entry = load_checkpoint(path)
         state = entry["denoiser"]
-    if not codec.fits(entry) or entry.get("synthesis_sha256") != synthesis_sha256:
-        raise ValueError(f"{path} was trained on another codec or base image than this run's")
+    if not codec.fits(entry) or bool(entry.get("synthesis_sha256")) != bool(synthesis_sha256):
+        raise ValueError(f"{path} was trained on another codec or kind of base image than this run's")
     return state
 
 

@@ -57,7 +57,10 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     assert start.keys() == trained.keys()
     assert all(torch.allclose(start[k], trained[k], atol=2e-3) for k in trained)
     with pytest.raises(ValueError, match="another codec"):
-        initial_weights(shipped, codec, "f" * 64)
+        initial_weights(shipped, codec, "f" * 64)  # plain-base weights for a run over θ₁
+    over_old_theta1 = torch.load(ckpt, weights_only=True) | {"synthesis_sha256": "a" * 64}
+    torch.save(over_old_theta1, tmp_path / "over-old.pt")
+    assert initial_weights(tmp_path / "over-old.pt", codec, "b" * 64).keys() == trained.keys()  # a re-base
     again = dataclasses.replace(cfg, run_name="again", init_from=str(shipped), lr_schedule="cosine", steps=1,
                                 w_adv=0.1)  # with the adversarial term, its discriminator checkpointed too
     assert "disc" in torch.load(train_pixel(again, codec=codec), weights_only=True)

@@ -1,6 +1,9 @@
 """Training code paths on tiny models and a handful of steps (no real training in tests)."""
 
+import shutil
+
 import numpy as np
+import pytest
 import torch
 
 from dpexplorer.io.images import save_png
@@ -75,7 +78,6 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert [r["shipped"] for r in runs] == [True, False]  # the run being exported
     assert ablation_runs(cfg, "mbt2018-mean", "another codec") == []
     # a stage 1 copied into another run folder (a stage-2 variant) is one row, named after the export
-    import shutil
 
     variant = LatentTrainConfig(**common, run_name="rho0")
     variant.run_dir("mbt2018-mean").mkdir(parents=True)
@@ -247,23 +249,35 @@ def test_the_pixel_burst_fine_tunes_each_shipped_decoder_and_brings_back_its_che
     assert (tmp_path / "out" / "pixel-burst-q1.pt").read_bytes() == b"ckpt"
 
 
-def test_the_synthesis_burst_refits_then_trains_each_arm_from_the_refit(tmp_path, monkeypatch, tiny_codec):
+def test_the_synthesis_burst_refits_then_trains_each_arm_from_the_refit(tmp_path, monkeypatch, tiny_weights_dir):
     from safetensors.torch import load_file
 
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.hub.manifest import find_entry
     from dpexplorer.training import burst
+    from dpexplorer.training.export import export_synthesis_bundle
+    from dpexplorer.training.synthesis import load_theta1
 
-    g_s = {k: v.clone() for k, v in tiny_codec.model.g_s.state_dict().items()}
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    codec = load_codec(1, None, weights)
+    g_s = {k: v.clone() for k, v in codec.model.g_s.state_dict().items()}
+    keys = {"codec_sha256": codec.weights_sha256, "latent_sha256": codec.latent_sha256}
     started = []
 
     def fake_run(commands, log_dir):  # each process leaves the θ files a synthesis run writes
         started.append(commands)
         for key, cmd in commands.items():
-            run = tmp_path / "work" / f"synthesis-q{key.split('-')[0]}-{cmd[cmd.index('--run-name') + 1]}"
+            name = cmd[cmd.index('--run-name') + 1]
+            run = tmp_path / "work" / f"synthesis-q{key.split('-')[0]}-{name}"
             run.mkdir(parents=True)
-            torch.save({"g_s": g_s}, run / "theta1.pt")
+            theta = {k: v + (name == "B") for k, v in g_s.items()}  # arm B's θ is θ_A + 1
+            config = {"data": "pack", "quality": 1, "arch": None, "run_name": name, "hf_tile": 32 * (name == "B")}
+            torch.save({"step": 30, "wall_s": 60.0, "config": config, **keys}, run / "last.pt")
+            torch.save({"g_s": theta, "step": 30}, run / "theta1.pt")
             if "--snapshot-every-s" in cmd:
-                torch.save({"g_s": g_s}, run / "theta1-30.pt")
-                torch.save({"g_s": g_s}, run / "theta1-7.pt")
+                torch.save({"g_s": theta, "step": 30}, run / "theta1-30.pt")
+                torch.save({"g_s": theta, "step": 7}, run / "theta1-7.pt")
         return {key: 0 for key in commands}
 
     monkeypatch.setattr(burst, "run_parallel", fake_run)
@@ -279,6 +293,21 @@ def test_the_synthesis_burst_refits_then_trains_each_arm_from_the_refit(tmp_path
     bundle = load_file(str(tmp_path / "out" / "synthesis-burst-q1.safetensors"))
     assert {k.split("/")[0] for k in bundle} == {"refit", "A", "A@7", "B", "B@7"}  # each arm's first snapshot
     assert all(v.dtype == torch.float16 for k, v in bundle.items() if v.ndim == 4)
+
+    # θ₁ shipped from the bundle: one arm, or the average of two (a soup), with its runs' records
+    path = tmp_path / "out" / "synthesis-burst-q1.safetensors"
+    entry = export_synthesis_bundle(path, {"A": 0.5, "B": 0.5}, notes="soup", directory=weights)
+    assert entry["kind"] == "synthesis" and entry["latent_sha256"] == codec.latent_sha256
+    t = entry["training"]
+    assert t["blend"] == {"A": 0.5, "B": 0.5} and t["steps"] == "30 / 30" and t["wall_hours"] == round(120 / 3600, 3)
+    assert t["runs"]["B"]["config"]["hf_tile"] == 32 and find_entry("synthesis", "mbt2018-mean", 1, weights)[1] == entry
+    theta1 = load_theta1(weights / entry["file"])
+    assert all(torch.allclose(theta1[k], g_s[k] + 0.5, atol=2e-3 * (1 + g_s[k].abs().max())) for k in g_s)
+    assert burst.run_record(tmp_path / "work" / "synthesis-q1-A" / "theta1-7.pt")["wall_s"] == 60.0 * 7 / 30
+    with pytest.raises(ValueError, match="sum to 1"):
+        export_synthesis_bundle(path, {"A": 0.5, "B": 0.6}, directory=weights)
+    with pytest.raises(ValueError, match="no run record"):
+        export_synthesis_bundle(path, {"C": 1.0}, directory=weights)
 
 
 def test_mixed_quantization_feeds_g_s_the_decoder_latent():

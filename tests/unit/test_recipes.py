@@ -63,7 +63,7 @@ def test_a_flag_overrides_the_recipe_in_every_phase():
                                       "--w-mse", "0.3", "--no-export"])
     from dpexplorer.training.latent import configs_from as latent_configs
 
-    assert [(p.w_mse, p.rho) for p in latent_configs(args)] == [(0.3, 0.0), (0.3, 0.5)]
+    assert [(p.w_mse, p.rho) for p in latent_configs(args)] == [(0.3, 0.0), (0.3, 0.5), (0.3, 0.5)]
 
 
 def test_ranks_keep_the_global_batch(monkeypatch):
