@@ -78,7 +78,6 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert [r["shipped"] for r in runs] == [True, False]  # the run being exported
     assert ablation_runs(cfg, "mbt2018-mean", "another codec") == []
     # a stage 1 copied into another run folder (a stage-2 variant) is one row, named after the export
-
     variant = LatentTrainConfig(**common, run_name="rho0")
     variant.run_dir("mbt2018-mean").mkdir(parents=True)
     shutil.copy(cfg.run_dir("mbt2018-mean") / "aux_eval.json", variant.run_dir("mbt2018-mean"))
@@ -168,8 +167,6 @@ def test_codec_training_under_ddp_two_cpu_ranks(tmp_path):
 
 def test_stage_two_perceptual_term_reaches_the_denoiser(tmp_path, tiny_codec):
     """CDC's ρ: LPIPS on g_s of the predicted clean latent, back-propagated through the frozen g_s."""
-    import pytest
-
     from dpexplorer.training.common import TrainLogger
     from dpexplorer.training.latent import LatentTrainConfig, train_denoiser
 
