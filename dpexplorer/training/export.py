@@ -91,9 +91,10 @@ def export_synthesis_bundle(bundle: str | Path, blend: dict[str, float], notes: 
         if missing := [arm for arm in blend if arm not in runs]:
             raise ValueError(f"{bundle} holds no run record for {missing} (it has {sorted(runs)})")
         theta = {}
-        for arm, weight in blend.items():
-            for key in (k for k in f.keys() if k.startswith(arm + "/")):
-                theta[key[len(arm) + 1:]] = theta.get(key[len(arm) + 1:], 0) + weight * f.get_tensor(key).float()
+        for key in f.keys():
+            arm, _, name = key.partition("/")
+            if arm in blend:
+                theta[name] = theta.get(name, 0) + blend[arm] * f.get_tensor(key).float()
     first = runs[next(iter(blend))]
     codec = load_codec(int(first["config"]["quality"]), first["config"].get("arch"), directory)
     if len(blend) == 1:
