@@ -5,11 +5,12 @@ g_s(ŷ), or with `base` "synthesis" the shipped perceptual synthesis g_s(ŷ; θ�
 residual r = (x − x_b) / s (s: its standard deviation, measured on the first batches) under the noise
 schedule every sampler shares, with the loss of papers 001 and 002
 
-    ‖prediction − target‖²  +  ρ · LPIPS(x_b + s·r̂₀, x)  [+ w_adv · GAN(x_b + s·r̂₀)]
+    ‖prediction − target‖²  +  ρ · LPIPS(x_b + s·r̂₀, x)  [+ w_adv · GAN(x_b + s·r̂₀)]  [+ w_hf_floor · HF-shortfall]
 
 where the prediction is r₀ itself (`prediction_type` "sample", CDC's x-parameterisation) or the noise
 ε (paper 001), and r̂₀ is the clean residual the prediction implies at that timestep. The optional
-adversarial term (a PatchGAN, as the perceptual synthesis's) is an A/B option, not in the shipped recipe.
+adversarial term (a PatchGAN, as the perceptual synthesis's) and the hinge on high-frequency energy below
+the original's (`hf_shortfall`) are A/B options, not in the shipped recipe.
 
     python -m dpexplorer.training.pixel --data /work/shared/train_photos --quality 1 \
         --run-name probe --minutes 25 --threads 1
@@ -39,6 +40,7 @@ from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLog
 from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
 from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
 from dpexplorer.training.latent import latent_and_rate
+from dpexplorer.training.synthesis import hf_shortfall
 
 
 @dataclass
@@ -57,6 +59,9 @@ class PixelTrainConfig(RunConfig):
         "help": "weight of a PatchGAN's non-saturating loss on the predicted clean image (0: none), so that "
                 "x̂₀ keeps texture instead of regressing to the mean"})
     disc_lr: float = 2e-4
+    w_hf_floor: float = field(default=0.0, metadata={
+        "help": "weight of a hinge on the predicted clean image's high-frequency energy below the original's "
+                "(0: none), so that x̂₀ does not average the base image's texture away"})
     width: int = 32  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
     mults: str = "1,2,2"
     blocks: int = 1
@@ -100,7 +105,8 @@ def measure_scales(model, sampler: CropSampler, base_g_s, batch: int, device, ba
 def _describe(r: dict) -> str:
     """A log line's loss means."""
     return (f"loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} lpips(x̂0) {r['lpips']:.4f} "
-            f"psnr(x̂0) {psnr_of(r['mse_x0']):.2f}" + (f" adv {r['adv']:.3f}" if r.get("adv") else ""))
+            f"psnr(x̂0) {psnr_of(r['mse_x0']):.2f}" + (f" adv {r['adv']:.3f}" if r.get("adv") else "")
+            + (f" hf- {r['hf']:.3f}" if "hf" in r else ""))
 
 
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
@@ -191,7 +197,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         if cfg.w_adv:
             discriminator_step(disc, opt_d, x, x0_hat)
             adv = generator_loss(disc, x0_hat)
-        loss = diffusion + cfg.rho * lp_loss + cfg.w_adv * adv
+        hf = hf_shortfall(x0_hat, x) if cfg.w_hf_floor else torch.zeros((), device=device)
+        loss = diffusion + cfg.rho * lp_loss + cfg.w_adv * adv + cfg.w_hf_floor * hf
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
@@ -200,7 +207,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         with torch.no_grad():
             mse_x0 = F.mse_loss(x0_hat, x)
         means.add(step, diffusion=diffusion.detach(), lpips=lp.detach(), mse_x0=mse_x0, loss=loss.detach(),
-                  adv=adv.detach())
+                  adv=adv.detach(), **({"hf": hf.detach()} if cfg.w_hf_floor else {}))
         checkpoints.tick()
     means.flush(step)
     save()

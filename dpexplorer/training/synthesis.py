@@ -92,15 +92,26 @@ def tiles(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, size, size)
 
 
-def hf_overshoot(fake: torch.Tensor, real: torch.Tensor, tile: int = 0) -> torch.Tensor:
-    """relu(log(E_hf(fake) / E_hf(real))): zero up to the original's high-frequency energy, so it
-    lets texture come back but penalises grain invented beyond it (the issue's HF ratio > 1).
-    The 8-bit quantisation step's energy keeps flat crops' ratio finite. `tile` > 0: per tile of that
-    many px instead of per crop (grain on a flat patch of a busy crop)."""
+def hf_log_ratio(fake: torch.Tensor, real: torch.Tensor, tile: int = 0) -> torch.Tensor:
+    """log(E_hf(fake) / E_hf(real)) per crop, or per tile of `tile` px when > 0. The 8-bit quantisation
+    step's energy keeps flat crops' ratio finite."""
     if tile:
         fake, real = tiles(fake, tile), tiles(real, tile)
     eps = (1 / 255) ** 2 / 12
-    return F.relu(torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))).mean()
+    return torch.log((hf_energy(fake) + eps) / (hf_energy(real) + eps))
+
+
+def hf_overshoot(fake: torch.Tensor, real: torch.Tensor, tile: int = 0) -> torch.Tensor:
+    """relu(log(E_hf(fake) / E_hf(real))): zero up to the original's high-frequency energy, so it
+    lets texture come back but penalises grain invented beyond it (the issue's HF ratio > 1).
+    `tile` > 0: per tile of that many px instead of per crop (grain on a flat patch of a busy crop)."""
+    return F.relu(hf_log_ratio(fake, real, tile)).mean()
+
+
+def hf_shortfall(fake: torch.Tensor, real: torch.Tensor, tile: int = 0) -> torch.Tensor:
+    """relu(log(E_hf(real) / E_hf(fake))): the mirror of `hf_overshoot`, zero from the original's
+    high-frequency energy up, so it penalises blur (a regression to the mean) and nothing else."""
+    return F.relu(-hf_log_ratio(fake, real, tile)).mean()
 
 
 def conditional_discriminator(cond: bool) -> nn.Module:

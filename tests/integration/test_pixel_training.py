@@ -62,10 +62,10 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     torch.save(over_old_theta1, tmp_path / "over-old.pt")
     assert initial_weights(tmp_path / "over-old.pt", codec, "b" * 64).keys() == trained.keys()  # a re-base
     again = dataclasses.replace(cfg, run_name="again", init_from=str(shipped), lr_schedule="cosine", steps=1,
-                                w_adv=0.1)  # with the adversarial term, its discriminator checkpointed too
+                                w_adv=0.1, w_hf_floor=0.1)  # the A/B terms: the discriminator is checkpointed too
     assert "disc" in torch.load(train_pixel(again, codec=codec), weights_only=True)
     log = (again.run_dir() / "train.log").read_text()
-    assert "initialised from" in log and " adv " in log
+    assert "initialised from" in log and " adv " in log and " hf- " in log
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
     assert pixel_qualities() == [1]
     data = get_codec(1).encode(photo)

@@ -89,10 +89,10 @@ def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
     assert state["step"] == 1 and state["config"]["disc_cond"] is True
 
 
-def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
+def test_hf_hinges_match_the_metric_and_penalise_one_side_each():
     from dpexplorer.io.images import to_tensor
     from dpexplorer.metrics.image import hf_energy_ratio
-    from dpexplorer.training.synthesis import hf_energy, hf_overshoot
+    from dpexplorer.training.synthesis import hf_energy, hf_overshoot, hf_shortfall
 
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
@@ -100,11 +100,14 @@ def test_hf_overshoot_matches_the_metric_and_only_penalises_excess():
     a, b = to_tensor(ref), to_tensor(blur)
     assert float(hf_energy(b) / hf_energy(a)) == pytest.approx(hf_energy_ratio(ref, blur), rel=1e-4)
     assert float(hf_overshoot(b, a)) == 0.0  # blur: no penalty
+    ratio = hf_energy_ratio(ref, blur)
+    assert float(hf_shortfall(b, a)) == pytest.approx(-np.log(ratio), rel=1e-2)  # blur: its log shortfall (ε aside)
     flat = torch.full((1, 3, 64, 64), 0.4)
     grain = (flat + 0.02 * torch.randn(flat.shape)).requires_grad_(True)
     loss = hf_overshoot(grain, flat)
     loss.backward()
     assert float(loss) > 1 and grain.grad.abs().sum() > 0
+    assert float(hf_shortfall(grain, flat)) == 0.0  # more energy than the original: no floor penalty
 
 
 # ---- the synthesis decoder family, end to end on real (tiny) bitstreams ------------------------
