@@ -19,7 +19,7 @@ import torch
 
 from dpexplorer.hub.loading import get_latent_pipeline
 from dpexplorer.io.images import list_images, load_image
-from dpexplorer.metrics.image import hf_energy_ratio, lpips
+from dpexplorer.metrics.image import hf_energy_ratio, hf_gap_closed, lpips
 
 SAMPLERS = ("ddim", "ddpm", "dpmsolver++")
 KAPPAS = (0.05, 0.1, 0.15, 0.2, 0.25)
@@ -51,7 +51,7 @@ def main() -> None:
         print(path.name, flush=True)
     lp = {k: float(np.mean([a for a, _ in v])) for k, v in scores.items()}
     hf = {k: float(np.mean([b for _, b in v])) for k, v in scores.items()}
-    gap = {k: (hf[k] - hf["plain"]) / (1 - hf["plain"]) for k in hf}
+    gap = {k: hf_gap_closed(hf[k], hf["plain"]) for k in hf}
     best = min(v for k, v in lp.items() if k != "plain")
     worst = {k: (max(lp[f"{s}@{k}"] for s in SAMPLERS), min(gap[f"{s}@{k}"] for s in SAMPLERS)) for k in KAPPAS}
     print(f"plain LPIPS {lp['plain']:.4f}; θ₁ alone {lp['theta1']:.4f}, HF gap closed {gap['theta1']:.2f}")

