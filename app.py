@@ -2,7 +2,7 @@
 
 import os
 
-from dpexplorer.app.ui import build_demo, configure_threads, launch
+from dpexplorer.app.layout import build_demo, configure_threads, launch
 
 configure_threads()
 demo = build_demo()

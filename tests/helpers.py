@@ -32,17 +32,17 @@ def free_port() -> int:
 def served_app(mp, weights_dir: Path, out_dir: Path):
     """The app on 127.0.0.1 with `weights_dir`'s models, writing its files to `out_dir`; yields its URL."""
     mp.setenv("DPEXPLORER_WEIGHTS", str(weights_dir))
-    from dpexplorer.app import ui
+    from dpexplorer.app import handlers, layout
 
     mp.setattr(ui, "OUT_DIR", out_dir)  # not the real /tmp/dpexplorer-app
-    demo = ui.build_demo()
+    demo = layout.build_demo()
     port = free_port()
-    ui.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    layout.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
-        ui.wait_for_work()
+        handlers.wait_for_work()
 
 
 def decode_with_threads(codec, data, threads):

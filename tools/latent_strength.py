@@ -17,7 +17,8 @@ import argparse
 import numpy as np
 import torch
 
-from dpexplorer.hub.loading import get_latent_pipeline
+from dpexplorer.decoders.base import DecodeOptions
+from dpexplorer.decoders.latent.decoder import LatentDecoder
 from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics.image import hf_energy_ratio, hf_gap_closed, lpips
 
@@ -32,20 +33,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = get_latent_pipeline(args.quality)
+    pipe = LatentDecoder.load(args.quality)
     codec, theta1 = pipe.codec, pipe.g_s(1.0)
     paths = list_images(args.photos)[::73][:8]
     scores: dict[str, list] = {}  # key → [(LPIPS, HF ratio) per photo]
     for path in paths:
         img = load_image(path)
         data = codec.encode(img)
-        y_hat, bs = pipe.latent(data)
-        outs = {"plain": codec.synthesize(y_hat, bs.height, bs.width),
-                "theta1": codec.synthesize(y_hat, bs.height, bs.width, g_s=theta1)}
+        stream = pipe.open(data)
+        y_hat = stream.y_hat
+        outs = {"plain": stream.plain(), "theta1": stream.synthesize(g_s=theta1)}
         for sampler in SAMPLERS:
-            r = pipe.cached_sample(data, sampler, 10, 0) / pipe.denoiser.strength  # the full r̃
+            r = pipe.cached_sample(stream, DecodeOptions(sampler=sampler)) / pipe.denoiser.strength  # the full r̃
             for k in KAPPAS:
-                outs[f"{sampler}@{k}"] = codec.synthesize(y_hat + k * r, bs.height, bs.width, g_s=theta1)
+                outs[f"{sampler}@{k}"] = stream.synthesize(y_hat + k * r, g_s=theta1)
         for key, out in outs.items():
             scores.setdefault(key, []).append((lpips(img, out), hf_energy_ratio(img, out)))
         print(path.name, flush=True)

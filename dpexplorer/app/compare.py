@@ -1,5 +1,7 @@
-"""What a stakeholder compares against: JPEG and WebP at this bitstream's size, and one exported
-slide (original | codec decoder | τ = 1, crops, bpp and metrics)."""
+"""What a stakeholder compares against: AVIF, JPEG XL, WebP and JPEG at this bitstream's size (the
+largest quality whose file is not larger than the .dpx), and one exported slide (original | codec
+decoder | τ = 1, crops, bpp and metrics). A format whose encoder this installation lacks is left out
+of the choices, and `unavailable_note` says why (never an error in the app)."""
 
 from __future__ import annotations
 
@@ -9,38 +11,71 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dpexplorer.app import session
-from dpexplorer.evaluation.baselines import match_rate
+from dpexplorer.evaluation import baselines
 
-# The left side of the comparison slider: key → label. Codec decoder and original need no work.
-LEFT_CHOICES = {"codec": "codec decoder", "webp": "WebP, same size", "jpeg": "JPEG, same size",
-                "original": "original"}
-SAME_SIZE_FORMATS = ("webp", "jpeg")
+# What users would pick instead, best first (issue 31): the slider's same-size options, in this order
+PEER_ORDER = ("avif", "jxl", "webp", "jpeg")
+
+
+def same_size_formats() -> tuple[str, ...]:
+    """The peer formats this installation can encode, best first."""
+    available = baselines.available_formats()
+    return tuple(f for f in PEER_ORDER if available.get(f, "unknown format") is None)
+
+
+def left_choices() -> dict[str, str]:
+    """The left side of the comparison slider: key → label. Codec decoder and original need no encoder."""
+    return {"codec": "codec decoder", **{f: f"{fmt_name(f)}, same size" for f in same_size_formats()},
+            "original": "original"}
+
+
+def unavailable_note() -> str:
+    """One line per missing encoder ("JPEG XL: not offered here: …"); "" when all four work."""
+    available = baselines.available_formats()
+    return "\n".join(f"{fmt_name(f)}: not offered here: {why}" for f in PEER_ORDER
+                     if (why := available.get(f, "unknown format")) is not None)
 
 
 def same_size(enc: session.Encoded, fmt: str) -> dict:
-    """`fmt` (webp/jpeg) of the original at the quality setting whose size is closest to this bitstream's
-    (the eval's matched-rate search), once per bitstream: bytes, bpp, setting, image, metrics."""
+    """`fmt` (avif/jxl/webp/jpeg) of the original at the largest quality whose file is not larger than
+    this bitstream, once per bitstream: bytes, bpp, setting (the quality used), image, over (True when
+    even the lowest quality is larger than the .dpx), metrics."""
     if enc.original is None:
-        raise ValueError("no original (a .dpx was uploaded): nothing to code with JPEG or WebP")
+        raise ValueError(f"no original (a .dpx was uploaded): nothing to code with {fmt_name(fmt)}")
     if fmt not in enc._baselines:
-        result = match_rate(enc.original, fmt, enc.bpp)
+        result = baselines.same_size(enc.original, fmt, len(enc.data))
         result["metrics"] = session.measure(enc.original, result["image"])
         enc._baselines[fmt] = result
     return enc._baselines[fmt]
 
 
+def same_size_label(fmt: str, b: dict) -> str:
+    """"AVIF q47, 12,345 bytes" (with "lowest quality, larger than the .dpx" when over the budget)."""
+    over = ", lowest quality, larger than the .dpx" if b.get("over") else ""
+    return f"{fmt_name(fmt)} q{b['setting']}, {b['bytes']:,} bytes{over}"
+
+
 def left_image(enc: session.Encoded, choice: str) -> tuple[np.ndarray, str]:
-    """The image and its caption for the slider's left side."""
+    """The image and its caption for the slider's left side. A format not available here (or not
+    known) falls back to the codec decoder, with the reason in the caption."""
     if choice == "original" and enc.original is not None:
         return enc.original, "original"
-    if choice in SAME_SIZE_FORMATS and enc.original is not None:
-        b = same_size(enc, choice)
-        return b["image"], f"{fmt_name(choice)} q{b['setting']}, {b['bytes']:,} bytes"
+    if choice in PEER_ORDER and enc.original is not None:
+        if choice in same_size_formats():
+            b = same_size(enc, choice)
+            return b["image"], same_size_label(choice, b)
+        why = baselines.available_formats().get(choice) or "unknown format"
+        return session.base_reconstruction(enc), f"codec decoder, {len(enc.data):,} bytes ({fmt_name(choice)}: {why})"
     return session.base_reconstruction(enc), f"codec decoder, {len(enc.data):,} bytes"
 
 
 def fmt_name(fmt: str) -> str:
-    return {"webp": "WebP", "jpeg": "JPEG"}.get(fmt, fmt)
+    return baselines.NAMES.get(fmt, fmt)
+
+
+# Module-level names kept for the UI (probed once at import; the functions above re-probe)
+SAME_SIZE_FORMATS = same_size_formats()
+LEFT_CHOICES = left_choices()
 
 
 # ---- the exported slide ------------------------------------------------------------------------

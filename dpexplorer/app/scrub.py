@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dpexplorer.app import session
+from dpexplorer.decoders.base import DecodeOptions, TauDecoder
 from dpexplorer.errors import ImageError
 from dpexplorer.io.images import load_image
 from dpexplorer.metrics import image as metrics
@@ -35,6 +36,7 @@ class Frame:
     psnr: float | None = None
     lpips: float | None = None
     ms_ssim: float | None = None
+    grain: float | None = None
 
 
 @dataclass
@@ -53,9 +55,19 @@ class FrameSet:
         return [{"tau": f.tau, "psnr": f.psnr, "lpips": f.lpips} for f in self.ready() if f.lpips is not None]
 
 
-def setting_key(family: session.DecoderFamily, sampler: str, steps: int, seed: int) -> tuple:
-    """What a frame depends on besides the bitstream; sampler, steps and seed only where the family uses them."""
-    return (family.key, sampler, int(steps), int(seed)) if family.uses_sampler else (family.key,)
+def setting_key(family: type[TauDecoder], sampler: str, steps: int, seed: int, *, hinted: bool = False) -> tuple:
+    """What a frame depends on besides the bitstream: the family, sampler, steps and seed where it uses
+    them, and whether the sender's τ hint is followed."""
+    key = (family.key, sampler, int(steps), int(seed)) if family.uses_sampler else (family.key,)
+    return (*key, "hint") if hinted else key
+
+
+def sampling_options(family: type[TauDecoder], sampler: str, steps: int, seed: int, *,
+                     progress=None) -> DecodeOptions:
+    """The app's controls as decode options (the sampling ones only where the family samples)."""
+    if not family.uses_sampler:
+        return DecodeOptions(progress=progress)
+    return DecodeOptions(sampler=sampler, steps=int(steps), seed=int(seed), progress=progress)
 
 
 def frame_set(enc: session.Encoded, key: tuple) -> FrameSet:
@@ -87,7 +99,7 @@ def on_grid(tau: float) -> float | None:
 
 
 def add_frame(enc: session.Encoded, fs: FrameSet, tau: float, image: np.ndarray,
-              write_png: Callable[[np.ndarray], str], png: str | None = None, measure: bool = True) -> Frame:
+              *, write_png: Callable[[np.ndarray], str], png: str | None = None, measure: bool = True) -> Frame:
     """Store `image` as the frame at grid τ `tau` (its PNG written unless given), measured."""
     frame = Frame(tau, png or write_png(image))
     if measure:
@@ -102,23 +114,23 @@ def measure_frame(enc: session.Encoded, frame: Frame, image: np.ndarray | None =
         if image is None:
             image = load_image(Path(frame.png))
         m = metrics.all_metrics(enc.original, image)
-        frame.psnr, frame.ms_ssim, frame.lpips = m["psnr"], m["ms_ssim"], m["lpips"]
+        frame.psnr, frame.ms_ssim, frame.lpips, frame.grain = m["psnr"], m["ms_ssim"], m["lpips"], m["grain"]
 
 
-def render_frames(enc: session.Encoded, family: session.DecoderFamily, sampler: str, steps: int, seed: int,
+def render_frames(enc: session.Encoded, family: type[TauDecoder], sampler: str, steps: int, *, seed: int,
                   write_png: Callable[[np.ndarray], str],
                   base_png: str | None = None) -> Iterator[tuple[str, int, int]]:
     """Render the missing frames of this setting, then measure them (PSNR, MS-SSIM, LPIPS: the τ curve); yields
     ("frames" or "curve", done, total) after each step: the frames are on screen before the curve."""
-    fs = frame_set(enc, setting_key(family, sampler, steps, seed))
+    fs = frame_set(enc, setting_key(family, sampler, steps, seed, hinted=session.hinted(enc)))
     total = len(FRAME_TAUS)
     for tau in FRAME_TAUS:
         if tau not in fs.frames or not os.path.isfile(fs.frames[tau].png):
             if tau == 0.0:  # τ = 0 is the codec decoder for every family: its PNG is already there
                 image = session.base_reconstruction(enc)
             else:
-                image = family.reconstruct(enc.data, tau, sampler, int(steps), int(seed))
-            add_frame(enc, fs, tau, image, write_png, base_png if tau == 0.0 else None, measure=False)
+                image = session.reconstruct(enc, family.key, tau, sampling_options(family, sampler, steps, seed))
+            add_frame(enc, fs, tau, image, write_png=write_png, png=base_png if tau == 0.0 else None, measure=False)
         yield "frames", len(fs.ready()), total
     for i, frame in enumerate(fs.ready()):
         try:

@@ -15,46 +15,45 @@ def cmd_encode(args) -> int:
     from dpexplorer.hub.loading import get_codec
     from dpexplorer.io.images import IMAGE_SUFFIXES, load_image
 
+    from dpexplorer.hint.sender import encode
+
     codec = get_codec(args.quality, args.arch, pretrained=args.pretrained)
     files, batch = expand_inputs(args.inputs, IMAGE_SUFFIXES)
 
     def work(src: Path, dst: Path) -> str:
         img = load_image(src)
         t0 = time.perf_counter()
-        data = codec.encode(img)
+        data = encode(codec, img, hint=not args.no_hint)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: tmp.write_bytes(data), args.force)
         h, w = img.shape[:2]
         return f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp, {dt:.2f} s"
 
-    return _run_batch(files, batch, args, ".dpx", work)
+    return _run_batch(files, batch, args, ".dpx", work=work)
 
 
 def cmd_decode(args) -> int:
-    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.decoders.registry import open_file, reconstruct_file
     from dpexplorer.io.images import save_png
 
     files, batch = expand_inputs(args.inputs, {".dpx"})
 
     def work(src: Path, dst: Path) -> str:
         t0 = time.perf_counter()
-        data = src.read_bytes()
+        stream = open_file(src.read_bytes(), args.pretrained)
         tau_map = None
         if args.tau_map:  # resized to each bitstream's image size
             from dpexplorer.decoders.taumap import load_tau_map
-            from dpexplorer.io.bitstream import Bitstream
 
-            header = Bitstream.from_bytes(data)
-            tau_map = load_tau_map(args.tau_map, header.height, header.width)
+            tau_map = load_tau_map(args.tau_map, stream.height, stream.width)
         with _step_bar(src.name) as progress:
-            image = reconstruct_file(data, args.tau, args.sampler, args.steps, args.seed, args.pretrained,
-                                     progress=progress, decoder=args.decoder, tau_map=tau_map,
-                                     noise_scale=args.noise_scale)
+            image = reconstruct_file(stream, args.tau, decoder=args.decoder, pretrained=args.pretrained,
+                                     options=decode_options(args, tau_map=tau_map, progress=progress))
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
 
-    return _run_batch(files, batch, args, ".png", work)
+    return _run_batch(files, batch, args, ".png", work=work)
 
 
 class _step_bar:
@@ -88,8 +87,8 @@ def cmd_metrics(args) -> int:
     test_path = Path(args.test)
     bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
     if test_path.suffix == ".dpx":
-        test = reconstruct_file(test_path.read_bytes(), args.tau, args.sampler, args.steps, args.seed,
-                                args.pretrained, decoder=args.decoder, noise_scale=args.noise_scale)
+        test = reconstruct_file(test_path.read_bytes(), args.tau, decoder=args.decoder, pretrained=args.pretrained,
+                                options=decode_options(args))
     else:
         test = load_image(test_path)
     if bitstream is not None:
@@ -110,14 +109,25 @@ def codec_options(sp):
                     help="use CompressAI's published weights (needs internet once) instead of weights/")
 
 
+def decode_options(args, *, tau_map=None, progress=None):
+    from dpexplorer.decoders.base import DecodeOptions
+
+    return DecodeOptions(sampler=args.sampler, steps=args.steps, seed=args.seed, noise_scale=args.noise_scale,
+                         tau_map=tau_map, progress=progress, use_hint=not args.ignore_hint)
+
+
 def decoder_options(sp):
+    from dpexplorer.decoders.registry import FAMILIES
     from dpexplorer.decoders.schedulers import SAMPLERS
 
-    sp.add_argument("--decoder", default="latent",
-                    help="decoder family for τ > 0 (latent: latent diffusion + τ fusion; synthesis: network "
-                    "interpolation; pixel: pixel-space diffusion + τ blend)")
+    sp.add_argument("--decoder", default=next(iter(FAMILIES)),
+                    help="decoder family for τ > 0: " + "; ".join(f"{k}: {c.label}" for k, c in FAMILIES.items())
+                    + " (default: %(default)s)")
     sp.add_argument("--tau", type=float, default=0.0,
-                    help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism)")
+                    help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism); "
+                         "for a file with the sender's τ hint, 1 = the decode it recommends (τ applies where it says)")
+    sp.add_argument("--ignore-hint", action="store_true",
+                    help="decode raw τ everywhere, as if the file carried no τ hint")
     sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
     sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")
@@ -133,6 +143,9 @@ def add_parsers(sub) -> None:
     e.add_argument("-o", "--output", help="output file, or folder (DIR/, an existing folder, or several inputs); "
                    "default: photo.png → photo.dpx beside it")
     e.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
+    e.add_argument("--no-hint", action="store_true",
+                   help="leave out the sender's τ hint (where the perceptual decode helps, computed against the "
+                        "original; about 25–50 bytes, and a few seconds per image); the file is then format version 1")
     codec_options(e)
     e.set_defaults(func=cmd_encode)
 

@@ -27,12 +27,13 @@ def cmd_eval(args) -> int:
 
     if not args.data:
         return _fail("eval needs --data DIR")
-    decoders = args.decoders or (["plain", args.what] if args.what in ("latent", "synthesis") else
-                                 EvalSettings.__dataclass_fields__["decoders"].default_factory())
+    defaults = EvalSettings(data=args.data)
+    decoders = args.decoders or (["plain", args.what] if args.what else defaults.decoders)
+    step_settings = {**defaults.step_settings, "pixel": args.pixel_settings}
     run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
                           samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
                           extra=not args.no_extra, limit=args.limit, assets=args.assets,
-                          pixel_settings=args.pixel_settings, slow_limit=args.slow_limit))
+                          step_settings=step_settings, slow_limit=args.slow_limit))
     return EXIT_OK
 
 
@@ -51,12 +52,13 @@ def cmd_download_kodak(args) -> int:
 
 
 def eval_options(sp, default_out):
+    from dpexplorer.decoders.registry import FAMILIES
     from dpexplorer.decoders.schedulers import SAMPLERS
 
     sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
     sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
     sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
-    sp.add_argument("--decoders", nargs="+", choices=["plain", "latent", "synthesis", "pixel", "jpeg", "webp"],
+    sp.add_argument("--decoders", nargs="+", choices=["plain", *FAMILIES, "jpeg", "webp"],
                     default=None)
     sp.add_argument("--pixel-settings", nargs="+", default=["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"],
                     metavar="SAMPLER:STEPS", help="the pixel decoder's sampler/steps settings")
@@ -77,15 +79,22 @@ def add_parsers(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate on a folder: every quality × decoder (see subcommands)")
     eval_options(ev, "results/eval")
     esub = ev.add_subparsers(dest="what", required=False)
-    el = esub.add_parser("latent", help="τ sweep of the latent diffusion decoder per quality and sampler")
-    eval_options(el, "results/latent")
-    es = esub.add_parser("synthesis", help="τ sweep of the perceptual synthesis (network interpolation) per quality")
-    eval_options(es, "results/synthesis")
-    epx = esub.add_parser("pixel", help="pixel diffusion decoder per quality and sampler/steps setting, τ = 0 and 1")
+    from dpexplorer.decoders.registry import FAMILIES
     from dpexplorer.evaluation.pixel_eval import add_arguments as pixel_eval_arguments
 
-    pixel_eval_arguments(epx)
-    epx.set_defaults(func=cmd_eval_pixel)
+    # A family's own evaluation where it has one (the pixel decoder: per sampler/steps setting, or a
+    # training checkpoint); every other family gets the τ sweep of `dpexplorer eval` restricted to it.
+    own = {"pixel": (pixel_eval_arguments, cmd_eval_pixel,
+                     "pixel diffusion decoder per quality and sampler/steps setting, τ = 0 and 1")}
+    for key, cls in FAMILIES.items():
+        if key in own:
+            add_arguments, func, text = own[key]
+            sp = esub.add_parser(key, help=text)
+            add_arguments(sp)
+            sp.set_defaults(func=func)
+        else:
+            eval_options(esub.add_parser(key, help=f"τ sweep of the {cls.label} decoder per quality and setting"),
+                         f"results/{key}")
     ec = esub.add_parser("codec", help="bpp/PSNR/MS-SSIM/LPIPS per quality; BD-rate vs CompressAI, WebP, JPEG")
     ec.add_argument("--data", required=True)
     ec.add_argument("--qualities", type=int, nargs="+", default=None)

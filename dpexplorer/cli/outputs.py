@@ -108,7 +108,7 @@ def write_output(dst: Path, write, force: bool) -> None:
             os.unlink(tmp)
 
 
-def _run_batch(files: list[Path], batch: bool, args, suffix: str, work) -> int:
+def _run_batch(files: list[Path], batch: bool, args, suffix: str, *, work) -> int:
     """Run `work(src, dst)` per file. One file: an error is one line, exit 1. Several: each bad
     file is reported (name: reason), the rest are written, exit 1."""
     if not files:

@@ -79,7 +79,7 @@ class Decoded:
 
 
 class Codec:
-    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str, tiling: Tiling = Tiling(),
+    def __init__(self, model, cfg: CodecConfig, weights_sha256: str, source: str, *, tiling: Tiling = Tiling(),
                  earlier_ids: tuple[bytes, ...] = ()):
         self.model = model.eval().requires_grad_(False)
         guard(self.model)  # native entropy decoding of untrusted strings runs in a child process
@@ -136,7 +136,7 @@ class Codec:
         h, w = img.shape[:2]
         hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
         if self.tiling.active(hp, wp):
-            return analysis(self.model.g_a, img, hp, wp, self.tiling)
+            return analysis(self.model.g_a, img, hp, wp, tiling=self.tiling)
         return self.model.g_a(pad_to_multiple(to_tensor(img)))
 
     def entropy_encode(self, y: torch.Tensor) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
@@ -205,7 +205,7 @@ class Codec:
         g_s = g_s or self.model.g_s
         with thread_invariant():
             if self.tiling.active(*(s * CELL for s in y_hat.shape[-2:])):
-                return synthesis(g_s, y_hat, height, width, self.tiling)
+                return synthesis(g_s, y_hat, height, width, tiling=self.tiling)
             x_hat = g_s(y_hat)[..., :height, :width]
         return to_uint8(x_hat)
 

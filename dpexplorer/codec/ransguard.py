@@ -104,7 +104,7 @@ class GuardedCoder:
         self.encode_with_indexes = coder.encode_with_indexes
 
     @staticmethod
-    def decode_with_indexes(string, indexes, cdfs, cdf_sizes, offsets):
+    def decode_with_indexes(string, indexes, cdfs, cdf_sizes, offsets):  # called by CompressAI, by position
         return decode_with_indexes(string, indexes, cdfs, cdf_sizes, offsets)
 
 

@@ -55,7 +55,7 @@ def _spans(n: int, core: int, halo: int):
         yield max(a - halo, 0), min(b + halo, n), a, b
 
 
-def analysis(g_a, img: np.ndarray, height: int, width: int, tiling: Tiling) -> torch.Tensor:
+def analysis(g_a, img: np.ndarray, height: int, width: int, *, tiling: Tiling) -> torch.Tensor:
     """g_a of the H×W×3 uint8 `img` replicate-padded to height×width (multiples of 16), tile by tile."""
     h, w = img.shape[:2]
     y = None
@@ -73,7 +73,7 @@ def _float_pixels(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).numpy()
 
 
-def synthesis(g_s, y_hat: torch.Tensor, height: int, width: int, tiling: Tiling, dtype=np.uint8) -> np.ndarray:
+def synthesis(g_s, y_hat: torch.Tensor, height: int, width: int, *, tiling: Tiling, dtype=np.uint8) -> np.ndarray:
     """g_s(ŷ) cropped to height×width as 8-bit H×W×3 (to_uint8 is per pixel, so tiles agree), tile by tile.
 
     `dtype=np.float32` gives g_s's raw float output instead (to measure tiled against untiled)."""

@@ -1,5 +1,6 @@
-"""The receiver's side: the decoders that turn a codec's ŷ into an image at some τ ∈ [0, 1]
-(0 = the codec's own decoder, 1 = the family's perceptual end). `tau` holds the one τ rule,
-`taumap` the spatial τ (the τ brush), `schedulers` the diffusion samplers shared by the sampling
-families; one subpackage or module per family (`latent`, `pixel`, `synthesis`), and `registry`,
-the families by name and `reconstruct_file`, the one entry point that decodes a `.dpx` at some τ."""
+"""The receiver's side: the decoder families that turn a codec's ŷ into an image at some τ ∈ [0, 1]
+(0 = the codec's own decoder, 1 = the family's perceptual end), all behind one interface
+(`base.TauDecoder`: `reconstruct(stream, tau, *, options)`). `stream` opens a `.dpx` once, `tau` and
+`taumap` hold the τ rules, `schedulers` the diffusion samplers, `layers` the denoisers' shared layers;
+one module or subpackage per family (`plain`, `synthesis`, `latent`, `pixel`), and `registry`, the table
+of families."""

@@ -1,120 +1,79 @@
-"""The decoder families by name (`DECODERS`), and `reconstruct_file`: a `.dpx` decoded at some τ (or τ
-map) by one of them; τ = 0 is the plain decoder for every family. The families' modules are loaded
-through `dpexplorer.hub.loading`, once per process."""
+"""The table of decoder families, and opening a `.dpx` for any of them.
+
+`FAMILIES` lists the τ decoder families, the app's default first; the app, the CLI, the evaluation,
+the curves and the report read their lists from it. A new family is one module (a `TauDecoder`
+subclass) and one entry here (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import threading
-
 import numpy as np
 
-from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec
-from dpexplorer.decoders.tau import check_tau
-from dpexplorer.hub.loading import (get_codec, get_latent_pipeline, get_pixel_pipeline, get_synthesis, latent_qualities,
-                                    pixel_qualities, synthesis_qualities)
+from dpexplorer.decoders.base import DEFAULT_OPTIONS, DecodeOptions, TauDecoder, is_plain, resolve_tau
+from dpexplorer.decoders.latent.decoder import LatentDecoder
+from dpexplorer.decoders.pixel.decoder import PixelDecoder
+from dpexplorer.decoders.plain import PlainDecoder
+from dpexplorer.decoders.stream import Stream, open_stream
+from dpexplorer.decoders.synthesis import SynthesisDecoder
 from dpexplorer.io.bitstream import Bitstream
 
-_lock = threading.Lock()
+# The τ decoder families, the app's default first: the perceptual synthesis reaches the lower LPIPS at
+# τ = 1 for less PSNR on Kodak and on photos outside it (docs/synthesis.md).
+FAMILIES: dict[str, type[TauDecoder]] = {cls.key: cls for cls in (SynthesisDecoder, LatentDecoder, PixelDecoder)}
+# Every family, the codec decoder (τ = 0 of all of them) first.
+DECODERS: dict[str, type[TauDecoder]] = {PlainDecoder.key: PlainDecoder, **FAMILIES}
 
 
-def codec_for(data: bytes, pretrained: bool = False) -> tuple[Codec, Bitstream]:
-    """The codec that made `data` (from its header), with the parsed, checked bitstream."""
+def family(key: str) -> type[TauDecoder]:
+    """The family class of `key`, or a ValueError naming the choices."""
+    if key not in DECODERS:
+        raise ValueError(f"unknown decoder {key!r}; choose from {', '.join(DECODERS)}")
+    return DECODERS[key]
+
+
+def codec_for(data: bytes, pretrained: bool = False) -> Codec:
+    """The codec that made `data` (read from its header: quality and architecture)."""
+    from dpexplorer.hub.loading import get_codec
+
     header = Bitstream.from_bytes(data)
-    codec = get_codec(header.quality, header.arch, pretrained)
-    return codec, codec.parse(data)
+    return get_codec(header.quality, header.arch, pretrained)
+
+
+def open_file(data: bytes, pretrained: bool = False) -> Stream:
+    """`data` parsed and checked by the codec that made it (header, weights, string lengths)."""
+    return open_stream(data, codec_for(data, pretrained))
+
+
+def load_decoder(key: str, quality: int, arch: str | None = None) -> TauDecoder:
+    """The shipped `key` module of `quality`, or a ValueError saying why there is none."""
+    cls = family(key)
+    if quality not in cls.qualities():
+        raise ValueError(f"the {key} decoder has no weights for quality {quality} "
+                         f"(it has {', '.join(map(str, cls.qualities())) or 'none'})")
+    return cls.load(quality, arch)
+
+
+def decoder_for(key: str, stream: Stream, tau: float = 1.0, *, options: DecodeOptions = DEFAULT_OPTIONS,
+                pretrained: bool = False) -> TauDecoder:
+    """What decodes `stream` at τ: the codec decoder where τ (or the τ map) is zero — every family,
+    weights or not — else the `key` family's shipped module for the stream's quality."""
+    cls = family(key)
+    if is_plain(*resolve_tau(stream, tau, options)):
+        return PlainDecoder(stream.codec)
+    if pretrained:
+        raise ValueError("τ > 0 needs the shipped codec (the τ decoders are trained for its latent space)")
+    return load_decoder(cls.key, stream.quality, stream.bitstream.arch)
+
+
+def reconstruct_file(data: bytes | Stream, tau: float = 0.0, *, decoder: str = "synthesis",
+                     options: DecodeOptions = DEFAULT_OPTIONS, pretrained: bool = False) -> np.ndarray:
+    """Decode a .dpx with the `decoder` family at τ (or `options.tau_map`)."""
+    stream = data if isinstance(data, Stream) else open_file(data, pretrained)
+    return decoder_for(decoder, stream, tau, options=options, pretrained=pretrained).reconstruct(
+        stream, tau, options=options)
 
 
 def decode_file(data: bytes, pretrained: bool = False) -> np.ndarray:
-    codec, bs = codec_for(data, pretrained)
-    return codec.decode(bs).x_hat
-
-
-# Decoders for τ > 0, by name: (qualities with weights, reconstruct(data, tau, sampler, steps, seed, progress)).
-# τ = 0 never reaches them: it is the plain decoder for every family (one rule, here). A decoder whose
-# reconstruct also takes `tau_map` applies τ maps itself; for the others `reconstruct_file` blends.
-def _pipeline_for(data: bytes, get_pipeline):
-    """The sampling pipeline of the bitstream's quality, after its codec has checked the whole bitstream."""
-    header = Bitstream.from_bytes(data)
-    pipeline = get_pipeline(header.quality, header.arch)
-    pipeline.codec.parse(data)
-    return pipeline
-
-
-def _latent_decoder(data: bytes, tau, sampler, steps, seed, progress=None, tau_map=None) -> np.ndarray:
-    return _pipeline_for(data, get_latent_pipeline).reconstruct(data, tau, sampler, steps, seed, progress,
-                                                                tau_map=tau_map)
-
-
-def _pixel_decoder(data: bytes, tau, sampler, steps, seed, progress=None, noise_scale: float | None = None) -> np.ndarray:
-    return _pipeline_for(data, get_pixel_pipeline).reconstruct(data, tau, sampler, steps, seed, progress,
-                                                               noise_scale=noise_scale)
-
-
-_synthesis_latents = LRU(8)  # ŷ per bitstream: a τ scrub costs one synthesis pass per frame
-
-
-def _synthesis_decoder(data: bytes, tau, sampler=None, steps=None, seed=None, progress=None) -> np.ndarray:
-    """ŷ through g_s(θ_τ): deterministic, so sampler, steps and seed do not apply."""
-    codec, bs = codec_for(data)
-    with _lock:
-        y_hat, _ = _synthesis_latents.get_or((hashlib.sha256(data).hexdigest(), codec.weights_sha256),
-                                             lambda: codec.decode_latent(bs))
-    return codec.synthesize(y_hat, bs.height, bs.width, g_s=get_synthesis(bs.quality, bs.arch).at(tau))
-
-
-DECODERS = {"latent": (latent_qualities, _latent_decoder), "synthesis": (synthesis_qualities, _synthesis_decoder),
-            "pixel": (pixel_qualities, _pixel_decoder)}
-
-
-def takes_tau_map(decoder: str) -> bool:
-    """Whether the `decoder` family applies a τ map itself (else: blended in pixel space)."""
-    return "tau_map" in inspect.signature(DECODERS[decoder][1]).parameters
-
-
-def takes_noise_scale(decoder: str) -> bool:
-    """Whether the `decoder` family has CDC's initial-noise scale (a pixel-space sampler option)."""
-    return "noise_scale" in inspect.signature(DECODERS[decoder][1]).parameters
-
-
-def reconstruct_file(data: bytes, tau: float = 0.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-                     pretrained: bool = False, progress=None, decoder: str = "latent",
-                     tau_map: np.ndarray | None = None, noise_scale: float | None = None) -> np.ndarray:
-    """Decode a .dpx: the plain decoder at τ = 0, the `decoder` family (see DECODERS) at τ > 0.
-
-    `noise_scale` multiplies the sampler's initial noise (CDC's option; < 1 trades realism for
-    fidelity), for the families that have it (`takes_noise_scale`); 1 is the plain sampler, None the
-    weights' own (their manifest config's `noise_scale`).
-
-    `tau_map` (float32 H×W in [0, 1], the image's size) is τ per pixel; `tau` is then ignored. An
-    all-zero map is the plain decoder; a family that cannot apply a map gets
-    x̂ = x̂₀ + m·(x̂₁ − x̂₀) (rounded) between its τ = 0 and τ = 1 decodes, so a map of ones is τ = 1.
-    """
-    from dpexplorer.decoders.taumap import blend, check_tau_map
-
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
-    extra = {}
-    if noise_scale is not None:
-        if not takes_noise_scale(decoder):
-            raise ValueError(f"the {decoder} decoder has no noise scale (the pixel decoder has)")
-        extra["noise_scale"] = noise_scale
-    header = Bitstream.from_bytes(data)
-    if tau_map is not None:
-        tau_map = check_tau_map(tau_map, header.height, header.width)
-        tau = 1.0 if tau_map.any() else 0.0  # τ = 1 only to pass the checks below: the map decides
-    if check_tau(tau) == 0.0:
-        return decode_file(data, pretrained)
-    if pretrained:
-        raise ValueError("τ > 0 needs the shipped codec (the τ decoders are trained for its latent space)")
-    qualities, run = DECODERS[decoder]
-    if header.quality not in qualities():
-        raise ValueError(f"the {decoder} decoder has no weights for quality {header.quality} "
-                         f"(it has {', '.join(map(str, qualities())) or 'none'})")
-    if tau_map is None:
-        return run(data, tau, sampler, steps, seed, progress, **extra)
-    if takes_tau_map(decoder):
-        return run(data, 1.0, sampler, steps, seed, progress, tau_map=tau_map, **extra)
-    return blend(decode_file(data), run(data, 1.0, sampler, steps, seed, progress, **extra), tau_map)
+    """The codec decoder's image of a .dpx (τ = 0)."""
+    return open_file(data, pretrained).plain()

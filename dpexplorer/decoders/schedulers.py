@@ -49,7 +49,7 @@ def cumulative_alphas() -> torch.Tensor:
 
 
 def run_sampler(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, sampler: str = "ddim",
-                steps: int = 10, seed: int = 0, prediction_type: str = "sample", noise_scale: float = 1.0,
+                steps: int = 10, *, seed: int = 0, prediction_type: str = "sample", noise_scale: float = 1.0,
                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """The one sampling loop: `model(x_t, t)` → the scheduler's prediction type, from noise of `shape`.
 

@@ -5,10 +5,11 @@ fine-tuned on ŷ with a GAN; see `dpexplorer.training.synthesis`), and τ blends
 
     θ_τ = (1 − τ)·θ₀ + τ·θ₁
 
-as in "ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks" (network interpolation
-between a PSNR-oriented and a GAN-fine-tuned generator). The encoder and the entropy model are
+as in "ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks" (Wang et al., ECCV Workshops
+2018, arXiv:1809.00219: network interpolation between a PSNR-oriented and a GAN-fine-tuned generator). The encoder and the entropy model are
 untouched, so the bitstream is the codec's; only the receiver's g_s moves along τ ("High-Fidelity
-Generative Image Compression" trains such a GAN decoder from scratch, here it starts from θ₀).
+Generative Image Compression", Mentzer et al., NeurIPS 2020, arXiv:2006.09965, trains such a GAN decoder
+from scratch; here it starts from θ₀).
 
 τ = 0 runs g_s0 itself (no blend), so it is bit-identical to the plain decoder.
 """
@@ -16,11 +17,19 @@ Generative Image Compression" trains such a GAN decoder from scratch, here it st
 from __future__ import annotations
 
 import copy
+import threading
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.func import functional_call
 
+from dpexplorer.cache import LRU
+from dpexplorer.codec.codec import Codec
+from dpexplorer.decoders.base import DecodeOptions, TauDecoder
+from dpexplorer.decoders.stream import Stream
 from dpexplorer.decoders.tau import check_tau
+from dpexplorer.errors import WeightsError
 
 
 class InterpolatedSynthesis:
@@ -56,3 +65,56 @@ class InterpolatedSynthesis:
     @torch.no_grad()
     def __call__(self, y: torch.Tensor, tau: float) -> torch.Tensor:
         return self.at(tau)(y)
+
+
+class SynthesisDecoder(TauDecoder):
+    """The perceptual synthesis as a τ decoder: x̂_τ = g_s(ŷ; θ_τ)."""
+
+    key = "synthesis"
+    label = "Perceptual synthesis (GAN, network interpolation)"
+    description = ("A copy of the codec's synthesis transform fine-tuned on ŷ with LPIPS and a GAN loss; τ blends "
+                   "the weights, θ_τ = (1 − τ)·θ₀ + τ·θ₁. Deterministic: sampler, steps and seed do not apply.")
+    name = "perceptual synthesis"
+    marker = "s"
+    colour = "#2ca02c"
+
+    def __init__(self, codec: Codec, synthesis: InterpolatedSynthesis, *, cache_bytes: int = 64 << 20):
+        super().__init__(codec)
+        self.synthesis = synthesis
+        # θ₁'s image per stream: a τ map (the brush, the sender's hint) blends it with x̂₀, so a τ change
+        # along a hinted file costs one array blend, no g_s pass
+        self._full = LRU(cache_bytes, weight=lambda a: a.nbytes)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_entry(cls, entry: dict, state: dict, codec: Codec, *, directory: Path) -> "SynthesisDecoder":
+        return cls(codec, InterpolatedSynthesis(codec.model.g_s, state))
+
+    def at(self, tau: float):
+        """g_s(·; θ_τ), weights blended once."""
+        return self.synthesis.at(tau)
+
+    def _decode(self, stream: Stream, tau: float, options: DecodeOptions) -> np.ndarray:
+        if tau != 1.0:
+            return stream.synthesize(g_s=self.synthesis.at(tau))
+        with self._lock:
+            cached = self._full.get(stream.sha256)
+        if cached is None:
+            cached = stream.synthesize(g_s=self.synthesis.at(1.0))
+            with self._lock:
+                self._full.get_or(stream.sha256, lambda: cached)
+        return cached
+
+
+def trained_synthesis(record: dict, directory: Path | None = None) -> InterpolatedSynthesis | None:
+    """The shipped perceptual synthesis a module (a manifest entry, or a checkpoint's `kind`, `arch`,
+    `quality`) was trained through, checked against its `synthesis_sha256`; None without one."""
+    from dpexplorer.hub.manifest import find_entry, weights_dir
+
+    if not record.get("synthesis_sha256"):
+        return None
+    directory = Path(directory or weights_dir())
+    _, entry = find_entry("synthesis", record["arch"], record["quality"], directory)
+    if entry["sha256"] != record["synthesis_sha256"]:
+        raise WeightsError(f"the {record['kind']} module of q{record['quality']} was trained on other synthesis weights")
+    return SynthesisDecoder.load(record["quality"], record["arch"]).synthesis

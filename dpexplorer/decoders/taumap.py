@@ -15,6 +15,7 @@ from PIL import Image
 
 from dpexplorer.errors import ImageError
 from dpexplorer.io.images import _open
+from dpexplorer.io.tauhint import TauHint, hint_grid
 
 
 def check_tau_map(tau_map, height: int, width: int) -> np.ndarray:
@@ -67,8 +68,45 @@ def to_grid(tau_map: np.ndarray, grid_h: int, grid_w: int, cell: int) -> np.ndar
     return padded.reshape(grid_h, cell, grid_w, cell).mean(axis=(1, 3)).astype(np.float32)
 
 
-def blend(plain: np.ndarray, full: np.ndarray, tau_map: np.ndarray) -> np.ndarray:
-    """x̂ = x̂₀ + m·(x̂₁ − x̂₀), rounded: the pixel-space τ map for decoders that cannot apply one."""
-    x0, x1 = plain.astype(np.float64), full.astype(np.float64)
-    out = x0 + tau_map.astype(np.float64)[..., None] * (x1 - x0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+def blend(plain: np.ndarray, full: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """x̂ = x̂₀ + w·(x̂₁ − x̂₀) on 8-bit images, rounded: the one pixel-space blend, for a τ map (`weight`
+    H×W: the brush, the sender's hint, a family that cannot apply maps itself) and for the pixel
+    decoder's scalar τ. Exact at the ends: w = 1 gives `full`, w = 0 `plain`, bit for bit."""
+    w = np.asarray(weight, dtype=np.float32)
+    if w.ndim == 2:
+        w = w[..., None]
+    x0 = plain.astype(np.float32)
+    return np.clip(np.rint(x0 + w * (full.astype(np.float32) - x0)), 0, 255).astype(np.uint8)
+
+
+# ---- the sender's τ hint as a τ map (what the receiver multiplies by τ) --------------------------------
+# It runs once per bitstream, and must give the same bits on every receiver, so it is a few small matrix
+# products: the level grid upsampled to pixels (nearest) and blurred by a Gaussian of σ px are both
+# linear and separable, so the map is Wy · T · Wxᵀ with T the cell grid of τ and Wy (H × rows), Wx
+# (W × cols) each pixel's Gaussian weight on each cell (a difference of the kernel's prefix sums),
+# renormalised at the image edges (normalised convolution): a uniform hint gives a uniform map in [0, 1].
+def _axis_weights(size: int, cells: int, cell: int, sigma: int) -> np.ndarray:
+    """size × cells: pixel p's share of each cell under a sampled Gaussian (σ px, 4σ support), rows summing to 1."""
+    pixels = np.arange(size)[:, None]
+    start = np.arange(cells)[None, :] * cell
+    end = np.minimum(start + cell, size)  # the last cell may be partial; nothing beyond the image counts
+    if sigma == 0:
+        return ((pixels >= start) & (pixels < end)).astype(np.float64)
+    radius = 4 * sigma
+    offsets = np.arange(-radius, radius + 1)
+    prefix = np.concatenate([[0.0], np.cumsum(np.exp(-0.5 * (offsets / sigma) ** 2))])  # prefix[t + r + 1] = Σ_{k ≤ t}
+    hi = np.clip(end - 1 - pixels, -radius - 1, radius) + radius + 1
+    lo = np.clip(start - 1 - pixels, -radius - 1, radius) + radius + 1
+    weights = prefix[hi] - prefix[lo]
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def hint_tau_map(hint: TauHint, height: int, width: int) -> np.ndarray:
+    """The hint's τ map at image size: float32 H×W in [0, 1], the same bits on every call."""
+    if hint.grid != hint_grid(height, width, hint.cell):
+        raise ValueError(f"the τ hint's {hint.grid[1]}×{hint.grid[0]} grid of {hint.cell}-px cells does not "
+                         f"cover a {width}×{height} image")
+    wy = _axis_weights(height, hint.grid[0], hint.cell, hint.sigma)
+    wx = _axis_weights(width, hint.grid[1], hint.cell, hint.sigma)
+    tau = (wy @ hint.tau_grid()) @ wx.T
+    return np.clip(tau, 0.0, 1.0).astype(np.float32)

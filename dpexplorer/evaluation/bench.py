@@ -19,6 +19,8 @@ import time
 import numpy as np
 import torch
 
+from dpexplorer.decoders.base import DecodeOptions
+
 
 def _median_time(fn, repeat: int) -> float:
     times = []
@@ -48,16 +50,15 @@ def _test_image(path: str | None) -> np.ndarray:
 
 def _pipeline(codec):
     """The shipped latent pipeline of this quality, else an untrained one of the shipped size (speed only)."""
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
     from dpexplorer.decoders.latent.denoiser import LatentDenoiser
-    from dpexplorer.decoders.latent.pipeline import LatentPipeline
-    from dpexplorer.hub.loading import get_latent_pipeline, latent_qualities
 
-    if codec.cfg.quality in latent_qualities():
-        return get_latent_pipeline(codec.cfg.quality), "shipped"
-    return LatentPipeline(codec, LatentDenoiser(codec.cfg.M)), "untrained, default size (no latent weights shipped)"
+    if codec.cfg.quality in LatentDecoder.qualities():
+        return LatentDecoder.load(codec.cfg.quality), "shipped"
+    return LatentDecoder(codec, LatentDenoiser(codec.cfg.M)), "untrained, default size (no latent weights shipped)"
 
 
-def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, steps: int) -> None:
+def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, *, steps: int) -> None:
     """What the app does when τ is released: reconstruct from the cached sample, measure, plot, write PNG."""
     import tempfile
 
@@ -65,7 +66,7 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
     from dpexplorer.io.images import save_png
     from dpexplorer.metrics.image import all_metrics
 
-    recon = pipeline.reconstruct(data, tau, "ddim", steps, 0)
+    recon = pipeline.reconstruct(data, tau, options=DecodeOptions(sampler="ddim", steps=steps))
     dp_plot(load_curves(), {"now": all_metrics(original, recon)})
     with tempfile.NamedTemporaryFile(suffix=".png") as f:
         save_png(recon, f.name, compress_level=1)  # as the app does
@@ -73,11 +74,10 @@ def _app_tau_change(pipeline, data: bytes, original: np.ndarray, tau: float, ste
 
 def _synthesis(codec):
     """The shipped perceptual synthesis of this quality, else θ₁ = θ₀ perturbed (speed only)."""
-    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
-    from dpexplorer.hub.loading import get_synthesis, synthesis_qualities
+    from dpexplorer.decoders.synthesis import InterpolatedSynthesis, SynthesisDecoder
 
-    if codec.cfg.quality in synthesis_qualities():
-        return get_synthesis(codec.cfg.quality), "shipped"
+    if codec.cfg.quality in SynthesisDecoder.qualities():
+        return SynthesisDecoder.load(codec.cfg.quality).synthesis, "shipped"
     theta1 = {k: v + 0.01 for k, v in codec.model.g_s.state_dict().items()}
     return InterpolatedSynthesis(codec.model.g_s, theta1), "untrained (no synthesis weights shipped)"
 
@@ -146,14 +146,13 @@ PIXEL_SIZE = (512, 768)
 
 def _pixel_pipeline(codec):
     """The shipped pixel decoder of this quality, else one with random weights of the shipped size (speed only)."""
+    from dpexplorer.decoders.pixel.decoder import PixelDecoder
     from dpexplorer.decoders.pixel.denoiser import OURS, PixelDenoiser
-    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
-    from dpexplorer.hub.loading import get_pixel_pipeline, pixel_qualities
 
-    if codec.cfg.quality in pixel_qualities():
-        return get_pixel_pipeline(codec.cfg.quality), "shipped"
+    if codec.cfg.quality in PixelDecoder.qualities():
+        return PixelDecoder.load(codec.cfg.quality), "shipped"
     torch.manual_seed(0)
-    return PixelPipeline(codec, PixelDenoiser(codec.cfg.M, **OURS)), "random weights"
+    return PixelDecoder(codec, PixelDenoiser(codec.cfg.M, **OURS)), "random weights"
 
 
 def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 192) -> dict:
@@ -187,10 +186,11 @@ def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 19
 
 
 def run_bench(image: str | None = None, quality: int | None = None, repeat: int = 3, steps: int = 10,
-              cold_start: bool = True, large: bool = False, pixel: bool = False, pixel_crop: int = 128) -> dict:
-    from dpexplorer.hub.loading import get_codec, latent_qualities, shipped_qualities
+              *, cold_start: bool = True, large: bool = False, pixel: bool = False, pixel_crop: int = 128) -> dict:
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
+    from dpexplorer.hub.loading import get_codec, shipped_qualities
 
-    quality = quality or (latent_qualities() or shipped_qualities())[-1]  # the app's default quality
+    quality = quality or (LatentDecoder.qualities() or shipped_qualities())[-1]  # the app's default quality
     codec = get_codec(quality)
     img = _test_image(image)
     pipeline, latent_source = _pipeline(codec)
@@ -202,25 +202,28 @@ def run_bench(image: str | None = None, quality: int | None = None, repeat: int 
     r["encode_s"] = _median_time(lambda: codec.encode(img), repeat)
     r["entropy_decode_s"] = _median_time(lambda: codec.decode_latent(data), repeat)
     r["g_s_s"] = _median_time(lambda: codec.synthesize(y_hat, bs.height, bs.width), repeat)
-    pipeline.reconstruct(data, 1.0, "ddim", steps, 0)  # fills the cache
+    ddim = DecodeOptions(sampler="ddim", steps=steps)
+    pipeline.reconstruct(data, 1.0, options=ddim)  # fills the cache
     taus = iter(np.linspace(0.05, 0.95, 100))
-    r["tau_change_cached_s"] = _median_time(lambda: pipeline.reconstruct(data, float(next(taus)), "ddim", steps, 0),
+    r["tau_change_cached_s"] = _median_time(lambda: pipeline.reconstruct(data, float(next(taus)), options=ddim),
                                             repeat)
-    r["app_tau_change_s"] = _median_time(lambda: _app_tau_change(pipeline, data, img, float(next(taus)), steps),
+    r["app_tau_change_s"] = _median_time(lambda: _app_tau_change(pipeline, data, img, float(next(taus)), steps=steps),
                                          repeat)
     synth, r["synthesis_model"] = _synthesis(codec)
     r["synthesis_tau_change_s"] = _median_time(
         lambda: codec.synthesize(y_hat, bs.height, bs.width, g_s=synth.at(float(next(taus)))), repeat)
     seeds = iter(range(1, 1000))
     r[f"fresh_sample_{steps}_steps_s"] = _median_time(
-        lambda: pipeline.reconstruct(data, 1.0, "ddim", steps, next(seeds)), repeat)
+        lambda: pipeline.reconstruct(data, 1.0, options=DecodeOptions(sampler="ddim", steps=steps, seed=next(seeds))),
+        repeat)
     if pixel:
         pixel_pipeline, r["pixel_model"] = _pixel_pipeline(codec)
-        pixel_pipeline.reconstruct(data, 1.0, "ddim", steps, 0)  # warm-up, fills the cache
+        pixel_pipeline.reconstruct(data, 1.0, options=ddim)  # warm-up, fills the cache
         r["pixel_tau_change_cached_s"] = _median_time(
-            lambda: pixel_pipeline.reconstruct(data, float(next(taus)), "ddim", steps, 0), repeat)
+            lambda: pixel_pipeline.reconstruct(data, float(next(taus)), options=ddim), repeat)
         r[f"pixel_fresh_sample_{steps}_steps_s"] = _median_time(
-            lambda: pixel_pipeline.reconstruct(data, 1.0, "ddim", steps, next(seeds)), repeat)
+            lambda: pixel_pipeline.reconstruct(data, 1.0, options=DecodeOptions(sampler="ddim", steps=steps,
+                                                                                 seed=next(seeds))), repeat)
         r["pixel_step_s"] = pixel_step_times(max(1, repeat - 1), pixel_crop, codec.cfg.M)
     if cold_start:
         r["app_cold_start_s"] = _cold_start()
@@ -280,8 +283,8 @@ def add_arguments(p) -> None:
 
 
 def run_from_args(args) -> int:
-    r = run_bench(args.image, args.quality, args.repeat, args.steps, not args.no_cold_start, args.large,
-                  not args.no_pixel, args.pixel_crop)
+    r = run_bench(args.image, args.quality, args.repeat, args.steps, cold_start=not args.no_cold_start, large=args.large,
+                  pixel=not args.no_pixel, pixel_crop=args.pixel_crop)
     print(format_bench(r, args.steps))
     if args.json:
         with open(args.json, "w") as f:

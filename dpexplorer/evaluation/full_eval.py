@@ -1,8 +1,8 @@
 """`dpexplorer eval`: every distortion–perception number and figure for a folder of images.
 
-For each shipped quality and each image: the .dpx (real bytes), the plain decoder, the latent τ sweep
-per sampler (where latent weights are shipped), the perceptual synthesis τ sweep (network
-interpolation, where shipped), and JPEG/WebP at the matched rate. Each (image,
+For each shipped quality and each image: the .dpx (real bytes), the plain decoder, the τ sweep of every
+τ decoder family in `dpexplorer.decoders.registry.FAMILIES` that has weights for it (per sampler setting
+for the families that sample), and JPEG/WebP at the matched rate. Each (image,
 quality, decoder, sampler, steps, τ, seed) cell is appended to `cells.jsonl` as soon as it is
 measured, so an interrupted run resumes where it stopped. Then means, CSV, figures, and — with
 `--assets` — the `assets/kodak_curves.json` the app plots.
@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dpexplorer.decoders.base import DecodeOptions
+from dpexplorer.decoders.registry import FAMILIES
+from dpexplorer.decoders.stream import open_stream
 from dpexplorer.evaluation import baselines
 from dpexplorer.evaluation.pixel_eval import parse_setting
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
@@ -30,9 +33,8 @@ from dpexplorer.metrics.bd import bd_rate
 
 CURVES_SCHEMA = 1
 # "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.
-MODULE_DECODERS = ("latent", "synthesis", "pixel")  # decoders with weights of their own (cells keyed by them)
 CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed")
-QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
+QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "grain", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
 
 
 @dataclass
@@ -40,7 +42,7 @@ class EvalSettings:
     data: str
     out_dir: str = "results/eval"
     qualities: list[int] | None = None
-    decoders: list[str] = field(default_factory=lambda: ["plain", "latent", "synthesis", "pixel", "jpeg", "webp"])
+    decoders: list[str] = field(default_factory=lambda: ["plain", *FAMILIES, "jpeg", "webp"])
     samplers: list[str] = field(default_factory=lambda: ["ddim", "ddpm", "dpmsolver++"])
     steps: int = 10
     taus: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -48,11 +50,21 @@ class EvalSettings:
     extra: bool = True
     limit: int | None = None
     assets: str | None = None  # where to write the app's curves file
-    # the pixel decoder's SAMPLER:STEPS settings; those over `fast_steps` steps run on the first
-    # `slow_limit` images only (None: all), so their means are over that subset (the summary says n)
-    pixel_settings: list[str] = field(default_factory=lambda: ["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"])
+    # SAMPLER:STEPS settings of a sampling family evaluated at several step counts (the others: each of
+    # `samplers` at `steps`); those over `fast_steps` steps run on the first `slow_limit` images only
+    # (None: all), so their means are over that subset (the summary says n)
+    step_settings: dict[str, list[str]] = field(
+        default_factory=lambda: {"pixel": ["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"]})
     slow_limit: int | None = None
     fast_steps: int = 20
+
+    def sampler_settings(self, key: str) -> list[tuple[str | None, int | None]]:
+        """(sampler, steps) pairs a family is evaluated at; (None, None) for a deterministic one."""
+        if not FAMILIES[key].uses_sampler:
+            return [(None, None)]
+        if key in self.step_settings:
+            return [parse_setting(s) for s in self.step_settings[key]]
+        return [(smp, self.steps) for smp in self.samplers]
 
 
 def _key(cell: dict) -> tuple:
@@ -106,7 +118,7 @@ def run_eval(settings: EvalSettings) -> dict:
             provenance[f"codec-q{q}"] = codec.weights_sha256
             # every shipped module's hash, evaluated here or not: curves carried over from an earlier
             # run are only kept while their weights are the shipped ones (`write_curves`)
-            for kind in MODULE_DECODERS:
+            for kind in FAMILIES:
                 if q in module_qualities(kind):
                     entry = find_entry(kind, codec.cfg.arch, q)[1]
                     provenance[f"{kind}-q{q}"] = entry["sha256"]
@@ -115,18 +127,18 @@ def run_eval(settings: EvalSettings) -> dict:
             modules = _modules(q, settings)
             for i, path in enumerate(images):
                 slow = settings.slow_limit is None or i < settings.slow_limit
-                _eval_image(path, q, codec, *modules, slow, models, settings, store, out)
+                _eval_image(path, codec, modules, slow=slow, models=models, s=settings, store=store, out=out)
                 bar.update(1)
 
     for q in qualities:
-        pipeline, synth, pixel = _modules(q, settings)
-        if pipeline is not None or synth is not None or pixel is not None:
-            tau_crops_figure(images[0], get_codec(q), pipeline, synth, settings, out / f"tau_crops_q{q}.png", pixel=pixel)
+        modules = _modules(q, settings)
+        if modules:
+            tau_crops_figure(images[0], get_codec(q), modules, settings, dest=out / f"tau_crops_q{q}.png")
 
     names = {p.name for p in images}
     cells = [c for c in store.cells.values() if c["quality"] in qualities and c["image"] in names
              and c.get("codec") == _short(provenance[f"codec-q{c['quality']}"])
-             and (c["decoder"] not in MODULE_DECODERS
+             and (c["decoder"] not in FAMILIES
                   or c.get("model") == models.get(f"{c['decoder']}-q{c['quality']}"))]
     result = summarize(cells, settings, provenance, len(images))
     result["decode_defaults"] = defaults
@@ -160,38 +172,34 @@ def model_id(entry: dict) -> str:
     return "/".join(filter(None, [_short(entry["sha256"]), decode_defaults(entry)]))
 
 
-def _modules(q: int, s: EvalSettings) -> tuple:
-    """(latent pipeline, perceptual synthesis, pixel pipeline) of quality q: each None unless it is shipped
-    and among the decoders evaluated (loaded once per process)."""
-    from dpexplorer.hub.loading import get_module, module_qualities
-
-    return tuple(get_module(kind, q) if kind in s.decoders and q in module_qualities(kind) else None
-                 for kind in ("latent", "synthesis", "pixel"))
+def _modules(q: int, s: EvalSettings) -> dict:
+    """The τ decoders of quality q that are shipped and among the decoders evaluated, by key, in the
+    table's order (loaded once per process)."""
+    return {key: cls.load(q) for key, cls in FAMILIES.items() if key in s.decoders and q in cls.qualities()}
 
 
 def setting_label(cell: dict) -> str | None:
-    """A τ decoder's sampler setting: the sampler, for the pixel decoder with its steps ("ddim:10")."""
-    return f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] == "pixel" else cell["sampler"]
+    """A τ decoder's sampler setting: the sampler, with its steps where the family is evaluated at several
+    step counts ("ddim:10"); None for a deterministic family."""
+    if cell["sampler"] is None:
+        return None
+    own_steps = EvalSettings.__dataclass_fields__["step_settings"].default_factory()
+    return f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] in own_steps else cell["sampler"]
 
 
-def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, models: dict, s: EvalSettings,
+def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s: EvalSettings,
                 store: CellStore, out: Path) -> None:
+    q = codec.cfg.quality
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
     base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
     plain_key = dict(base_key, decoder="plain", sampler=None, steps=None, tau=None)
     wanted = []
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
         wanted.append(plain_key)
-    if pipeline is not None:
-        wanted += [dict(base_key, decoder="latent", model=models[f"latent-q{q}"], sampler=smp,
-                        steps=s.steps, tau=t) for smp in s.samplers for t in s.taus]
-    if synth is not None:
-        wanted += [dict(base_key, decoder="synthesis", model=models[f"synthesis-q{q}"], sampler=None,
-                        steps=None, tau=t) for t in s.taus]
-    if pixel is not None:
-        for smp, steps in map(parse_setting, s.pixel_settings):
-            if slow or steps <= s.fast_steps:
-                wanted += [dict(base_key, decoder="pixel", model=models[f"pixel-q{q}"], sampler=smp,
+    for key in modules:
+        for smp, steps in s.sampler_settings(key):
+            if slow or steps is None or steps <= s.fast_steps:
+                wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp,
                                 steps=steps, tau=t) for t in s.taus]
     for fmt in ("jpeg", "webp"):
         if fmt in s.decoders:
@@ -209,8 +217,8 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, m
         dpx.parent.mkdir(parents=True, exist_ok=True)
         dpx.write_bytes(data)
     bpp = metrics.bpp(len(data), *img.shape[:2])
-    decoded = codec.decode(data)
-    base = decoded.x_hat
+    stream = open_stream(data, codec)
+    base = stream.plain()
 
     def digest(recon: np.ndarray) -> str:
         return hashlib.sha256(repr(recon.shape).encode() + recon.tobytes()).hexdigest()
@@ -230,14 +238,8 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, m
     for cell in todo:
         if cell["decoder"] == "plain":
             m = {"bpp": bpp, **measure(base)}
-        elif cell["decoder"] == "latent":
-            recon = pipeline.reconstruct(data, cell["tau"], cell["sampler"], cell["steps"], cell["seed"])
-            m = {"bpp": bpp, **measure(recon)}
-        elif cell["decoder"] == "synthesis":
-            recon = codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(cell["tau"]))
-            m = {"bpp": bpp, **measure(recon)}
-        elif cell["decoder"] == "pixel":  # one sample per setting (cached); τ is a blend
-            recon = pixel.reconstruct(data, cell["tau"], cell["sampler"], cell["steps"], cell["seed"])
+        elif cell["decoder"] in modules:  # a sampling family draws one sample per setting (cached)
+            recon = modules[cell["decoder"]].reconstruct(stream, cell["tau"], options=_options(cell))
             m = {"bpp": bpp, **measure(recon)}
         else:
             matched = baselines.match_rate(img, cell["decoder"], bpp)
@@ -245,10 +247,15 @@ def _eval_image(path: Path, q: int, codec, pipeline, synth, pixel, slow: bool, m
         store.add({**cell, **m})
 
 
-def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: Path, size: int = 128,
-                     pixel=None) -> None:
-    """Zoomed crops (×3, nearest) of one image across τ, a row per latent sampler, one for the
-    perceptual synthesis and one per pixel-decoder setting: what the numbers mean."""
+def _options(cell: dict) -> DecodeOptions:
+    if cell["sampler"] is None:
+        return DecodeOptions()
+    return DecodeOptions(sampler=cell["sampler"], steps=cell["steps"], seed=cell["seed"])
+
+
+def tau_crops_figure(path: Path, codec, modules: dict, s: EvalSettings, *, dest: Path, size: int = 128) -> None:
+    """Zoomed crops (×3, nearest) of one image across τ, a row per τ decoder family and sampler setting:
+    what the numbers mean."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,25 +264,23 @@ def tau_crops_figure(path: Path, codec, pipeline, synth, s: EvalSettings, dest: 
     from dpexplorer.io.images import zoom_crop
 
     img = load_image(path)
-    data = codec.encode(img)
-    decoded = codec.decode(data)
+    stream = open_stream(codec.encode(img), codec)
     cols = [("original", img)] + [(f"τ={t:g}", None) for t in s.taus]
-    rows = ([(f"latent {smp}", lambda t, smp=smp: pipeline.reconstruct(data, t, smp, s.steps, s.seed))
-             for smp in s.samplers] if pipeline is not None else [])
-    if synth is not None:
-        rows.append(("synthesis", lambda t: codec.synthesize(decoded.y_hat, *img.shape[:2], g_s=synth.at(t))))
-    if pixel is not None:
-        rows += [(f"pixel {smp} {steps}", lambda t, smp=smp, steps=steps: pixel.reconstruct(data, t, smp, steps, s.seed))
-                 for smp, steps in map(parse_setting, s.pixel_settings)]
+    rows = []
+    for key, module in modules.items():
+        for smp, steps in s.sampler_settings(key):
+            cell = {"decoder": key, "sampler": smp, "steps": steps, "seed": s.seed}
+            rows.append((" ".join(filter(None, [key, setting_label(cell)])),
+                         lambda t, module=module, cell=cell: module.reconstruct(stream, t, options=_options(cell))))
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.2 * len(cols), 2.4 * len(rows)), squeeze=False)
     for row, (name, decode) in enumerate(rows):
         for col, (title, im) in enumerate(cols):
             if im is None:
                 im = decode(s.taus[col - 1])
-            axes[row, col].imshow(zoom_crop(im, 0.5, 0.5, size, 3), interpolation="nearest")
+            axes[row, col].imshow(zoom_crop(im, 0.5, 0.5, size, scale=3), interpolation="nearest")
             axes[row, col].set_title(f"{title}" + (f"\n{name}" if col else ""), fontsize=8)
             axes[row, col].axis("off")
-    sampling = f", latent: {s.steps} steps, seed {s.seed}" if pipeline is not None else ""
+    sampling = f", {s.steps} steps unless named, seed {s.seed}" if any(FAMILIES[k].uses_sampler for k in modules) else ""
     fig.suptitle(f"{path.name}, q{codec.cfg.quality}{sampling}", fontsize=9)
     fig.tight_layout()
     fig.savefig(dest, dpi=100)
@@ -314,7 +319,7 @@ def tau_bars(cells: list[dict]) -> list[dict]:
 
     groups = defaultdict(dict)
     for c in cells:
-        if c["decoder"] in MODULE_DECODERS and c.get("hf_ratio") is not None:
+        if c["decoder"] in FAMILIES and c.get("hf_ratio") is not None:
             row = groups[(c["quality"], c["decoder"], setting_label(c))].setdefault(c["image"], {"bpp": c["bpp"]})
             row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"]}
     bars = []
@@ -342,12 +347,8 @@ def bd_rates(means: list[dict], against_compressai: bool = True) -> dict:
                                                              [m["bpp"] for m in plain], [m["psnr"] for m in plain])
         curves = defaultdict(list)
         for m in means:
-            if m["decoder"] == "latent":
-                curves[f"latent {m['sampler']} tau={m['tau']:g}"].append(m)
-            elif m["decoder"] == "synthesis":
-                curves[f"synthesis tau={m['tau']:g}"].append(m)
-            elif m["decoder"] == "pixel":
-                curves[f"pixel {setting_label(m)} tau={m['tau']:g}"].append(m)
+            if m["decoder"] in FAMILIES:
+                curves[" ".join(filter(None, [m["decoder"], setting_label(m), f"tau={m['tau']:g}"]))].append(m)
             elif m["decoder"] in ("jpeg", "webp"):
                 curves[m["decoder"]].append(m)
         for name, pts in curves.items():
@@ -377,21 +378,13 @@ def curve_series(result: dict) -> list[dict]:
         series.append({"label": "codec decoder (q" + ",".join(str(m["quality"]) for m in plain) + ")",
                        "kind": "plain", "style": "ko-", "points": [_point(m) for m in plain]})
     for q in sorted({m["quality"] for m in means}):
-        for smp in sorted({m["sampler"] for m in means if m["decoder"] == "latent" and m["quality"] == q}):
-            pts = sorted((m for m in means if m["decoder"] == "latent" and m["quality"] == q and m["sampler"] == smp),
-                         key=lambda m: m["tau"])
-            series.append({"label": f"q{q} latent τ sweep ({smp}, {pts[0]['steps']} steps)", "kind": "latent",
-                           "quality": q, "sampler": smp, "style": "o-", "points": [_point(m) for m in pts]})
-        pts = sorted((m for m in means if m["decoder"] == "synthesis" and m["quality"] == q), key=lambda m: m["tau"])
-        if pts:
-            series.append({"label": f"q{q} perceptual synthesis τ sweep", "kind": "synthesis", "quality": q,
-                           "sampler": None, "style": "s-", "points": [_point(m) for m in pts]})
-        for smp, steps in sorted({(m["sampler"], m["steps"]) for m in means if m["decoder"] == "pixel" and m["quality"] == q}):
-            pts = sorted((m for m in means if m["decoder"] == "pixel" and m["quality"] == q and m["sampler"] == smp
-                          and m["steps"] == steps), key=lambda m: m["tau"])
-            series.append({"label": f"q{q} pixel τ sweep ({smp}, {steps} steps, {pts[0]['n']} images)", "kind": "pixel",
-                           "quality": q, "sampler": smp, "steps": steps, "style": "d-",
-                           "points": [_point(m) for m in pts]})
+        for key, cls in FAMILIES.items():
+            ours = [m for m in means if m["decoder"] == key and m["quality"] == q]
+            for smp, steps in sorted({(m["sampler"], m["steps"]) for m in ours}, key=str):
+                pts = sorted((m for m in ours if (m["sampler"], m["steps"]) == (smp, steps)), key=lambda m: m["tau"])
+                setting = f" ({smp}, {steps} steps, {pts[0]['n']} images)" if smp else ""
+                series.append({"label": f"q{q} {key} τ sweep{setting}", "kind": key, "quality": q, "sampler": smp,
+                               "steps": steps, "style": f"{cls.marker}-", "points": [_point(m) for m in pts]})
     for fmt, style in (("jpeg", "v--"), ("webp", "^--")):
         pts = sorted((m for m in means if m["decoder"] == fmt), key=lambda m: m["bpp"])
         if pts:
@@ -410,7 +403,7 @@ def _point(m: dict) -> dict:
 
 def _series_weights(series: dict, qualities) -> list[str]:
     """The provenance keys a series' numbers depend on."""
-    if series["kind"] in MODULE_DECODERS:
+    if series["kind"] in FAMILIES:
         return [f"codec-q{series['quality']}", f"{series['kind']}-q{series['quality']}"]
     return [f"codec-q{q}" for q in qualities]
 
@@ -444,13 +437,15 @@ def write_curves(result: dict, path: Path) -> dict:
             old = None
     series = curve_series(result)
     series += carried_series(old, result)
-    order = ("plain", "latent", "synthesis", "pixel", "jpeg", "webp")
+    order = ("plain", *FAMILIES, "jpeg", "webp")
     series.sort(key=lambda s: (order.index(s["kind"]) if s["kind"] in order else len(order), s.get("quality") or 0))
     curves = {"schema": CURVES_SCHEMA, "generated_by": result["generated_by"], "date": result["date"],
               "data": result["data"], "images": result["images"], "weights": result["weights"],
               "decode_defaults": result.get("decode_defaults", {}),
               "settings": {k: result["settings"][k] for k in ("decoders", "samplers", "steps", "taus", "seed")},
               "series": series}
+    if old and old.get("peers"):  # AVIF, JPEG XL, WebP, JPEG curves (tools/peer_curves.py): not the eval's to redo
+        curves["peers"] = old["peers"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(curves, indent=2) + "\n")
     return curves
@@ -470,13 +465,14 @@ def plot_all(result: dict, out: Path, series: list[dict] | None = None) -> None:
         if s["kind"] in ("plain", "jpeg", "webp"):
             for ax, key in zip(axes[:2], ("psnr", "lpips")):
                 ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], s["style"], label=s["label"])
-        faint = {"alpha": 0.35, "markersize": 3} if s["kind"] == "latent" else {"markersize": 4}
+        faint = {"alpha": 0.35, "markersize": 3} if s.get("sampler") else {"markersize": 4}
         axes[2].plot([p["psnr"] for p in pts], [p["lpips"] for p in pts], s["style"], label=s["label"], **faint)
     for q in sorted({m["quality"] for m in result["means"]}):
-        taus1 = [m for m in result["means"]  # the pixel settings: in the D–P plane only (too many for these)
-                 if m["decoder"] in ("latent", "synthesis") and m["quality"] == q and m["tau"] == 1.0]
+        taus1 = [m for m in result["means"]  # settings at many steps: in the D–P plane only (too many for these)
+                 if m["decoder"] in FAMILIES and m["quality"] == q and m["tau"] == 1.0
+                 and (m["steps"] or 0) <= EvalSettings.fast_steps]
         for m in taus1:
-            name = f"latent τ=1 ({m['sampler']})" if m["decoder"] == "latent" else "synthesis τ=1"
+            name = " ".join(filter(None, [m["decoder"], "τ=1", m["sampler"] and f"({m['sampler']})"]))
             for ax, key in zip(axes[:2], ("psnr", "lpips")):
                 ax.plot([m["bpp"]], [m[key]], "*", markersize=9, label=f"q{q} {name}")
     axes[0].plot(ref["bpp"][:5], ref["psnr"][:5], "s:", color="gray", label="CompressAI mbt2018-mean (published)")
@@ -496,11 +492,12 @@ def plot_all(result: dict, out: Path, series: list[dict] | None = None) -> None:
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"{'q':>2} {'decoder':9} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5}"]
+    lines = [f"{'q':>2} {'decoder':9} {'sampler':12} {'τ':>5} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>8} {'LPIPS':>7} {'HF':>5} "
+             f"{'grain':>5}"]
     for m in result["means"]:
         tau = "" if m["tau"] is None else f"{m['tau']:.2f}"
         lines.append(f"{m['quality']:>2} {m['decoder']:9} {setting_label(m) or '':12} {tau:>5} {m['bpp']:7.4f} "
-                     f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f}")
+                     f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f} {m['grain']:5.2f}")
     for k, v in result["bd_rate"].items():
         lines.append(f"BD-rate {k}: " + ("n/a (the curves' ranges do not overlap)" if math.isnan(v) else f"{v:+.1f}%"))
     for b in result.get("tau_bar", []):

@@ -1,7 +1,7 @@
 """`dpexplorer eval pixel`: the pixel-space diffusion decoder on real bitstreams, per quality and
 sampler/steps setting, at τ = 0 (the plain decoder) and the τ grid.
 
-Each image goes through `Codec.encode` (real entropy coding), then `PixelPipeline.reconstruct` exactly
+Each image goes through `Codec.encode` (real entropy coding), then `PixelDecoder.reconstruct` exactly
 as the CLI and the app call it: bpp, PSNR, MS-SSIM, LPIPS-alex and the high-frequency energy ratio
 against the original. Slow settings (more than `--fast-steps` steps) run on the first `--slow-limit`
 images only; the output says so, and compares settings on the images they share.
@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics.image import bpp, hf_energy_ratio, hf_gap_closed, lpips, ms_ssim, psnr
 
@@ -39,7 +40,7 @@ def _measure(ref, test) -> dict:
             "hf": hf_energy_ratio(ref, test)}
 
 
-def evaluate_images(pipeline, paths, settings=SETTINGS, taus=(1.0,), seed: int = 0, noise_scale: float | None = None,
+def evaluate_images(pipeline, paths, settings=SETTINGS, taus=(1.0,), *, seed: int = 0, noise_scale: float | None = None,
                     fast_steps: int = 20, slow_limit: int | None = None, log=print) -> list[dict]:
     """Per image: bpp, the plain decoder's metrics, and each setting's at each τ (and its sampling time)."""
     rows = []
@@ -48,15 +49,16 @@ def evaluate_images(pipeline, paths, settings=SETTINGS, taus=(1.0,), seed: int =
         data = pipeline.codec.encode(img)
         row = {"image": path.name, "bpp": bpp(len(data), *img.shape[:2]),
                "plain": _measure(img, pipeline.reconstruct(data, 0.0)), "settings": {}}
+        stream = pipeline.open(data)
         for setting in settings:
             sampler, steps = parse_setting(setting)
             if steps > fast_steps and slow_limit is not None and i >= slow_limit:
                 continue
             t0 = time.perf_counter()
-            pipeline.cached_sample(data, sampler, steps, seed, noise_scale)
+            options = DecodeOptions(sampler=sampler, steps=steps, seed=seed, noise_scale=noise_scale)
+            pipeline.cached_sample(stream, options)
             row["settings"][setting] = {"sample_s": time.perf_counter() - t0, **{
-                f"{tau:g}": _measure(img, pipeline.reconstruct(data, tau, sampler, steps, seed, noise_scale=noise_scale))
-                for tau in taus}}
+                f"{tau:g}": _measure(img, pipeline.reconstruct(stream, tau, options=options)) for tau in taus}}
         rows.append(row)
         log(f"{path.name}: plain LPIPS {row['plain']['lpips']:.3f} · " + " · ".join(
             f"{k} τ=1 LPIPS {v['1']['lpips']:.3f} PSNR {v['1']['psnr']:.2f}" for k, v in row["settings"].items()
@@ -131,10 +133,11 @@ def markdown_table(name: str, s: dict) -> str:
 def _pipelines(args):
     """(label, pipeline) per quality: shipped weights, or one training checkpoint (a probe)."""
     from dpexplorer.errors import WeightsError
-    from dpexplorer.hub.loading import get_codec, get_pixel_pipeline, pixel_qualities
+    from dpexplorer.decoders.pixel.decoder import PixelDecoder
+    from dpexplorer.hub.loading import get_codec
 
     if args.checkpoint:
-        from dpexplorer.decoders.pixel.pipeline import PixelPipeline
+        from dpexplorer.decoders.synthesis import trained_synthesis
         from dpexplorer.training.pixel import load_denoiser
 
         den, state = load_denoiser(args.checkpoint)
@@ -142,15 +145,13 @@ def _pipelines(args):
         if not codec.fits(state):
             raise WeightsError(f"{args.checkpoint} was trained for other codec weights than the shipped "
                                f"{state['arch']} q{state['quality']}")
-        from dpexplorer.hub.loading import trained_synthesis
-
         synthesis = trained_synthesis({"kind": "pixel", **state})  # θ₁ of a synthesis-base run, checked
-        return [(f"q{state['quality']} checkpoint step {state['step']}", PixelPipeline(codec, den, synthesis=synthesis))]
-    qualities = args.qualities or pixel_qualities()
+        return [(f"q{state['quality']} checkpoint step {state['step']}", PixelDecoder(codec, den, synthesis=synthesis))]
+    qualities = args.qualities or PixelDecoder.qualities()
     if not qualities:
         raise WeightsError("no pixel decoder weights are shipped (train one: dpexplorer train pixel; "
                            "or evaluate a checkpoint with --checkpoint)")
-    return [(f"q{q}", get_pixel_pipeline(q)) for q in qualities]
+    return [(f"q{q}", PixelDecoder.load(q)) for q in qualities]
 
 
 def add_arguments(p) -> None:
@@ -182,8 +183,8 @@ def run_from_args(args) -> int:
             if not sep:
                 raise ValueError(f"--set {spec!r}: expected NAME=FOLDER")
             paths = list_images(folder, args.limit)
-            rows = evaluate_images(pipeline, paths, args.settings, taus, args.seed, args.noise_scale,
-                                   args.fast_steps, args.slow_limit)
+            rows = evaluate_images(pipeline, paths, args.settings, taus, seed=args.seed, noise_scale=args.noise_scale,
+                                   fast_steps=args.fast_steps, slow_limit=args.slow_limit)
             s = summarize(rows, args.settings, taus)
             result["runs"][f"{label} {name}"] = {"rows": rows, "summary": s}
             if args.slow_limit is not None:

@@ -67,7 +67,7 @@ def bench_markdown(r: dict) -> str:
 
 
 def run_report(data: str, home: Path | None = None, out: str = "results/report", bench_image: str | None = None,
-               extra: bool = True, slow_limit: int | None = 4) -> Path:
+               *, extra: bool = True, slow_limit: int | None = 4) -> Path:
     """Evaluation, assets, manifest means and benchmark → `docs/results.md` of `home` (the checkout)."""
     from dpexplorer.evaluation.bench import run_bench
     from dpexplorer.evaluation.codec_eval import record_in_manifest
@@ -79,7 +79,14 @@ def run_report(data: str, home: Path | None = None, out: str = "results/report",
     # the pixel decoder's many-step settings (DDIM 50, DDPM 100) on the first `slow_limit` images
     result = run_eval(EvalSettings(data=data, out_dir=out, extra=extra, assets=str(assets / "kodak_curves.json"),
                                    slow_limit=slow_limit))
-    shutil.copyfile(Path(out) / "dp_curves.png", assets / "kodak_dp_curves.png")
+    # the README's figure: one colour per decoder, the peers (AVIF, WebP) as light reference lines
+    from dpexplorer.evaluation.curves import load_curves, readme_figure
+    from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
+
+    ref = COMPRESSAI_KODAK["mbt2018-mean"]
+    readme_figure(load_curves(assets / "kodak_curves.json"), assets / "kodak_dp_curves.png",
+                  reference={"bpp": ref["bpp"][:5], "psnr": ref["psnr"][:5],
+                             "label": "CompressAI mbt2018-mean (published)"})
     for crops in sorted(Path(out).glob("tau_crops_q*.png")):
         shutil.copyfile(crops, assets / f"kodak_{crops.name}")
 

@@ -41,7 +41,7 @@ def load_weights(entry: dict, directory: Path | None = None) -> dict[str, torch.
 
 
 def save_weights(state: dict[str, torch.Tensor], name: str, meta: dict, fp16=lambda key: False,
-                 directory: Path | None = None) -> dict:
+                 *, directory: Path | None = None) -> dict:
     """Write `name.safetensors` (float32 tensors whose key passes `fp16` stored as float16) + manifest entry."""
     directory = directory or weights_dir()
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
-"""Loads the shipped files, once per process: the codec and each τ decoder's module (the CLI, the app,
-the registry of decoders and the evaluation all come through here).
+"""Loads and verifies the shipped files: the codec, once per process, and the weights of each τ
+decoder's module (`module_weights`; the family classes in `dpexplorer.decoders` build themselves from
+them, so nothing here knows a decoder).
 
 The codec comes from `weights/` (`load_codec`, hash-checked) or from CompressAI's published weights
-(`pretrained_codec`); a τ decoder's module is built on the shipped codec it was trained for (its
-manifest entry records that codec's SHA-256).
+(`pretrained_codec`); a τ decoder's weights are refused unless their manifest entry names the
+shipped codec's ŷ (its `latent_sha256`).
 """
 
 from __future__ import annotations
@@ -85,92 +86,16 @@ def shipped_qualities() -> list[int]:
     return module_qualities("codec")
 
 
-# ---- the τ decoders' modules: each trained for one shipped codec's ŷ, whose SHA-256 its entry records ----
-def _latent_pipeline(codec, entry: dict, state: dict, directory: str):
-    from dpexplorer.decoders.latent.denoiser import LatentDenoiser
-    from dpexplorer.decoders.latent.pipeline import LatentPipeline
-
-    denoiser = LatentDenoiser(**entry["config"])
-    denoiser.load_state_dict(state)
-    # its residual was trained through θ₁: it decodes through θ_τ
-    return LatentPipeline(codec, denoiser, synthesis=trained_synthesis(entry, directory))
-
-
-def trained_synthesis(entry: dict, directory: str | None = None):
-    """The shipped perceptual synthesis a module (a manifest entry, or a checkpoint's `kind`, `arch`,
-    `quality`) was trained on, checked against its `synthesis_sha256`; None without one."""
-    if not entry.get("synthesis_sha256"):
-        return None
-    directory = directory or str(weights_dir())
-    _, synth_entry = find_entry("synthesis", entry["arch"], entry["quality"], Path(directory))
-    if synth_entry["sha256"] != entry["synthesis_sha256"]:
-        raise WeightsError(f"the {entry['kind']} module of q{entry['quality']} was trained on other synthesis weights")
-    return _cached_module("synthesis", entry["quality"], entry["arch"], directory)
-
-
-def _pixel_pipeline(codec, entry: dict, state: dict, directory: str):
-    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
-    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
-
-    denoiser = PixelDenoiser(**entry["config"])
-    denoiser.load_state_dict(state)
-    return PixelPipeline(codec, denoiser, synthesis=trained_synthesis(entry, directory))
-
-
-def _interpolated_synthesis(codec, entry: dict, state: dict, directory: str):
-    from dpexplorer.decoders.synthesis import InterpolatedSynthesis
-
-    return InterpolatedSynthesis(codec.model.g_s, state)
-
-
-_BUILDERS = {"latent": _latent_pipeline, "pixel": _pixel_pipeline, "synthesis": _interpolated_synthesis}
-
-
-@lru_cache(maxsize=None)
-def _cached_module(kind: str, quality: int, arch: str, directory: str):
-    codec = _cached_codec(quality, arch, False, directory)
-    name, entry = find_entry(kind, arch, quality, Path(directory))
+def module_weights(kind: str, codec: Codec, directory: Path | None = None) -> tuple[dict, dict]:
+    """The manifest entry and hash-checked weights of the shipped `kind` module ("latent", "pixel",
+    "synthesis") of the codec's quality, refused unless they were trained for this codec's ŷ."""
+    name, entry = find_entry(kind, codec.cfg.arch, codec.cfg.quality, directory)
     if not codec.fits(entry):
-        raise WeightsError(f"{name} was trained for other codec weights than the shipped {arch} q{quality}")
-    return _BUILDERS[kind](codec, entry, load_weights(entry, Path(directory)), directory)
-
-
-def get_module(kind: str, quality: int, arch: str | None = None):
-    """The shipped `kind` module ("latent", "pixel", "synthesis") of a quality, loaded once."""
-    if arch is None:
-        arch = find_entry("codec", None, quality)[1]["arch"]
-    with _lock:
-        return _cached_module(kind, quality, arch, str(weights_dir()))
+        raise WeightsError(f"{name} was trained for other codec weights than the shipped {codec.name}")
+    return entry, load_weights(entry, directory)
 
 
 def module_qualities(kind: str) -> list[int]:
     """Qualities with `kind` weights ("codec", "latent", …) in weights/, ascending."""
     models = load_manifest()["models"].values()
     return sorted({e["quality"] for e in models if e.get("kind") == kind})
-
-
-def get_latent_pipeline(quality: int, arch: str | None = None):
-    """The τ pipeline (codec + latent denoiser) of a shipped quality."""
-    return get_module("latent", quality, arch)
-
-
-def get_pixel_pipeline(quality: int, arch: str | None = None):
-    """The pixel-space diffusion decoder (codec + pixel denoiser) of a shipped quality."""
-    return get_module("pixel", quality, arch)
-
-
-def get_synthesis(quality: int, arch: str | None = None):
-    """The perceptual synthesis (θ₀ → θ₁ network interpolation) of a shipped quality."""
-    return get_module("synthesis", quality, arch)
-
-
-def latent_qualities() -> list[int]:
-    return module_qualities("latent")
-
-
-def pixel_qualities() -> list[int]:
-    return module_qualities("pixel")
-
-
-def synthesis_qualities() -> list[int]:
-    return module_qualities("synthesis")

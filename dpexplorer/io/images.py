@@ -159,7 +159,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
 
-def zoom_crop(image: np.ndarray, cx: float, cy: float, size: int = 96, scale: int = 4) -> np.ndarray:
+def zoom_crop(image: np.ndarray, cx: float, cy: float, size: int = 96, *, scale: int = 4) -> np.ndarray:
     """A size×size crop around the relative centre (cx, cy), enlarged by `scale` (nearest: no smoothing)."""
     h, w = image.shape[:2]
     s = min(size, h, w)

@@ -8,7 +8,7 @@ import math
 import bjontegaard
 
 
-def bd_rate(rate_ref, quality_ref, rate_test, quality_test, higher_is_better: bool = True) -> float:
+def bd_rate(rate_ref, quality_ref, rate_test, quality_test, *, higher_is_better: bool = True) -> float:
     """Average rate difference (%) of test vs reference at equal quality; negative = test saves bits.
 
     For a lower-is-better quality such as LPIPS pass `higher_is_better=False` (it is negated).

@@ -8,6 +8,8 @@
   the reference pair (0.722 / 0.137).
 - Extra metrics not used in training (FLIP, SSIMULACRA2, NLPD, MS-GMSD) from frame-analytics, and
   the high-frequency energy ratio, a network-free realism statistic (blur < 1).
+- The smooth-area grain (issue 33): invented grain where the original is smooth (1 = as smooth as
+  the original), which LPIPS rewards and whole-image energy ratios average away.
 """
 
 from __future__ import annotations
@@ -75,6 +77,37 @@ def lpips(ref: np.ndarray, test: np.ndarray) -> float:
         return float(lpips_tensor(to_tensor(ref), to_tensor(test))[0])
 
 
+def lpips_maps(ref: np.ndarray, tests: list[np.ndarray]) -> list[np.ndarray]:
+    """LPIPS as float32 H×W maps, one per test image: the `lpips` package's `spatial=True` output (each
+    layer's distance upsampled bilinearly to the image), computed with the canonical model; the
+    reference's features are computed once. A map's mean is close to `lpips` (which averages each layer
+    before summing); averaging it over a region scores that region at the cost of one network pass for
+    the whole image."""
+    import lpips as _lpips
+
+    for test in tests:
+        _check(ref, test)
+    model = lpips_model()
+    out = []
+    with _lock, torch.no_grad():
+        a = to_tensor(ref)
+        feats0 = [_lpips.normalize_tensor(f) for f in model.net(model.scaling_layer(a * 2 - 1))]
+        for test in tests:
+            feats1 = model.net(model.scaling_layer(to_tensor(test) * 2 - 1))
+            total = torch.zeros(1, 1, *a.shape[-2:])
+            for layer in range(model.L):
+                diff = (feats0[layer] - _lpips.normalize_tensor(feats1[layer])) ** 2
+                total += torch.nn.functional.interpolate(model.lins[layer](diff), size=a.shape[-2:],
+                                                         mode="bilinear", align_corners=False)
+            out.append(total[0, 0].numpy().astype(np.float32))
+    return out
+
+
+def lpips_map(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """LPIPS's spatial map of one pair (`lpips_maps`)."""
+    return lpips_maps(ref, [test])[0]
+
+
 def hf_energy_ratio(ref: np.ndarray, test: np.ndarray, cutoff: float = 0.25) -> float:
     """High-frequency spectral energy of `test` over that of `ref` (luma, radial frequency > cutoff·Nyquist·2).
 
@@ -103,8 +136,49 @@ def hf_gap_closed(hf: float, hf_base: float) -> float:
     return (hf - hf_base) / (1 - hf_base) if hf_base < 1 else float("nan")
 
 
+# Energies below that of 8-bit rounding noise (uniform, 1/12 level²) measure nothing a decode could show;
+# adding a tenth of a level² keeps the ratio of two near-flat patches near 1 instead of 0/0.
+GRAIN_EPS = 0.1
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def patch_energies(img: np.ndarray, *, patch: int = 16, sigma: float = 1.5) -> np.ndarray:
+    """High-pass luma energy per patch: luma (0..255, BT.601) minus its Gaussian blur (σ px, reflected
+    edges), squared, averaged over each patch×patch block (the last row and column of patches may be
+    partial). A ⌈H/patch⌉×⌈W/patch⌉ float64 grid."""
+    from scipy.ndimage import gaussian_filter
+
+    y = img.astype(np.float64) @ _LUMA
+    high = y - gaussian_filter(y, sigma, mode="reflect")
+    h, w = y.shape
+    rows, cols = np.arange(0, h, patch), np.arange(0, w, patch)
+    sums = np.add.reduceat(np.add.reduceat(high * high, rows, axis=0), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w)))
+    return sums / counts
+
+
+def grain_ratio(e_ref: np.ndarray, e_test: np.ndarray, share: float) -> float:
+    """Median energy ratio (test / ref) over the `share` of patches where `e_ref` is lowest (≥ 1 patch);
+    the patches' energies as `patch_energies` gives them, any shape."""
+    e_ref, e_test = np.ravel(e_ref), np.ravel(e_test)
+    k = min(e_ref.size, max(1, int(round(share * e_ref.size))))
+    smooth = np.argsort(e_ref, kind="stable")[:k]
+    return float(np.median((e_test[smooth] + GRAIN_EPS) / (e_ref[smooth] + GRAIN_EPS)))
+
+
+def smooth_area_grain(original: np.ndarray, decoded: np.ndarray, *, patch: int = 16, share: float = 0.3,
+                      sigma: float = 1.5) -> float:
+    """Issue 33's grain measure: over the `share` of patch×patch patches where the original is smoothest
+    (lowest high-pass luma energy, `patch_energies`), the median patch's energy in `decoded` over the
+    original's. 1 = as smooth as the original, > 1 = invented grain, < 1 = smoothed away."""
+    _check(original, decoded)
+    return grain_ratio(patch_energies(original, patch=patch, sigma=sigma),
+                       patch_energies(decoded, patch=patch, sigma=sigma), share)
+
+
 def extra_metrics(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
-    """Metrics not used in any training loss, from frame-analytics (NaN where an image is too small)."""
+    """Metrics not used in any training loss: frame-analytics' (NaN where an image is too small) and the
+    smooth-area grain."""
     import frame_analytics as fa
 
     fa.set_compile_enabled(False)  # torch.compile costs ~40 s of warm-up on a CPU for no gain here
@@ -122,10 +196,11 @@ def extra_metrics(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
 
 
 def all_metrics(ref: np.ndarray, test: np.ndarray, extra: bool = False) -> dict[str, float]:
-    # The HF energy ratio is cheap and network-free: always reported, next to LPIPS, to show texture
-    # that LPIPS rewards but the original does not have (ratio > 1).
+    # The HF energy ratio and the smooth-area grain are cheap and network-free: always reported, next to
+    # LPIPS, to show texture that LPIPS rewards but the original does not have (> 1), the grain where the
+    # original is smooth, which a whole-image ratio averages away.
     out = {"psnr": psnr(ref, test), "ms_ssim": ms_ssim(ref, test), "lpips": lpips(ref, test),
-           "hf_ratio": hf_energy_ratio(ref, test)}
+           "hf_ratio": hf_energy_ratio(ref, test), "grain": smooth_area_grain(ref, test)}
     if extra:
         out.update(extra_metrics(ref, test))
     return out

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 
-def pack(data: str, out: str, scale_min: float, scale_max: float, min_side: int, seed: int = 0) -> dict:
+def pack(data: str, out: str, scale_min: float, scale_max: float, *, min_side: int, seed: int = 0) -> dict:
     from PIL import Image
 
     from dpexplorer.io.images import list_images, load_image
@@ -96,7 +96,7 @@ def run_parallel(commands: dict, log_dir: Path) -> dict:
     return codes
 
 
-def run(data: str, qualities: list[int], minutes: float, out: str, init: str, workdir: str,
+def run(data: str, qualities: list[int], minutes: float, out: str, *, init: str, workdir: str,
         batch: int, crop: int, lr: float, warmup: int, threads: int, extra: list[str]) -> int:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def run(data: str, qualities: list[int], minutes: float, out: str, init: str, wo
     return max(codes.values(), default=0)
 
 
-def run_pixel(data: str, qualities: list[int], minutes: float, out: str, workdir: str, threads: int,
+def run_pixel(data: str, qualities: list[int], minutes: float, out: str, *, workdir: str, threads: int,
               extra: list[str], run_name: str = "burst", fresh: bool = False, log_dir: str | None = None) -> int:
     """The pixel decoder of each quality, from its recipe and shipped weights (`fresh`: from scratch, e.g.
     for another prediction type), for `minutes`; the checkpoints (a few MB: `dpexplorer train export
@@ -140,7 +140,7 @@ def run_pixel(data: str, qualities: list[int], minutes: float, out: str, workdir
     return max(codes.values(), default=0)
 
 
-def run_synthesis(data: str, qualities: list[int], refit_minutes: float, minutes: float, arms: dict[str, list[str]],
+def run_synthesis(data: str, qualities: list[int], refit_minutes: float, minutes: float, *, arms: dict[str, list[str]],
                   out: str, workdir: str, threads: int, extra: list[str], log_dir: str | None = None) -> int:
     """Per quality: the plain decoder's refit (MSE on rounded ŷ), then each arm of θ₁ from it, in parallel;
     one `synthesis-burst-q{q}.safetensors` in `out` with every resulting θ under a prefix."""
@@ -243,15 +243,15 @@ def main(argv=None) -> int:
         return 0
     t0 = time.time()
     if args.cmd == "pixel":
-        rc = run_pixel(args.data, args.quality, args.minutes, args.out, args.workdir, args.threads, extra,
-                       args.run_name, args.fresh, args.log_dir)
+        rc = run_pixel(args.data, args.quality, args.minutes, args.out, workdir=args.workdir, threads=args.threads,
+                       extra=extra, run_name=args.run_name, fresh=args.fresh, log_dir=args.log_dir)
     elif args.cmd == "synthesis":
         arms = {name: flags.split() for name, flags in args.arm}
-        rc = run_synthesis(args.data, args.quality, args.refit_minutes, args.minutes, arms, args.out, args.workdir,
-                           args.threads, extra, args.log_dir)
+        rc = run_synthesis(args.data, args.quality, args.refit_minutes, args.minutes, arms=arms, out=args.out,
+                           workdir=args.workdir, threads=args.threads, extra=extra, log_dir=args.log_dir)
     else:
-        rc = run(args.data, args.quality, args.minutes, args.out, args.init, args.workdir, args.batch, args.crop,
-                 args.lr, args.warmup, args.threads, extra)
+        rc = run(args.data, args.quality, args.minutes, args.out, init=args.init, workdir=args.workdir,
+                 batch=args.batch, crop=args.crop, lr=args.lr, warmup=args.warmup, threads=args.threads, extra=extra)
     print(f"burst done in {time.time() - t0:.0f} s, rc {rc}")
     return rc
 

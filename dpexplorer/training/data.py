@@ -27,7 +27,7 @@ def split_holdout(folder: str | Path, holdout: int) -> tuple[list[Path], list[Pa
 
 class CropSampler:
     def __init__(self, folder: str | Path, crop: int, seed: int = 0, max_images: int | None = None,
-                 holdout: int = 0):
+                 *, holdout: int = 0):
         paths, _ = split_holdout(folder, holdout)
         if max_images:
             paths = paths[:max_images]

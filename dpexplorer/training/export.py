@@ -70,7 +70,7 @@ def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | Non
     state = load_checkpoint(Path(run_dir).expanduser() / "last.pt")
     cfg = state["config"]
     codec = load_codec(int(cfg["quality"]), cfg.get("arch"), directory)
-    return _save_theta1(state["g_s1"], codec, state, training_record(state, notes), directory)
+    return _save_theta1(state["g_s1"], codec, state, training_record(state, notes), directory=directory)
 
 
 def export_synthesis_bundle(bundle: str | Path, blend: dict[str, float], notes: str = "",
@@ -104,10 +104,10 @@ def export_synthesis_bundle(bundle: str | Path, blend: dict[str, float], notes: 
                     "wall_hours": round(sum(runs[a]["wall_s"] for a in blend) / 3600, 3), "blend": blend,
                     "runs": {a: {k: v for k, v in training_record(runs[a]).items() if k != "notes"} for a in blend},
                     "notes": notes}
-    return _save_theta1(theta, codec, first, training, directory)
+    return _save_theta1(theta, codec, first, training, directory=directory)
 
 
-def _save_theta1(theta1: dict, codec, keys: dict, training: dict, directory: Path | None) -> dict:
+def _save_theta1(theta1: dict, codec, keys: dict, training: dict, *, directory: Path | None) -> dict:
     """θ₁ only (θ₀ is the codec's own g_s); kernels in float16 like the codec's, GDN parameters float32.
     The entry is keyed on the latent model it was trained on (`keys`: a checkpoint's SHA-256s)."""
     if not codec.fits(keys):

@@ -114,12 +114,12 @@ def target_synthesis(cfg: LatentTrainConfig, codec) -> nn.Module:
     """The frozen synthesis both stages train through: the codec's g_s, or θ₁ (`through_synthesis`)."""
     if not cfg.through_synthesis:
         return codec.model.g_s.eval().requires_grad_(False)
-    from dpexplorer.hub.loading import get_synthesis
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
 
-    return get_synthesis(cfg.quality, codec.cfg.arch).endpoint()
+    return SynthesisDecoder.load(cfg.quality, codec.cfg.arch).synthesis.endpoint()
 
 
-def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainLogger, device) -> nn.Module:
+def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainLogger, *, device) -> nn.Module:
     """Stage 1 through the frozen `g_s`. Returns g'_a (also checkpointed, resumable)."""
     from dpexplorer.metrics.image import lpips_tensor
 
@@ -169,7 +169,7 @@ def train_aux_encoder(cfg: LatentTrainConfig, codec, g_s: nn.Module, log: TrainL
 
 
 @torch.no_grad()
-def validate_aux_encoder(codec, g_a2, g_s, paths, device) -> dict:
+def validate_aux_encoder(codec, g_a2, g_s, paths, *, device) -> dict:
     """Mean metrics of g_s(ŷ) (the base decoder, or θ₁'s) and g_s(ŷ') (stage 1's target) on whole photos.
 
     The rate is the frozen entropy model's, in bits per pixel (ŷ' is never entropy coded)."""
@@ -229,7 +229,7 @@ def earlier_ablation_runs(previous: dict | None, current: list[dict]) -> list[di
 
 
 @torch.no_grad()
-def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, device):
+def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, *, batch: int, device):
     """(ŷ, ŷ', x) for training crops: the decoder's latent, the auxiliary encoder's target and the
     crop itself (uint8, for the perceptual term)."""
     model = codec.model
@@ -244,7 +244,7 @@ def latent_pairs(codec, g_a2, sampler: CropSampler, n_batches: int, batch: int, 
     return torch.cat(ys), torch.cat(ys2), torch.cat(xs)
 
 
-def train_denoiser(cfg: LatentTrainConfig, codec, g_s: nn.Module, y_hat: torch.Tensor, y_hat2: torch.Tensor,
+def train_denoiser(cfg: LatentTrainConfig, codec, g_s: nn.Module, y_hat: torch.Tensor, *, y_hat2: torch.Tensor,
                    log: TrainLogger, device, images: torch.Tensor | None = None):
     """Stage 2: x₀-prediction diffusion on the normalised residual, conditioned on ŷ (plus CDC's
     perceptual term when `cfg.rho` > 0; `images` are then the crops the pairs came from)."""
@@ -325,7 +325,7 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     log = TrainLogger(run_dir / "train.log")
     log(f"config {asdict(cfg)}")
     g_s = target_synthesis(cfg, codec).to(device)
-    g_a2 = train_aux_encoder(cfg, codec, g_s, log, device)
+    g_a2 = train_aux_encoder(cfg, codec, g_s, log, device=device)
     _, held_out = split_holdout(cfg.data, cfg.holdout)
     if held_out:
         record = {"codec_sha256": codec.weights_sha256, "aux_steps": cfg.aux_steps, "weights": cfg.loss_weights(),
@@ -335,7 +335,7 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
         if {k: previous.get(k) for k in record} == record:  # a resumed run: stage 1 already validated
             val = previous["holdout"]
         else:
-            val = validate_aux_encoder(codec, g_a2, g_s, held_out, device)
+            val = validate_aux_encoder(codec, g_a2, g_s, held_out, device=device)
             done.write_text(json.dumps(record | {"holdout": val}, indent=2))
         log(f"stage 1 on {len(held_out)} held-out photos: g_s(ŷ) {val['base']} → g_s(ŷ') {val['aux']}")
     if cfg.aux_only:
@@ -344,9 +344,9 @@ def train_latent(cfg: LatentTrainConfig, codec=None, export: bool = True) -> dic
     if denoiser is None:
         sampler = CropSampler(cfg.data, cfg.crop, seed=cfg.seed + 12345, holdout=cfg.holdout)
         n_batches = max(1, min(4 * len(sampler) // cfg.batch, 400))
-        y_hat, y_hat2, crops = latent_pairs(codec, g_a2, sampler, n_batches, cfg.batch, device)
+        y_hat, y_hat2, crops = latent_pairs(codec, g_a2, sampler, n_batches, batch=cfg.batch, device=device)
         log(f"{y_hat.shape[0]} latent pairs; residual std {float((y_hat2 - y_hat).std()):.4f}")
-        denoiser = train_denoiser(cfg, codec, g_s, y_hat, y_hat2, log, device, crops)
+        denoiser = train_denoiser(cfg, codec, g_s, y_hat, y_hat2=y_hat2, log=log, device=device, images=crops)
     else:
         log(f"stage 2 already at step {cfg.diffusion_steps}")
     # Both training loops' time, summed over every resumed run (not this call's, which may only export).

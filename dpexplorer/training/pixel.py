@@ -91,7 +91,7 @@ def receiver_view(model, x: torch.Tensor, base_g_s) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def measure_scales(model, sampler: CropSampler, base_g_s, batch: int, device, batches: int = 4):
+def measure_scales(model, sampler: CropSampler, base_g_s, batch: int, *, device, batches: int = 4):
     """(std of x − x_b over all pixels, per-channel std of ŷ) on the first crops."""
     res, ys = [], []
     for _ in range(batches):
@@ -124,10 +124,10 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     arch, model = codec.cfg.arch, codec.model.to(device).eval().requires_grad_(False)
     base_g_s, synthesis_sha256 = model.g_s, None
     if cfg.base == "synthesis":  # θ₁ of the shipped perceptual synthesis, frozen
-        from dpexplorer.hub.loading import get_synthesis
+        from dpexplorer.decoders.synthesis import SynthesisDecoder
         from dpexplorer.hub.manifest import find_entry
 
-        base_g_s = get_synthesis(codec.cfg.quality, arch).endpoint().to(device)
+        base_g_s = SynthesisDecoder.load(codec.cfg.quality, arch).synthesis.endpoint().to(device)
         synthesis_sha256 = find_entry("synthesis", arch, codec.cfg.quality)[1]["sha256"]
     run_dir = cfg.run_dir()
     log = TrainLogger(run_dir / "train.log")
@@ -148,7 +148,7 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         den.load_state_dict(initial_weights(cfg.init_from, codec, synthesis_sha256))
         log(f"initialised from {cfg.init_from}" + (f" (base θ₁ {synthesis_sha256[:12]})" if synthesis_sha256 else ""))
     else:
-        residual_scale, cond_scale = measure_scales(model, sampler, base_g_s, cfg.batch, device)
+        residual_scale, cond_scale = measure_scales(model, sampler, base_g_s, cfg.batch, device=device)
         den.residual_scale.copy_(residual_scale)
         den.cond_scale.copy_(cond_scale)
     log(f"config {asdict(cfg)} codec {codec.source} {codec.weights_sha256[:12]} device={device} "

@@ -10,7 +10,7 @@ as in "High-Fidelity Generative Image Compression" (HiFiC), but starting from θ
 Super-Resolution Generative Adversarial Networks", network interpolation).
 
 Three choices against invented grain on smooth content (the earlier probes' τ = 1 overshot the
-original's high-frequency energy on non-Kodak photos); docs/synthesis-probe.md measures them — the
+original's high-frequency energy on non-Kodak photos); docs/log/synthesis-probe.md measures them — the
 hinge `w_hf` is what worked, the conditioned D made things worse (off by default):
 - multi-scale crops: each crop comes from the photo downscaled by a random factor in
   [`min_scale`, 1] (antialiased), so smooth, low-detail content is common in training;
@@ -61,7 +61,7 @@ class SynthesisTrainConfig(RunConfig):
     w_mse: float = 0.1  # relative to the codec's own λ·255²·MSE weighting
     w_lpips: float = 1.0
     w_adv: float = 0.1
-    disc_cond: bool = False  # D also sees g_s0(ŷ); hurt in the probe (docs/synthesis-probe.md)
+    disc_cond: bool = False  # D also sees g_s0(ŷ); hurt in the probe (docs/log/synthesis-probe.md)
     w_hf: float = 0.3  # hinge on high-frequency energy above the original's (log ratio, per crop)
     hf_tile: int = 0  # > 0: the hinge per tile of this many px (grain on a flat patch of a busy crop), 0: per crop
     init_from: str | None = None  # a θ (theta1.pt, or g_s safetensors) to start a fresh run from, not θ₀

@@ -33,9 +33,10 @@ RSS_GROWTH_LIMIT = 1024 * 2**20
 SERVER = """
 import sys, torch
 torch.set_num_threads(1)  # 2-core CI: leave a core to the clients
-from dpexplorer.app.ui import build_demo, launch
-from dpexplorer.hub.loading import get_codec, get_latent_pipeline
-get_codec(1); get_latent_pipeline(1)  # loaded before the run, so RSS growth is the run's own
+from dpexplorer.app.layout import build_demo, launch
+from dpexplorer.decoders.latent.decoder import LatentDecoder
+from dpexplorer.hub.loading import get_codec
+get_codec(1); LatentDecoder.load(1)  # loaded before the run, so RSS growth is the run's own
 launch(build_demo(), server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True)
 """
 

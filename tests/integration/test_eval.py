@@ -1,3 +1,4 @@
+import csv
 import json
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_a_decode_default_set_at_export_gets_cells_of_its_own(tmp_path, tiny_wei
     import shutil
 
     from dpexplorer.evaluation import full_eval
-    from dpexplorer.hub import loading
+    from dpexplorer.decoders.base import unload_all
 
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights_dir, weights)
@@ -84,7 +85,7 @@ def test_a_decode_default_set_at_export_gets_cells_of_its_own(tmp_path, tiny_wei
     [entry] = [e for e in manifest["models"].values() if e["kind"] == "latent"]
     entry["config"]["strength"] = 0.5
     (weights / "manifest.json").write_text(json.dumps(manifest))
-    loading._cached_module.cache_clear()
+    unload_all()
     measured = []
     measure = full_eval._measure
     monkeypatch.setattr(full_eval, "_measure", lambda *a: measured.append(1) or measure(*a))
@@ -116,7 +117,7 @@ def test_eval_covers_the_pixel_decoder_per_setting_with_a_slow_subset(tmp_path, 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
     settings = EvalSettings(data=str(_images(tmp_path)), out_dir=str(tmp_path / "out"), decoders=["plain", "pixel"],
                             taus=[0.0, 0.5, 1.0], extra=False, assets=str(tmp_path / "curves.json"),
-                            pixel_settings=["ddim:2", "ddpm:3"], slow_limit=1, fast_steps=2)
+                            step_settings={"pixel": ["ddim:2", "ddpm:3"]}, slow_limit=1, fast_steps=2)
     result = run_eval(settings)
     pixel = {(m["sampler"], m["steps"], m["tau"]): m for m in result["means"] if m["decoder"] == "pixel"}
     assert set(pixel) == {(s, n, t) for s, n in (("ddim", 2), ("ddpm", 3)) for t in (0.0, 0.5, 1.0)}
@@ -143,7 +144,8 @@ def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, mon
     _, _ = _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch)
     fresh = json.loads((tmp_path / "curves.json").read_text())
     committed = json.loads(shipped.read_text())
-    assert set(committed) == set(fresh)
+    # "peers": AVIF, JPEG XL, WebP and JPEG curves, written by tools/peer_curves.py and carried over by eval
+    assert set(committed) - {"peers"} == set(fresh)
     assert committed["schema"] == fresh["schema"] and committed["generated_by"] == fresh["generated_by"]
     assert set(committed["settings"]) == set(fresh["settings"])
     for series in committed["series"]:
@@ -157,6 +159,7 @@ def test_shipped_curves_file_is_what_eval_writes(tmp_path, tiny_weights_dir, mon
 
 def test_codec_eval_reports_bd_rates_against_compressai_and_same_image_baselines(tmp_path, tiny_weights_dir,
                                                                                   monkeypatch, photo):
+    from dpexplorer.evaluation import baselines
     from dpexplorer.evaluation.codec_eval import evaluate_codecs, format_table
 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
@@ -164,13 +167,19 @@ def test_codec_eval_reports_bd_rates_against_compressai_and_same_image_baselines
     data.mkdir()
     save_png(photo, data / "a.png")
     result = evaluate_codecs(data, qualities=[1], out_dir=tmp_path / "out")
+    peers = [f for f, why in baselines.available_formats().items() if why is None]
     assert set(result["bd_rate_psnr_percent"]) == {"compressai mbt2018-mean", "compressai bmshj2018-hyperprior",
-                                                   "webp", "jpeg"}
-    for fmt in ("webp", "jpeg"):  # measured on the same image (rate matching: test_baseline_rate_matching)
+                                                   *peers}
+    assert set(result["bd_rate_lpips_percent"]) == set(peers) == set(result["peers"]["formats"])
+    for fmt in peers:  # measured on the same image (the same-size rule: test_peers)
         assert result["baselines"][fmt]["1"]["psnr"] > 10
-    rows = (tmp_path / "out" / "codec_eval_baselines.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 and "webp" in rows[1]
-    assert "vs compressai mbt2018-mean" in format_table(result)
+    ours = next(csv.DictReader(open(tmp_path / "out" / "codec_eval.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "out" / "codec_eval_baselines.csv")))
+    assert sorted(r["format"] for r in rows) == sorted(peers)
+    # never more bytes than ours, unless even the lowest quality is larger (flagged)
+    assert all(int(r["bytes"]) <= int(ours["bytes"]) or r["over"] == "True" for r in rows)
+    table = format_table(result)
+    assert "vs compressai mbt2018-mean" in table and ("vs AVIF" in table) == ("avif" in peers)
 
 
 def test_curves_of_decoders_not_rerun_are_carried_only_with_the_same_weights(tmp_path, tiny_weights_dir, monkeypatch):

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from dpexplorer.decoders.base import DecodeOptions
+
 
 def _pipeline(tiny_codec):
     from dpexplorer.decoders.latent.denoiser import LatentDenoiser
-    from dpexplorer.decoders.latent.pipeline import LatentPipeline
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
     from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 
     torch.manual_seed(0)
@@ -20,7 +22,7 @@ def _pipeline(tiny_codec):
     g_s0 = tiny_codec.model.g_s
     theta1 = {k: v + 0.02 * torch.randn_like(v) if k.endswith("weight") else v.clone()
               for k, v in g_s0.state_dict().items()}
-    return LatentPipeline(tiny_codec, denoiser, synthesis=InterpolatedSynthesis(g_s0, theta1)), theta1
+    return LatentDecoder(tiny_codec, denoiser, synthesis=InterpolatedSynthesis(g_s0, theta1)), theta1
 
 
 def test_tau_moves_latent_and_synthesis_weights(tiny_codec, photo):
@@ -29,10 +31,10 @@ def test_tau_moves_latent_and_synthesis_weights(tiny_codec, photo):
     plain = tiny_codec.decode(data).x_hat
     h, w = photo.shape[:2]
     assert np.array_equal(pipeline.reconstruct(data, tau=0.0), plain)
-    assert np.array_equal(pipeline.reconstruct(data, tau_map=np.zeros((h, w), np.float32)), plain)
+    assert np.array_equal(pipeline.reconstruct(data, options=DecodeOptions(tau_map=np.zeros((h, w), np.float32))), plain)
 
-    y_hat, _ = pipeline.latent(data)
-    residual = pipeline.cached_sample(data, "ddim", 10, 0)
+    y_hat = pipeline.open(data).y_hat
+    residual = pipeline.cached_sample(data, DecodeOptions())
     g_s1 = copy.deepcopy(tiny_codec.model.g_s)
     g_s1.load_state_dict(theta1)
     with torch.no_grad():
@@ -40,12 +42,13 @@ def test_tau_moves_latent_and_synthesis_weights(tiny_codec, photo):
     full = pipeline.reconstruct(data, tau=1.0)
     assert np.array_equal(full, expected)
     assert not np.array_equal(full, tiny_codec.synthesize(y_hat + residual, h, w))  # θ₁, not θ₀
-    assert np.array_equal(pipeline.reconstruct(data, tau_map=np.ones((h, w), np.float32)), full)
+    assert np.array_equal(pipeline.reconstruct(data, options=DecodeOptions(tau_map=np.ones((h, w), np.float32))), full)
 
 
 def test_loader_checks_the_synthesis_the_residual_was_trained_through(tiny_weights_dir, tmp_path, monkeypatch):
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.errors import WeightsError
-    from dpexplorer.hub.loading import get_module
 
     for name, sha in (("right", None), ("wrong", "0" * 64)):
         directory = tmp_path / name
@@ -57,7 +60,7 @@ def test_loader_checks_the_synthesis_the_residual_was_trained_through(tiny_weigh
         (directory / "manifest.json").write_text(json.dumps(manifest))
         monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(directory))
         if sha is None:
-            assert get_module("latent", 1).synthesis is get_module("synthesis", 1)
+            assert LatentDecoder.load(1).synthesis is SynthesisDecoder.load(1).synthesis
         else:
             with pytest.raises(WeightsError, match="synthesis"):
-                get_module("latent", 1)
+                LatentDecoder.load(1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.errors import WeightsError
 from dpexplorer.io.images import save_png
 
@@ -18,7 +19,7 @@ from helpers import tiny_pixel_denoiser
 
 def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tiny_weights_dir, photo, monkeypatch):
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.hub.loading import get_codec, load_codec, pixel_qualities
+    from dpexplorer.hub.loading import get_codec, load_codec, module_qualities
     from dpexplorer.training.common import add_config_arguments, configs_from_args
     from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, initial_weights, train_pixel
 
@@ -67,16 +68,17 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     log = (again.run_dir() / "train.log").read_text()
     assert "initialised from" in log and " adv " in log and " hf- " in log
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
-    assert pixel_qualities() == [1]
+    assert module_qualities("pixel") == [1]
     data = get_codec(1).encode(photo)
     assert np.array_equal(reconstruct_file(data, 0.0, decoder="pixel"), decode_file(data))
     seen = []
-    x = reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", progress=lambda i, n: seen.append(i))
+    x = reconstruct_file(data, 1.0, decoder="pixel",
+                         options=DecodeOptions(sampler="ddim", steps=2, seed=0, progress=lambda i, n: seen.append(i)))
     assert x.shape == photo.shape and seen == [1, 2]
-    calmer = reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", noise_scale=0.5)  # CDC's option
+    calmer = reconstruct_file(data, 1.0, decoder="pixel", options=DecodeOptions(sampler="ddim", steps=2, seed=0, noise_scale=0.5))  # CDC's option
     assert calmer.shape == x.shape and not np.array_equal(calmer, x)
     with pytest.raises(ValueError, match="no noise scale"):
-        reconstruct_file(data, 1.0, decoder="synthesis", noise_scale=0.5)
+        reconstruct_file(data, 1.0, decoder="synthesis", options=DecodeOptions(noise_scale=0.5))
 
     from dpexplorer.app.session import FAMILIES
 
@@ -85,7 +87,8 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
 
 def test_a_synthesis_base_records_theta1_and_the_loader_checks_it(tmp_path, tiny_weights_dir, photo, monkeypatch):
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.hub.loading import get_codec, get_pixel_pipeline, load_codec
+    from dpexplorer.decoders.pixel.decoder import PixelDecoder
+    from dpexplorer.hub.loading import get_codec, load_codec
     from dpexplorer.hub.manifest import find_entry
     from dpexplorer.training.pixel import PixelTrainConfig, train_pixel
 
@@ -108,33 +111,33 @@ def test_a_synthesis_base_records_theta1_and_the_loader_checks_it(tmp_path, tiny
     assert entry["config"]["base"] == "synthesis" and entry["synthesis_sha256"] == theta1_sha
     data = get_codec(1).encode(photo)
     assert np.array_equal(reconstruct_file(data, 0.0, decoder="pixel"), decode_file(data))
-    assert reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel").shape == photo.shape
-    pipe = get_pixel_pipeline(1)
+    assert reconstruct_file(data, 1.0, decoder="pixel", options=DecodeOptions(sampler="ddim", steps=2, seed=0)).shape == photo.shape
+    pipe = PixelDecoder.load(1)
     assert pipe._base_g_s is not None and pipe.noise_scale() == 0.5 and pipe.noise_scale(1.0) == 1.0
     # the weights' own noise scale is the default: the same sample as asking for it
-    assert np.array_equal(reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel"),
-                          reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", noise_scale=0.5))
-    assert not np.array_equal(reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel"),
-                              reconstruct_file(data, 1.0, "ddim", 2, 0, decoder="pixel", noise_scale=1.0))
+    assert np.array_equal(reconstruct_file(data, 1.0, decoder="pixel", options=DecodeOptions(sampler="ddim", steps=2, seed=0)),
+                          reconstruct_file(data, 1.0, decoder="pixel", options=DecodeOptions(sampler="ddim", steps=2, seed=0, noise_scale=0.5)))
+    assert not np.array_equal(reconstruct_file(data, 1.0, decoder="pixel", options=DecodeOptions(sampler="ddim", steps=2, seed=0)),
+                              reconstruct_file(data, 1.0, decoder="pixel", options=DecodeOptions(sampler="ddim", steps=2, seed=0, noise_scale=1.0)))
 
     manifest = weights / "manifest.json"
     models = json.loads(manifest.read_text())
     next(e for e in models["models"].values() if e["kind"] == "pixel")["synthesis_sha256"] = "0" * 64
     manifest.write_text(json.dumps(models))
-    from dpexplorer.hub import loading
+    from dpexplorer.decoders.base import unload_all
 
-    loading._cached_module.cache_clear()
+    unload_all()
     with pytest.raises(WeightsError, match="other synthesis weights"):
-        get_pixel_pipeline(1)
+        PixelDecoder.load(1)
 
 
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):
     from dpexplorer.app.session import FAMILIES
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.hub.loading import get_codec, pixel_qualities
+    from dpexplorer.hub.loading import get_codec, module_qualities
 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
-    assert FAMILIES["pixel"].qualities() == [] and pixel_qualities() == []
+    assert FAMILIES["pixel"].qualities() == [] and module_qualities("pixel") == []
     data = get_codec(1).encode(photo)
     with pytest.raises(ValueError, match="no weights"):
         reconstruct_file(data, 0.5, decoder="pixel")
@@ -142,10 +145,10 @@ def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeyp
 
 
 def test_eval_reports_the_bar(tiny_codec, tmp_path, photo):
-    from dpexplorer.decoders.pixel.pipeline import PixelPipeline
+    from dpexplorer.decoders.pixel.decoder import PixelDecoder
     from dpexplorer.evaluation.pixel_eval import evaluate_images, markdown_table, summarize
 
-    pipeline = PixelPipeline(tiny_codec, tiny_pixel_denoiser())
+    pipeline = PixelDecoder(tiny_codec, tiny_pixel_denoiser())
 
     save_png(photo, tmp_path / "a.png")
     save_png(photo[:, ::-1].copy(), tmp_path / "b.png")

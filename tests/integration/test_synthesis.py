@@ -119,10 +119,11 @@ def tiny_env(tiny_weights_dir, monkeypatch):
 def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo, tmp_path):
     from dpexplorer.cli import main
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.hub.loading import get_codec, synthesis_qualities
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
+    from dpexplorer.hub.loading import get_codec, module_qualities
     from dpexplorer.io.images import load_image
 
-    assert synthesis_qualities() == [1]
+    assert module_qualities("synthesis") == [1]
     data = get_codec(1).encode(photo)
     plain = decode_file(data)
     assert np.array_equal(reconstruct_file(data, 0.0, decoder="synthesis"), plain)
@@ -142,6 +143,7 @@ def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo
 
 def test_unknown_decoder_and_missing_quality_are_one_line_errors(tiny_env, photo, tmp_path, capsys):
     from dpexplorer.cli import main
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.hub.loading import get_codec
 
     (tmp_path / "p.dpx").write_bytes(get_codec(1).encode(photo))
@@ -156,6 +158,7 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
 
     from dpexplorer.decoders.registry import reconstruct_file
     from dpexplorer.errors import WeightsError
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.hub.loading import get_codec
 
     other = tmp_path / "w"
@@ -172,15 +175,16 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
 def test_shipped_synthesis_modules_match_the_shipped_codecs(monkeypatch):
     """Every shipped synthesis module was trained on exactly the shipped codec of its quality."""
     monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
-    from dpexplorer.hub.loading import get_codec, get_synthesis, shipped_qualities, synthesis_qualities
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
+    from dpexplorer.hub.loading import get_codec, module_qualities, shipped_qualities
     from dpexplorer.hub.manifest import find_entry
 
-    if not synthesis_qualities():
+    if not module_qualities("synthesis"):
         pytest.skip("no shipped synthesis modules")
-    assert set(synthesis_qualities()) <= set(shipped_qualities())
-    for q in synthesis_qualities():
+    assert set(module_qualities("synthesis")) <= set(shipped_qualities())
+    for q in module_qualities("synthesis"):
         assert find_entry("synthesis", None, q)[1]["latent_sha256"] == get_codec(q).latent_sha256
-        get_synthesis(q)  # loads, hash-checked
+        SynthesisDecoder.load(q)  # loads, hash-checked
 
 
 def test_a_refit_plain_decoder_keeps_bitstreams_and_modules(tiny_weights_dir, tmp_path, monkeypatch, photo):
@@ -192,14 +196,16 @@ def test_a_refit_plain_decoder_keeps_bitstreams_and_modules(tiny_weights_dir, tm
 
     from dpexplorer.decoders.registry import reconstruct_file
     from dpexplorer.errors import BitstreamError
+    from dpexplorer.decoders.base import unload_all
     from dpexplorer.hub import loading
     from dpexplorer.io.bitstream import Bitstream
-    from dpexplorer.hub.loading import get_codec, get_synthesis
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
+    from dpexplorer.hub.loading import get_codec
     from dpexplorer.training.export import export_plain_refit
 
     def fresh():  # a restarted process: the loader caches the files it has read
         loading._cached_codec.cache_clear()
-        loading._cached_module.cache_clear()
+        unload_all()
 
     weights = tmp_path / "w"
     shutil.copytree(tiny_weights_dir, weights)
@@ -228,7 +234,7 @@ def test_a_refit_plain_decoder_keeps_bitstreams_and_modules(tiny_weights_dir, tm
     assert after.encode(photo) == data  # the bitstream does not change
     assert not np.array_equal(after.decode(data).x_hat, before.decode(data).x_hat)  # the plain decode does
     assert np.array_equal(after.decode(old).x_hat, after.decode(data).x_hat)  # the old file still decodes
-    get_synthesis(1)  # keyed on ŷ: still loads
+    SynthesisDecoder.load(1)  # keyed on ŷ: still loads
     assert np.array_equal(reconstruct_file(data, 0.0, decoder="synthesis"), after.decode(data).x_hat)
     # a module keyed on the whole file (trained through the old g_s) is refused
     manifest = json.loads((weights / "manifest.json").read_text())

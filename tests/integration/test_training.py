@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.io.images import save_png
 
 
@@ -58,7 +59,7 @@ def test_rate_through_the_frozen_entropy_model_has_gradients(tiny_codec):
 
 
 def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
-    from dpexplorer.decoders.latent.pipeline import LatentPipeline
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
     from dpexplorer.training.latent import LatentTrainConfig, ablation_runs, earlier_ablation_runs, train_latent
 
     data = _photos(tmp_path / "photos", size=(96, 96))
@@ -92,10 +93,10 @@ def test_latent_training_two_stages_tiny(tmp_path, tiny_codec):
     assert earlier_ablation_runs(previous, runs) == []
     other_weights = [{**runs[0], "weights": {**runs[0]["weights"], "rate_slack": 0.01}}]
     assert [r["run"] for r in earlier_ablation_runs(previous, other_weights)] == [r["run"] for r in runs]
-    pipeline = LatentPipeline(tiny_codec, out["denoiser"])
+    pipeline = LatentDecoder(tiny_codec, out["denoiser"])
     img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     data_bytes = tiny_codec.encode(img)
-    assert pipeline.reconstruct(data_bytes, 1.0, "ddpm", 3, 0).shape == img.shape
+    assert pipeline.reconstruct(data_bytes, 1.0, options=DecodeOptions(sampler="ddpm", steps=3, seed=0)).shape == img.shape
     log = (cfg.run_dir("mbt2018-mean") / "train.log").read_text()
     assert "latent pairs" in log
     for name in ("aux.pt", "denoiser.pt"):  # each stage's own time, summed into the export's wall_hours
@@ -180,17 +181,17 @@ def test_stage_two_perceptual_term_reaches_the_denoiser(tmp_path, tiny_codec):
     common = dict(data="unused", quality=1, workdir=str(tmp_path), diffusion_steps=1, batch=1, width=16, blocks=1,
                   perceptual_batch=2)
     with pytest.raises(ValueError, match="crops"):
-        train_denoiser(LatentTrainConfig(**common, rho=0.5), tiny_codec, model.g_s, y_hat, y_hat2, log, "cpu")
+        train_denoiser(LatentTrainConfig(**common, rho=0.5), tiny_codec, model.g_s, y_hat, y_hat2=y_hat2, log=log, device="cpu")
 
     grads = {}
     for rho in (0.0, 1.0):  # ρ = 1: the loss is the perceptual term alone
         cfg = LatentTrainConfig(**common, rho=rho, run_name=f"rho{rho}")
         torch.manual_seed(0)
         untrained = LatentTrainConfig(**{**common, "diffusion_steps": 0}, rho=0.0, run_name="init")
-        before = {k: v.clone() for k, v in train_denoiser(untrained, tiny_codec, model.g_s, y_hat, y_hat2, log,
-                                                           "cpu").state_dict().items()}
+        before = {k: v.clone() for k, v in train_denoiser(untrained, tiny_codec, model.g_s, y_hat, y_hat2=y_hat2, log=log,
+                                                           device="cpu").state_dict().items()}
         torch.manual_seed(0)
-        after = train_denoiser(cfg, tiny_codec, model.g_s, y_hat, y_hat2, log, "cpu", crops).state_dict()
+        after = train_denoiser(cfg, tiny_codec, model.g_s, y_hat, y_hat2=y_hat2, log=log, device="cpu", images=crops).state_dict()
         grads[rho] = torch.cat([(after[k] - before[k]).flatten() for k in before if k.endswith("weight")])
         assert grads[rho].abs().sum() > 0
     assert not torch.allclose(grads[0.0], grads[1.0])  # the perceptual term, not the latent MSE, moved it

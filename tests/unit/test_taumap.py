@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.cli import main
 from dpexplorer.io.images import load_image, save_png
 
@@ -58,43 +59,66 @@ def test_a_bad_mask_is_one_error_line(encoded, tmp_path, capsys):
 def test_native_map_and_the_sample_drawn_once(tiny_weights_dir, monkeypatch, photo):
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
     from dpexplorer.app import session
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.hub.loading import get_latent_pipeline
 
     enc = session.encode(photo, 1)
-    pipeline = get_latent_pipeline(1)
+    pipeline = LatentDecoder.load(1)
     calls = []
     real = pipeline.sample
     monkeypatch.setattr(pipeline, "sample", lambda *a, **k: calls.append(1) or real(*a, **k))
-    kw = dict(sampler="euler", steps=2, seed=11)
-    full = reconstruct_file(enc.data, 1.0, **kw)
-    ones = reconstruct_file(enc.data, 0.3, tau_map=np.ones((96, 128), np.float32), **kw)
-    ramp = reconstruct_file(enc.data, tau_map=np.tile(np.linspace(0, 1, 128, dtype=np.float32), (96, 1)), **kw)
+
+    def decode(tau=1.0, tau_map=None):
+        options = DecodeOptions(sampler="euler", steps=2, seed=11, tau_map=tau_map)
+        return reconstruct_file(enc.data, tau, decoder="latent", options=options)
+
+    full = decode(1.0)
+    ones = decode(0.3, np.ones((96, 128), np.float32))
+    ramp = decode(tau_map=np.tile(np.linspace(0, 1, 128, dtype=np.float32), (96, 1)))
     assert np.array_equal(ones, full) and not np.array_equal(ramp, full)
     assert len(calls) == 1  # one r̃ for the bitstream and settings, whatever τ or map
-    assert np.array_equal(reconstruct_file(enc.data, 1.0, tau_map=np.zeros((96, 128)), **kw),
-                          decode_file(enc.data))
+    assert np.array_equal(decode(1.0, np.zeros((96, 128))), decode_file(enc.data))
     with pytest.raises(ValueError, match="τ map is 10×10"):
-        reconstruct_file(enc.data, tau_map=np.ones((10, 10)), **kw)
+        decode(tau_map=np.ones((10, 10)))
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        reconstruct_file(enc.data, tau_map=np.full((96, 128), 1.5), **kw)
+        decode(tau_map=np.full((96, 128), 1.5))
 
 
-def test_pixel_space_fallback_for_a_decoder_without_maps(tiny_weights_dir, monkeypatch, photo):
+def test_a_new_family_is_one_class_and_one_table_row(tiny_weights_dir, monkeypatch, photo):
+    """A toy family that only implements `_decode` (τ = 1: the inverted plain decode): registered by one
+    table row, it gets the τ = 0 rule and the pixel-space τ map from the interface."""
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
     from dpexplorer.app import session
-    from dpexplorer.decoders.registry import DECODERS, decode_file, reconstruct_file, takes_tau_map
-    from dpexplorer.hub.loading import latent_qualities
+    from dpexplorer.decoders import registry
+    from dpexplorer.decoders.base import TauDecoder
 
+    class Toy(TauDecoder):
+        key, label, description = "toy", "Toy", "255 − x̂₀ at τ = 1"
+
+        @classmethod
+        def qualities(cls):
+            return [1]
+
+        @classmethod
+        def load(cls, quality, arch=None):
+            from dpexplorer.hub.loading import get_codec
+
+            return cls(get_codec(quality, arch))
+
+        def _decode(self, stream, tau, options):
+            return (255 - stream.plain()).astype(np.uint8)
+
+    monkeypatch.setitem(registry.FAMILIES, "toy", Toy)
+    monkeypatch.setitem(registry.DECODERS, "toy", Toy)
     enc = session.encode(photo, 1)
-    plain = decode_file(enc.data)
-    invert = lambda data, tau, *a, **k: (255 - plain).astype(np.uint8)  # noqa: E731 (τ = 1 of a toy family)
-    monkeypatch.setitem(DECODERS, "toy", (latent_qualities, invert))
-    assert not takes_tau_map("toy") and takes_tau_map("latent")
+    plain = registry.decode_file(enc.data)
+    assert "toy" in [f.key for f in session.families_for(1)]
+    assert np.array_equal(session.reconstruct(enc, "toy", 0.0), plain)
     m = np.zeros((96, 128), np.float32)
     m[:, 64:] = 1.0
     m[:10, :10] = 0.5
-    out = reconstruct_file(enc.data, tau_map=m, decoder="toy")
+    out = registry.reconstruct_file(enc.data, decoder="toy", options=DecodeOptions(tau_map=m))
     assert np.array_equal(out[:, :64][10:], plain[:, :64][10:]) and np.array_equal(out[:, 64:], 255 - plain[:, 64:])
     assert (out[:10, :10] == 128).all()  # x₀ + ½·(255 − 2x₀) = 127.5, rounded half to even
-    assert np.array_equal(reconstruct_file(enc.data, tau_map=np.ones((96, 128)), decoder="toy"), 255 - plain)
+    ones = DecodeOptions(tau_map=np.ones((96, 128)))
+    assert np.array_equal(registry.reconstruct_file(enc.data, decoder="toy", options=ones), 255 - plain)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.codec.codec import Codec, pad_to_multiple
 from dpexplorer.codec.tiling import UNTILED, Tiling, _spans, analysis, synthesis
 from dpexplorer.io.bitstream import Bitstream
@@ -35,7 +36,7 @@ def test_spans_cover_once():
 def test_tiled_analysis_equals_untiled(codec, image):
     with torch.no_grad():
         y = codec.model.g_a(pad_to_multiple(to_tensor(image)))
-        yt = analysis(codec.model.g_a, image, 320, 384, SMALL)
+        yt = analysis(codec.model.g_a, image, 320, 384, tiling=SMALL)
     assert yt.shape == y.shape
     assert (yt - y).abs().max() <= 1e-5  # the halo covers g_a's receptive field: only summation order differs
 
@@ -44,8 +45,8 @@ def test_tiled_synthesis_equals_untiled(codec, image):
     with torch.no_grad():
         y_hat = torch.round(codec.model.g_a(pad_to_multiple(to_tensor(image))))
         x = codec.model.g_s(y_hat)[..., :272, :330][0].permute(1, 2, 0).numpy()
-        xt = synthesis(codec.model.g_s, y_hat, 272, 330, SMALL, dtype=np.float32)
-        u8 = synthesis(codec.model.g_s, y_hat, 272, 330, SMALL)
+        xt = synthesis(codec.model.g_s, y_hat, 272, 330, tiling=SMALL, dtype=np.float32)
+        u8 = synthesis(codec.model.g_s, y_hat, 272, 330, tiling=SMALL)
     assert np.abs(xt - x).max() <= 1e-5
     assert_pixels_agree(u8, codec.synthesize(y_hat, 272, 330))  # codec's own, untiled at this size
 
@@ -70,7 +71,7 @@ def test_entropy_encode_gives_compressais_bytes(arch, image):
 
 
 def test_tiled_codec_round_trips(codec, image):
-    tiled = Codec(codec.model, codec.cfg, codec.weights_sha256, codec.source, SMALL)
+    tiled = Codec(codec.model, codec.cfg, codec.weights_sha256, codec.source, tiling=SMALL)
     data = tiled.encode(image)
     a, b = tiled.decode(data), codec.decode(data)  # a tiled bitstream decodes either way, alike
     assert a.x_hat.shape == image.shape and torch.equal(a.y_hat, b.y_hat)
@@ -88,18 +89,18 @@ def test_threshold():
 def test_latent_decoder_synthesizes_through_the_tiles(codec, image):
     """The latent decoder's ỹ_τ goes through the codec's (tiled) synthesis, so it is bounded too."""
     from dpexplorer.decoders.latent.denoiser import LatentDenoiser
-    from dpexplorer.decoders.latent.pipeline import LatentPipeline
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
 
     torch.manual_seed(0)
-    tiled = Codec(codec.model, codec.cfg, codec.weights_sha256, codec.source, SMALL)
-    pipeline = LatentPipeline(tiled, LatentDenoiser(24, width=16, blocks=1))
+    tiled = Codec(codec.model, codec.cfg, codec.weights_sha256, codec.source, tiling=SMALL)
+    pipeline = LatentDecoder(tiled, LatentDenoiser(24, width=16, blocks=1))
     data = tiled.encode(image)
     calls = []
     hook = codec.model.g_s.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
     try:
-        x = pipeline.reconstruct(data, 1.0, "ddim", 2, 0)
+        x = pipeline.reconstruct(data, 1.0, options=DecodeOptions(sampler="ddim", steps=2, seed=0))
     finally:
         hook.remove()
     assert x.shape == image.shape and len(calls) > 1 and max(s[-1] for s in calls) <= 4 + 2 * 2  # tiles, not the 20×24 latent
-    fused = pipeline.fuse(tiled.decode_latent(data)[0], pipeline.cached_sample(data, "ddim", 2, 0), 1.0)
+    fused = tiled.decode_latent(data)[0] + pipeline.cached_sample(data, DecodeOptions(sampler="ddim", steps=2, seed=0))
     assert_pixels_agree(x, codec.synthesize(fused, 272, 330))

@@ -9,36 +9,11 @@ divided by a per-channel scale measured on the training data, so the diffusion r
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, ch: int, emb_dim: int, groups: int = 8):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(groups, ch)
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * ch)
-        self.norm2 = nn.GroupNorm(groups, ch)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x, emb):
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift  # FiLM by the timestep
-        return x + self.conv2(F.silu(h))
+from dpexplorer.decoders.layers import ResBlock, timestep_embedding
 
 
 def check_strength(strength: float) -> float:

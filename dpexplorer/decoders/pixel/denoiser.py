@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpexplorer.decoders.latent.denoiser import ResBlock, timestep_embedding
+from dpexplorer.decoders.layers import ResBlock, timestep_embedding
 from dpexplorer.decoders.schedulers import PREDICTION_TYPES
 
 # Ours (shipped): 3 levels at ¼, ⅛ and 1/16 of the image (the last one on ŷ's grid), one res-block each way,
@@ -59,7 +59,7 @@ class SelfAttention(nn.Module):
 class Level(nn.Module):
     """`blocks` FiLM res-blocks at one resolution (a 1×1 convolution first where the width changes)."""
 
-    def __init__(self, ch_in: int, ch: int, blocks: int, emb_dim: int, attention: bool):
+    def __init__(self, ch_in: int, ch: int, blocks: int, emb_dim: int, *, attention: bool):
         super().__init__()
         self.proj = nn.Conv2d(ch_in, ch, 1) if ch_in != ch else nn.Identity()
         self.blocks = nn.ModuleList(ResBlock(ch, emb_dim) for _ in range(blocks))
@@ -74,7 +74,7 @@ class Level(nn.Module):
 
 class PixelDenoiser(nn.Module):
     def __init__(self, latent_channels: int = 192, space_to_depth: int = 4, width: int = 32,
-                 mults: tuple[int, ...] = (1, 2, 2), blocks: int = 1, attention: tuple[int, ...] = (),
+                 mults: tuple[int, ...] = (1, 2, 2), *, blocks: int = 1, attention: tuple[int, ...] = (),
                  prediction_type: str = "sample", base: str = "plain", noise_scale: float = 1.0):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
@@ -94,12 +94,12 @@ class PixelDenoiser(nn.Module):
         emb_dim = 4 * width
         self.time_mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.inp = nn.Conv2d(6 * s * s, chs[0], 3, padding=1)
-        self.down = nn.ModuleList(Level(chs[max(i - 1, 0)], c, blocks, emb_dim, i in attention) for i, c in enumerate(chs))
+        self.down = nn.ModuleList(Level(chs[max(i - 1, 0)], c, blocks, emb_dim, attention=i in attention) for i, c in enumerate(chs))
         self.downsample = nn.ModuleList(nn.Conv2d(c, c, 3, stride=2, padding=1) for c in chs[:-1])
         self.cond = nn.Conv2d(latent_channels, chs[-1], 1)  # ŷ, at the deepest level
-        self.mid = Level(chs[-1], chs[-1], 1, emb_dim, False)
+        self.mid = Level(chs[-1], chs[-1], 1, emb_dim, attention=False)
         # up level i sees the level below's output (or the middle's) concatenated with level i's skip
-        self.up = nn.ModuleList(Level(c + chs[min(i + 1, len(chs) - 1)], c, blocks, emb_dim, i in attention)
+        self.up = nn.ModuleList(Level(c + chs[min(i + 1, len(chs) - 1)], c, blocks, emb_dim, attention=i in attention)
                                 for i, c in enumerate(chs))
         self.out_norm = nn.GroupNorm(8, chs[0])
         self.out = nn.Conv2d(chs[0], 3 * s * s, 3, padding=1)

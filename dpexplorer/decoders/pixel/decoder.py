@@ -1,4 +1,6 @@
-"""Decoder-side pixel-space diffusion with the τ knob (after Mari & Milani, paper 001, and CDC, paper 002).
+"""Decoder-side pixel-space diffusion with the τ knob, after Mari & Milani, "Image Coding for Perceptual
+Enhancement with Diffusion Models" (2024), and Yang & Mandt, "Lossy Image Compression with Conditional
+Diffusion Models" (CDC, NeurIPS 2023, arXiv:2209.06950).
 
 The receiver has ŷ and computes the plain decode x̂₀ = g_s(ŷ) and a base image x_b: x̂₀ itself, or
 the perceptual synthesis g_s(ŷ; θ₁) (the denoiser's `base`). The denoiser samples the detail that x_b
@@ -15,16 +17,15 @@ ramps over the overlap (then one scheduler step on the whole image, as MultiDiff
 network's memory is bounded by the tile and the noise, hence the sample, does not depend on the tiling
 except near seams.
 
-Caching: ŷ, the padded base image and the plain decode per bitstream; the 8-bit sample x̃ per
-(bitstream, sampler, steps, seed, noise scale), in an LRU bounded in bytes.
+Caching: ŷ and the plain decode come from the stream; the padded base image is cached per bitstream and
+the 8-bit sample x̃ per (bitstream, sampler, steps, seed, noise scale), in LRUs bounded in bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,10 +33,12 @@ import torch
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
+from dpexplorer.decoders.base import DecodeOptions, TauDecoder
 from dpexplorer.decoders.pixel.denoiser import PixelDenoiser, check_noise_scale
-from dpexplorer.decoders.schedulers import SAMPLERS, cumulative_alphas, run_sampler
-from dpexplorer.decoders.synthesis import InterpolatedSynthesis
-from dpexplorer.decoders.tau import check_tau
+from dpexplorer.decoders.schedulers import cumulative_alphas, run_sampler
+from dpexplorer.decoders.stream import Stream
+from dpexplorer.decoders.synthesis import InterpolatedSynthesis, trained_synthesis
+from dpexplorer.decoders.taumap import blend
 
 
 @dataclass(frozen=True)
@@ -64,47 +67,47 @@ def ramp(n: int, lo_open: bool, hi_open: bool, overlap: int) -> torch.Tensor:
     return w
 
 
-class PixelPipeline:
-    def __init__(self, codec: Codec, denoiser: PixelDenoiser, tiling: PixelTiling = PixelTiling(),
+class PixelDecoder(TauDecoder):
+    key = "pixel"
+    label = "Pixel diffusion + τ blend"
+    description = ("A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail that the "
+                   "perceptual synthesis g_s(ŷ; θ₁) still lacks, given ŷ and that image; τ blends the codec's decode "
+                   "x̂₀ and the sample x̃ (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps change the sample.")
+    options = frozenset({"sampler", "steps", "seed", "noise_scale"})
+    name = "pixel diffusion"
+    marker = "D"
+    colour = "#d62728"
+
+    def __init__(self, codec: Codec, denoiser: PixelDenoiser, *, tiling: PixelTiling = PixelTiling(),
                  cache_bytes: int = 256 << 20, synthesis: InterpolatedSynthesis | None = None):
         if tiling.tile % denoiser.multiple or tiling.overlap % CELL or tiling.tile % CELL:
             raise ValueError(f"tile must be a multiple of {max(denoiser.multiple, CELL)} and overlap of {CELL}")
         if (denoiser.cfg["base"] == "synthesis") != (synthesis is not None):
             raise ValueError(f"a denoiser with base {denoiser.cfg['base']!r} needs "
                              f"{'the perceptual synthesis' if synthesis is None else 'no synthesis'}")
-        self.codec = codec
+        super().__init__(codec)
         self.denoiser = denoiser.eval().requires_grad_(False)
         self.tiling = tiling
         # the base image's synthesis transform: θ₁ (weights blended once) or the codec's own g_s
         self._base_g_s = synthesis.at(1.0) if synthesis is not None else None
-        self._latents = LRU(8)
         self._bases = LRU(cache_bytes // 4, weight=lambda a: a.nbytes)
-        self._plains = LRU(cache_bytes // 8, weight=lambda a: a.nbytes)
         self._samples = LRU(cache_bytes, weight=lambda a: a.nbytes)
         self._lock = threading.RLock()
 
+    @classmethod
+    def from_entry(cls, entry: dict, state: dict, codec: Codec, *, directory: Path) -> "PixelDecoder":
+        denoiser = PixelDenoiser(**entry["config"])
+        denoiser.load_state_dict(state)
+        return cls(codec, denoiser, synthesis=trained_synthesis(entry, directory))
+
     # ---- what the receiver has -------------------------------------------------------------------
-    def latent(self, data: bytes):
-        key = hashlib.sha256(data).hexdigest()
-        with self._lock:
-            return self._latents.get_or(key, lambda: self.codec.decode_latent(data))
-
-    def base(self, data: bytes) -> np.ndarray:
+    def base(self, stream: Stream | bytes) -> np.ndarray:
         """The base image x_b as 8-bit pixels on the whole padded grid (what the denoiser is conditioned on)."""
-        y_hat, _ = self.latent(data)
-        key = hashlib.sha256(data).hexdigest()
+        stream = self.open(stream)
+        y_hat = stream.y_hat
         with self._lock:
-            return self._bases.get_or(key, lambda: self.codec.synthesize(y_hat, *(CELL * s for s in y_hat.shape[-2:]),
-                                                                         g_s=self._base_g_s))
-
-    def plain(self, data: bytes) -> np.ndarray:
-        """The plain decoder's 8-bit image x̂₀ (τ = 0)."""
-        y_hat, bs = self.latent(data)
-        if self._base_g_s is None:  # the base is x̂₀ on the padded grid
-            return self.base(data)[:bs.height, :bs.width]
-        key = hashlib.sha256(data).hexdigest()
-        with self._lock:
-            return self._plains.get_or(key, lambda: self.codec.synthesize(y_hat, bs.height, bs.width))
+            return self._bases.get_or(stream.sha256, lambda: self.codec.synthesize(
+                y_hat, *(CELL * s for s in y_hat.shape[-2:]), g_s=self._base_g_s))
 
     # ---- sampling ----------------------------------------------------------------------------------
     def _predict(self, r_t: torch.Tensor, t: torch.Tensor, x_base: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
@@ -143,43 +146,28 @@ class PixelPipeline:
         return check_noise_scale(self.denoiser.cfg.get("noise_scale", 1.0) if noise_scale is None else noise_scale)
 
     @torch.inference_mode()
-    def sample(self, data: bytes, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-               noise_scale: float | None = None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def sample(self, stream: Stream | bytes, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
         """One draw x̃ (8-bit, H×W×3) for a bitstream."""
-        noise_scale = self.noise_scale(noise_scale)
-        y_hat, bs = self.latent(data)
-        base8 = self.base(data)
-        x_base = torch.from_numpy(base8).permute(2, 0, 1)[None].float().div(255.0)
+        stream = self.open(stream)
+        noise_scale = self.noise_scale(options.noise_scale)
+        y_hat = stream.y_hat
+        x_base = torch.from_numpy(self.base(stream)).permute(2, 0, 1)[None].float().div(255.0)
         predict, prediction_type = (lambda r_t, t: self._predict(r_t, t, x_base, y_hat)), self.denoiser.prediction_type
         if prediction_type == "epsilon":
             predict, prediction_type = self._clean_from_noise(predict, x_base), "sample"
-        r = run_sampler(predict, x_base.shape, sampler, steps, seed, prediction_type, noise_scale, progress)
+        r = run_sampler(predict, x_base.shape, options.sampler, int(options.steps), seed=int(options.seed),
+                        prediction_type=prediction_type, noise_scale=noise_scale, progress=options.progress)
         x = x_base + self.denoiser.residual_scale * r
-        return x[0, :, :bs.height, :bs.width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
+        return x[0, :, :stream.height, :stream.width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
-    def cached_sample(self, data: bytes, sampler: str, steps: int, seed: int, noise_scale: float | None = None,
-                      progress=None) -> np.ndarray:
-        noise_scale = self.noise_scale(noise_scale)
-        key = (hashlib.sha256(data).hexdigest(), sampler, int(steps), int(seed), noise_scale)
+    def cached_sample(self, stream: Stream | bytes, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
+        """x̃ of this stream and sampler setting, drawn once."""
+        stream = self.open(stream)
+        key = (stream.sha256, options.sampler, int(options.steps), int(options.seed),
+               self.noise_scale(options.noise_scale))
         with self._lock:
-            return self._samples.get_or(key, lambda: self.sample(data, sampler, steps, seed, noise_scale, progress))
+            return self._samples.get_or(key, lambda: self.sample(stream, options))
 
-    # ---- τ -----------------------------------------------------------------------------------------
-    @staticmethod
-    def blend(base: np.ndarray, sample: np.ndarray, tau: float) -> np.ndarray:
-        """x̂_τ = x̂₀ + τ·(x̃ − x̂₀) on 8-bit images, rounded to 8 bits (τ = 1 gives x̃ exactly)."""
-        b = base.astype(np.float32)
-        return np.clip(np.rint(b + np.float32(tau) * (sample.astype(np.float32) - b)), 0, 255).astype(np.uint8)
-
-    def reconstruct(self, data: bytes, tau: float = 1.0, sampler: str = "ddim", steps: int = 10, seed: int = 0,
-                    progress=None, noise_scale: float | None = None) -> np.ndarray:
-        """The 8-bit reconstruction of a .dpx at τ. τ = 0 never samples and equals the plain decoder."""
-        tau = check_tau(tau)
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        noise_scale = self.noise_scale(noise_scale)
-        if tau == 0.0:
-            y_hat, bs = self.latent(data)
-            return self.codec.synthesize(y_hat, bs.height, bs.width)
-        sample = self.cached_sample(data, sampler, steps, seed, noise_scale, progress)
-        return self.blend(self.plain(data), sample, tau)
+    # ---- τ: x̂_τ = x̂₀ + τ·(x̃ − x̂₀), one blend ------------------------------------------------------------
+    def _decode(self, stream: Stream, tau: float, options: DecodeOptions) -> np.ndarray:
+        return blend(stream.plain(), self.cached_sample(stream, options), tau)
