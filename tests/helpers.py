@@ -32,9 +32,9 @@ def free_port() -> int:
 def served_app(mp, weights_dir: Path, out_dir: Path):
     """The app on 127.0.0.1 with `weights_dir`'s models, writing its files to `out_dir`; yields its URL."""
     mp.setenv("DPEXPLORER_WEIGHTS", str(weights_dir))
-    from dpexplorer.app import handlers, layout
+    from dpexplorer.app import handlers, housekeeping, layout
 
-    mp.setattr(ui, "OUT_DIR", out_dir)  # not the real /tmp/dpexplorer-app
+    mp.setattr(housekeeping, "OUT_DIR", out_dir)  # not the real /tmp/dpexplorer-app
     demo = layout.build_demo()
     port = free_port()
     layout.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

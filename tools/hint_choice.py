@@ -194,13 +194,18 @@ def table(by_quality: dict[int, list[dict]]) -> dict[str, dict[int, dict]]:
     return out
 
 
-def pick(args) -> None:
-    by_quality = load(args.logs)
+def summarise_logs(logs, seconds_format: str) -> dict:
+    """The logs' records by quality, with a line per quality: the photos and their mean seconds."""
+    by_quality = load(logs)
     for q, records in by_quality.items():
-        print(f"q{q}: {len(records)} photos: {', '.join(r['photo'] for r in records)}; "
-              f"mean {np.mean([r['seconds'] for r in records]):.0f} s each (encode, 5 decodes, every setting)")
+        seconds = seconds_format.format(np.mean([r["seconds"] for r in records]))
+        print(f"q{q}: {len(records)} photos: {', '.join(r['photo'] for r in records)}; {seconds}")
     print()
-    out = table(by_quality)
+    return by_quality
+
+
+def pick(args) -> None:
+    out = table(summarise_logs(args.logs, "mean {:.0f} s each (encode, 5 decodes, every setting)"))
     admissible = {}
     for name, per_q in out.items():
         if name in ("tau0", "tau1"):
@@ -247,12 +252,7 @@ def check(args) -> None:
 
 
 def report(args) -> None:
-    by_quality = load(args.logs)
-    for q, records in by_quality.items():
-        print(f"q{q}: {len(records)} photos: {', '.join(r['photo'] for r in records)}; "
-              f"encode_with_hint mean {np.mean([r['seconds'] for r in records]):.1f} s")
-    print()
-    table(by_quality)
+    table(summarise_logs(args.logs, "encode_with_hint mean {:.1f} s"))
 
 
 def main(argv=None) -> None:

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from dpexplorer.app import session
 from dpexplorer.evaluation import baselines
 
-# What users would pick instead, best first (issue 31): the slider's same-size options, in this order
+# What users would pick instead, best first: the slider's same-size options, in this order
 PEER_ORDER = ("avif", "jxl", "webp", "jpeg")
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import gradio as gr
@@ -103,6 +104,21 @@ class _Foreground:
 
 _foreground = _Foreground()
 _sweeps = _Foreground()  # background τ sweeps running
+
+
+def end_session(request: gr.Request):
+    """The tab closed (demo.unload): its files go now, and again once the work it started has drained (a
+    render or τ sweep still running would write its last frames into a fresh folder)."""
+    housekeeping.end_session(request)
+    key = SimpleNamespace(session_hash=getattr(request, "session_hash", None))
+
+    def again():
+        for _ in range(2):  # a queued event of the closed tab may start after the first wait
+            time.sleep(2.0)
+            wait_for_work(timeout=120.0)
+            housekeeping.end_session(key)
+
+    threading.Thread(target=again, daemon=True).start()
 
 
 def wait_for_work(timeout: float = 120.0) -> None:

@@ -49,6 +49,15 @@ def write_png(request, image: np.ndarray) -> str:
     return str(save_png(image, out_path(request, ".png"), compress_level=1))
 
 
+def write_file(request, data: bytes, name: str) -> str:
+    """`data` as a file called `name` (the name a browser saves it under) in a fresh folder of this session."""
+    folder = out_path(request, "")
+    folder.mkdir()
+    path = folder / name
+    path.write_bytes(data)
+    return str(path)
+
+
 def cached_png(enc, name: str, image: np.ndarray, request) -> str:
     """A PNG written once per bitstream (codec decoder, original, same-size baselines)."""
     path = enc._pngs.get(name)

@@ -11,6 +11,7 @@ import gradio as gr
 
 from dpexplorer.app import compare, handlers, housekeeping, session
 from dpexplorer.app.blindtest.tab import build_blind_tab
+from dpexplorer.evaluation.curves import dp_plot, load_curves
 
 MAX_UPLOAD = "25mb"
 # Sessions whose state (images, bitstream) is kept in memory; the least recently used beyond go.
@@ -27,19 +28,16 @@ def _static(name: str) -> str:
     return (STATIC / name).read_text()
 
 
+def _picture(label: str, elem_id: str, **kwargs) -> gr.Image:
+    """An image the app shows (never edited): served as PNG, never Gradio's default lossy WebP."""
+    return gr.Image(label=label, format="png", interactive=False, elem_id=elem_id, **kwargs)
+
+
 def intro(default_family) -> str:
-    """The page's header, naming the τ decoder the page opens with."""
-    perceptual = (
-        f"the {default_family.label.split(' (')[0].lower()} (realistic texture)"
-        if default_family
-        else "a perceptual decoder (realistic texture)"
-    )
-    return (
-        "**DP Explorer** — encode once, then steer the **distortion–perception tradeoff at the receiver**: "
-        f"τ = 0 is the codec's own decoder (best PSNR), τ = 1 {perceptual}; other τ decoders are one click "
-        "away, and the bitstream never changes. Upload a photo (≤ 25 MB; over 2 MP is downscaled) or pick "
-        "an example."
-    )
+    """The page's one-line header, naming the τ decoder the page opens with."""
+    name = default_family.name if default_family else "a perceptual decoder"
+    return (f"**DP Explorer** — one bitstream, many decodes: τ = 0 is the codec's decoder (best PSNR), τ = 1 the "
+            f"{name} (realistic texture), other τ decoders a click away. Upload a photo or pick an example.")
 
 
 def build_demo() -> gr.Blocks:
@@ -98,7 +96,7 @@ def build_demo() -> gr.Blocks:
                             label="left side ↔ τ decoder (drag the divider)",
                             format="png",
                             elem_id="compare",
-                            max_height=420,
+                            max_height=400,
                             buttons=["fullscreen", "download"],
                         )
                         tau = gr.Slider(
@@ -132,7 +130,7 @@ def build_demo() -> gr.Blocks:
                             visible=samples,
                         )
                         with gr.Row():
-                            # up to DDPM 100, paper 001's many-step setting (a progress bar shows slow ones)
+                            # up to DDPM 100, Mari & Milani's many-step setting (a progress bar shows slow ones)
                             steps = gr.Slider(
                                 1, 100, value=10, step=1, label="Steps", elem_id="steps", visible=samples, min_width=120
                             )
@@ -149,16 +147,8 @@ def build_demo() -> gr.Blocks:
                             visible=False,
                         )
                         with gr.Accordion("Show the sender's τ hint", open=False, visible=False) as hint_box:
-                            hint_image = gr.Image(
-                                label="Where the hint applies realism (tinted)",
-                                format="png",
-                                interactive=False,
-                                elem_id="hint-overlay",
-                                height=180,
-                            )
-                        original = gr.Image(
-                            label="Original", format="png", interactive=False, elem_id="original", height=180
-                        )
+                            hint_image = _picture("Where the hint applies realism (tinted)", "hint-overlay", height=180)
+                        original = _picture("Original", "original", height=180)
                 # 3. details: crops, original, files, then the plot
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
@@ -187,9 +177,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         export_btn = gr.Button("Export comparison (PNG for slides)", elem_id="export-btn")
-                        slide = gr.Image(
-                            label="Comparison slide", format="png", interactive=False, elem_id="export-image"
-                        )
+                        slide = _picture("Comparison slide", "export-image")
                         export_files = gr.File(
                             label="Slide and reconstructions (lossless PNG)",
                             file_count="multiple",
@@ -220,12 +208,8 @@ def build_demo() -> gr.Blocks:
                             )
                             brush_btn = gr.Button("Decode with the brush", elem_id="brush-btn")
                         with gr.Row():
-                            mask_preview = gr.Image(
-                                label="Painted τ map (white = τ, black = 0)",
-                                format="png",
-                                interactive=False,
-                                elem_id="brush-mask-preview",
-                                height=160,
+                            mask_preview = _picture(
+                                "Painted τ map (white = τ, black = 0)", "brush-mask-preview", height=160
                             )
                             mask_file = gr.File(
                                 label="τ map as an image (or upload one)",
@@ -233,7 +217,7 @@ def build_demo() -> gr.Blocks:
                                 type="filepath",
                                 elem_id="brush-mask",
                             )
-                        brushed = gr.Image(label="Brushed decode", format="png", interactive=False, elem_id="brush-out")
+                        brushed = _picture("Brushed decode", "brush-out")
                         brushed_file = gr.File(
                             label="Brushed decode (PNG)", interactive=False, elem_id="brush-download"
                         )
@@ -300,7 +284,7 @@ def build_demo() -> gr.Blocks:
         # the hint switched off or on: the same bitstream rendered (and its τ frames swept) the other way
         then_frames(
             use_hint.input(handlers.set_use_hint, [state, use_hint], None, api_visibility="private").then(
-                handlers.render, controls, outputs, api_visibility="private", **heavy
+                handlers.render, controls, outputs, api_name="render_hint_switch", api_visibility="private", **heavy
             )
         )
         then_frames(
@@ -310,25 +294,14 @@ def build_demo() -> gr.Blocks:
         )
         # Dragging τ shows cached frames in the browser; the release renders the exact τ (the latest
         # value winning): a frame τ is a cached PNG, another τ one synthesis pass.
-        gr.on(
-            [tau.release, zoom_x.release, zoom_y.release, left.input],
-            handlers.render,
-            controls,
-            outputs,
-            trigger_mode="always_last",
-            api_name="render",
-            **heavy,
-        )
+        latest = dict(fn=handlers.render, inputs=controls, outputs=outputs, trigger_mode="always_last", **heavy)
+        gr.on([tau.release, zoom_x.release, zoom_y.release, left.input], api_name="render", **latest)
         # A new setting draws a new sample: the frames of the old one stop.
         changed = gr.on(
             [family.input, sampler.input, steps.input, seed.input],
-            handlers.render,
-            controls,
-            outputs,
-            trigger_mode="always_last",
             api_name="render_setting",
             api_visibility="private",
-            **heavy,
+            **latest,
         )
         then_frames(changed)
         demo.load(lambda: dp_plot(load_curves()), None, dp, api_visibility="private")
@@ -346,7 +319,7 @@ def build_demo() -> gr.Blocks:
             api_name="brush",
             **heavy,
         )
-        demo.unload(housekeeping.end_session)  # the tab closed: its files go now
+        demo.unload(handlers.end_session)  # the tab closed: its files go now
     demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)
     return demo
 

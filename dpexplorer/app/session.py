@@ -18,7 +18,6 @@ from dpexplorer.decoders.base import DecodeOptions, TauDecoder
 from dpexplorer.decoders.registry import FAMILIES, open_file, reconstruct_file
 from dpexplorer.decoders.schedulers import SAMPLERS
 from dpexplorer.decoders.stream import Stream
-from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.io.images import load_image
 from dpexplorer.metrics import image as metrics
 
@@ -41,13 +40,9 @@ class Encoded:
     def __post_init__(self):
         self.stream = open_file(self.data)  # checks the header, the weights and the checksum
 
-    @property
-    def header(self) -> Bitstream:
-        return self.stream.bitstream
-
-    @property
-    def quality(self) -> int:
-        return self.header.quality
+    # not annotated: a dataclass would take them for fields
+    header = property(lambda self: self.stream.bitstream, doc="the parsed header (`Bitstream`)")
+    quality = property(lambda self: self.stream.quality)
 
     @property
     def bpp(self) -> float:

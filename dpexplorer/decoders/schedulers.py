@@ -12,7 +12,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 
 TRAIN_TIMESTEPS = 1000
 MAX_STEPS = TRAIN_TIMESTEPS
-PREDICTION_TYPES = ("sample", "epsilon")  # x₀ (CDC) or the noise ε (DDPM, paper 001)
+PREDICTION_TYPES = ("sample", "epsilon")  # x₀ (CDC) or the noise ε (DDPM; Mari & Milani 2024)
 _COMMON = dict(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing")
 
 SAMPLERS = {

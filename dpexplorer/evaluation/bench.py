@@ -3,7 +3,7 @@
 Prints, for one 768×512 image: encode, entropy decoding, one g_s pass, a τ change with a cached
 sample, a fresh latent sample (10 steps), a τ change of the perceptual synthesis (weights blended, then
 one g_s pass) — each also as a ratio to the g_s pass — the pixel diffusion decoder's τ change, fresh
-sample and seconds per denoiser step beside paper 001's and CDC's networks, plus the app's cold start
+sample and seconds per denoiser step beside the networks of Mari & Milani (2024) and of CDC (Yang & Mandt, 2023), plus the app's cold start
 and peak memory. Timings are medians of `--repeat` runs. It prints figures; it asserts nothing.
 """
 
@@ -156,19 +156,19 @@ def _pixel_pipeline(codec):
 
 
 def pixel_step_times(repeat: int = 2, crop: int = 128, latent_channels: int = 192) -> dict:
-    """Seconds per denoiser step at 768×512 for ours and the paper 001 and CDC configurations (random weights).
+    """Seconds per denoiser step at 768×512 for ours and the Mari & Milani (2024) and CDC configurations (random weights).
 
     Ours is timed at 768×512; the full-resolution paper networks on a crop×crop input, scaled by the
-    pixel ratio (convolutions scale linearly; paper 001's attention quadratically, so its figure is a
+    pixel ratio (convolutions scale linearly; the Mari & Milani network's attention quadratically, so its figure is a
     lower bound). All run as the pipeline runs the denoiser (`thread_invariant`). GFLOP per step (counted by
     torch, scaled the same way) compare the networks independently of the machine's load."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from dpexplorer.codec.codec import thread_invariant
-    from dpexplorer.decoders.pixel.denoiser import CDC, OURS, PAPER_001, PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import CDC, OURS, MARI_MILANI, PixelDenoiser
 
     out = {}
-    for name, cfg, (h, w) in (("ours", OURS, PIXEL_SIZE), ("paper001", PAPER_001, (crop, crop)),
+    for name, cfg, (h, w) in (("ours", OURS, PIXEL_SIZE), ("mari_milani", MARI_MILANI, (crop, crop)),
                               ("cdc", CDC, (crop, crop))):
         torch.manual_seed(0)
         den = PixelDenoiser(latent_channels, **cfg).eval()
@@ -251,7 +251,7 @@ def format_bench(r: dict, steps: int = 10) -> str:
         fresh = r[f"pixel_fresh_sample_{steps}_steps_s"]
         lines.append(f"{f'  fresh sample (DDIM {steps} steps) + blend':42s} {fresh:8.3f} {fresh / g:7.2f}")
         lines.append("  seconds per denoiser step at 768×512, random weights, side by side:")
-        for name, label in (("ours", "ours (4×4 space-to-depth)"), ("paper001", "paper 001 (128 ch, 5 levels, 3 blocks)"),
+        for name, label in (("ours", "ours (4×4 space-to-depth)"), ("mari_milani", "Mari & Milani 2024 (128 ch, 5 levels, 3 blocks)"),
                             ("cdc", "CDC (64 ch, mults 1–6, 2 blocks)")):
             p = r["pixel_step_s"][name]
             how = "" if p["scale"] == 1 else f"  (timed at {p['timed_at'].replace('x', '×')}, × {p['scale']:.0f})"

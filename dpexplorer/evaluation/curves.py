@@ -22,7 +22,7 @@ def load_curves(path: Path = CURVES_PATH) -> dict | None:
 
 SAMPLER_STYLES = {"ddim": "-", "ddpm": "--", "dpmsolver++": ":", "euler": "-."}
 QUALITY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
-# The peers (issue 31): light, dashed, one legend entry each, drawn under the decoders' curves
+# The peers (what users would pick instead): light, dashed, one legend entry each, drawn under the decoders' curves
 PEER_STYLES = {"avif": dict(color="#7b3294", linestyle="--"), "jxl": dict(color="#008837", linestyle="--"),
                "webp": dict(color="#e66101", linestyle=":"), "jpeg": dict(color="#5e3c99", linestyle="-.")}
 PEER_ALPHA = 0.45

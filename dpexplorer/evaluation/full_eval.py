@@ -314,7 +314,7 @@ def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_ima
 
 def tau_bars(cells: list[dict]) -> list[dict]:
     """Per (quality, τ decoder, sampler): τ = 1 against τ = 0 on the same images — LPIPS change, share
-    of images better at τ = 1, PSNR cost, HF gap closed, monotonicity (issue 16's bar)."""
+    of images better at τ = 1, PSNR cost, HF gap closed, monotonicity (the τ decoders' quality bar, docs/synthesis.md)."""
     from dpexplorer.evaluation.synthesis_eval import summarize as bar_summary
 
     groups = defaultdict(dict)

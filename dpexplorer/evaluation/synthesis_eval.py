@@ -1,4 +1,4 @@
-"""The τ grid of an interpolated synthesis (issue 16) on real bitstreams.
+"""The τ grid of an interpolated synthesis on real bitstreams.
 
 Each image goes through `Codec.encode` and `Codec.decode_latent` (real entropy coding), then
 `InterpolatedSynthesis(ŷ, τ)` for τ in the grid: PSNR, LPIPS-alex and the high-frequency energy

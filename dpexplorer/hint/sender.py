@@ -3,10 +3,10 @@ unless it invents grain where the original is smooth, within a PSNR budget; then
 carries it.
 
 Scores per cell and level: LPIPS against the original (the mean of LPIPS's spatial map over the cell:
-one network pass per level for the whole image, not one per cell), the smooth-area grain (issue 33's
+one network pass per level for the whole image, not one per cell), the smooth-area grain (`metrics.image.smooth_area_grain`'s
 measure on the cell's smoothest half of 16-px patches) and the MSE. The default rule
 (`choose_levels_budget`) minimises the image's LPIPS over the levels whose grain is ≤ GRAIN_MAX, with
-the image's PSNR at most PSNR_BUDGET dB below τ = 0's. Issue 36's first rule, lowest LPIPS per cell
+the image's PSNR at most PSNR_BUDGET dB below τ = 0's. The first rule, lowest LPIPS per cell
 stepped down while grainy (`choose_levels`), lost 0.5-1.0 dB on train_photos, and a per-cell PSNR cap
 gave up too much LPIPS; both stay for the record (docs/log/hint-choice.txt, stages 1 and 2).
 The receiver smooths the map (σ px, `receiver.hint_tau_map`) and blends its τ = 0 and τ = 1 decodes in
@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dpexplorer.decoders.taumap import blend
+from dpexplorer.io.bitstream import hint_section_bytes
 from dpexplorer.io.images import ImageSource, load_image
 from dpexplorer.io.tauhint import TauHint, hint_grid
 from dpexplorer.metrics.image import grain_ratio, lpips_maps, patch_energies
@@ -32,9 +33,10 @@ CELL = 32  # px (64 and 96 gave 2-3 points less LPIPS gain, for 10 instead of 25
 LEVELS = 3  # τ ∈ {0, ½, 1} (4 levels: as good with the weights receiver, 30 bytes)
 SIGMA = 16  # px, the receiver's smoothing of the upsampled map (8 and 24: within 0.3 points)
 GRAIN_MAX = 1.5  # a level whose smooth-area grain over a cell exceeds this is not chosen there (never bound on train_photos)
+MAX_SHARE = 0.01  # the hint makes a file at most 1 % larger (else coarser cells, else no hint)
 PSNR_BUDGET = 0.4  # dB: the image's PSNR may fall this much below τ = 0's (`choose_levels_budget`)
 
-PATCH = 16  # px, the grain measure's patches (issue 33)
+PATCH = 16  # px, the grain measure's patches (`smooth_area_grain`)
 CELL_SHARE = 0.5  # a cell's grain is measured on its smoothest half of patches
 _LPIPS_TILE = 1024  # px: above this, LPIPS's map is computed on tiles (memory), each with a halo of context
 _LPIPS_HALO = 32
@@ -180,9 +182,12 @@ def hint_from_scores(scores: list[LevelScores], e_original: np.ndarray, height: 
 
 def compute_hint(original: np.ndarray, decode_at: Callable[[float], np.ndarray], *, cell: int = CELL,
                  levels: int = LEVELS, sigma: int = SIGMA, grain_max: float = GRAIN_MAX,
-                 psnr_budget: float | None = PSNR_BUDGET) -> TauHint:
+                 psnr_budget: float | None = PSNR_BUDGET, max_bytes: int | None = None) -> TauHint | None:
     """The τ hint of `original` (H×W×3 uint8), given `decode_at(tau)`, the receiver's decode at τ as an
-    H×W×3 uint8 image (any decoder family); called once per level, τ = i / (levels − 1)."""
+    H×W×3 uint8 image (any decoder family); called once per level, τ = i / (levels − 1).
+
+    With `max_bytes`, the hint must fit: the cells double (`cell`, 2·`cell`, 4·`cell`: coarser, fewer
+    bytes, the same scores) until its section does, else None (a small file carries no hint)."""
     h, w = original.shape[:2]
     e_original = patch_energies(original, patch=PATCH)
     decodes = []
@@ -192,8 +197,12 @@ def compute_hint(original: np.ndarray, decode_at: Callable[[float], np.ndarray],
             raise ValueError(f"decode at τ = {tau} is {decodes[-1].shape}, the original {original.shape}")
     maps = lpips_maps_tiled(original, decodes)  # the original's features once for all levels
     scores = [LevelScores(m, patch_energies(d, patch=PATCH), squared_error(original, d)) for m, d in zip(maps, decodes)]
-    return hint_from_scores(scores, e_original, h, w, cell=cell, sigma=sigma, grain_max=grain_max,
-                            psnr_budget=psnr_budget)
+    for size in (cell, 2 * cell, 4 * cell) if max_bytes is not None else (cell,):
+        hint = hint_from_scores(scores, e_original, h, w, cell=size, sigma=sigma, grain_max=grain_max,
+                                psnr_budget=psnr_budget)
+        if max_bytes is None or hint_section_bytes(hint) <= max_bytes:
+            return hint
+    return None
 
 
 def synthesis_decodes(codec, y_hat, height: int, width: int, *, synthesis, taus: list[float]) -> list[np.ndarray]:
@@ -209,7 +218,8 @@ def pixel_receiver(plain: np.ndarray, full: np.ndarray) -> Callable[[float], np.
 
 
 def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, levels: int = LEVELS,
-                     sigma: int = SIGMA, grain_max: float = GRAIN_MAX, psnr_budget: float | None = PSNR_BUDGET) -> bytes:
+                     sigma: int = SIGMA, grain_max: float = GRAIN_MAX, psnr_budget: float | None = PSNR_BUDGET,
+                     max_share: float | None = MAX_SHARE) -> bytes:
     """Encode `image` and add the τ hint computed with the perceptual `synthesis`
     (`InterpolatedSynthesis`: `synthesis.at(tau)` is the g_s at τ): a format-version-2 `.dpx`.
 
@@ -221,9 +231,13 @@ def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, 
     bitstream = codec.parse(codec.encode(img))
     y_hat, _ = codec.decode_latent(bitstream)
     plain, full = synthesis_decodes(codec, y_hat, h, w, synthesis=synthesis, taus=[0.0, 1.0])
+    plain_bytes = bitstream.to_bytes()
+    # the hint may make the file at most MAX_SHARE larger than without it: a section of s bytes on a file of
+    # n is a share s / n, so s ≤ MAX_SHARE · n
     hint = compute_hint(img, pixel_receiver(plain, full), cell=cell, levels=levels, sigma=sigma,
-                        grain_max=grain_max, psnr_budget=psnr_budget)
-    return dataclasses.replace(bitstream, hint=hint).to_bytes()
+                        grain_max=grain_max, psnr_budget=psnr_budget,
+                        max_bytes=None if max_share is None else int(max_share * len(plain_bytes)))
+    return plain_bytes if hint is None else dataclasses.replace(bitstream, hint=hint).to_bytes()
 
 
 def encode(codec, image: ImageSource, *, hint: bool = True) -> bytes:

@@ -16,7 +16,7 @@ what every earlier release wrote):
     28     4·n   length of each string, then the strings themselves
     …      4     CRC-32 of everything before it
 
-Format version 2 is version 1 plus the sender's τ hint (issue 36, `dpexplorer.io.tauhint`), a section
+Format version 2 is version 1 plus the sender's τ hint (`dpexplorer.io.tauhint`), a section
 between the strings and the CRC:
 
     1     cell size / 16 (the hint's cells are cell×cell px; 1..255)
@@ -53,6 +53,11 @@ _HINT = struct.Struct(">BBB")  # cell / 16, levels, σ
 MAX_STRINGS = 8
 
 
+
+def hint_section_bytes(hint: TauHint) -> int:
+    """Bytes a τ hint adds to a `.dpx` (its section: fields and coded levels)."""
+    return _HINT.size + len(encode_index(hint.index, hint.grid, hint.levels))
+
 @dataclass(frozen=True)
 class Bitstream:
     arch: str
@@ -87,9 +92,7 @@ class Bitstream:
     @property
     def hint_bytes(self) -> int:
         """Bytes the τ hint section adds to the file (0 without one)."""
-        if self.hint is None:
-            return 0
-        return _HINT.size + len(encode_index(self.hint.index, self.hint.grid, self.hint.levels))
+        return 0 if self.hint is None else hint_section_bytes(self.hint)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Bitstream":

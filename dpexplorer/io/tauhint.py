@@ -1,4 +1,4 @@
-"""The sender's τ hint (issue 36) as data, and its entropy coding.
+"""The sender's τ hint as data, and its entropy coding.
 
 A `TauHint` is a grid of level indexes, one per `cell`×`cell` block of the image: level i means
 τ = i / (levels − 1) there. The receiver upsamples and smooths it (σ px) into a τ map

@@ -8,7 +8,7 @@
   the reference pair (0.722 / 0.137).
 - Extra metrics not used in training (FLIP, SSIMULACRA2, NLPD, MS-GMSD) from frame-analytics, and
   the high-frequency energy ratio, a network-free realism statistic (blur < 1).
-- The smooth-area grain (issue 33): invented grain where the original is smooth (1 = as smooth as
+- The smooth-area grain: invented grain where the original is smooth (1 = as smooth as
   the original), which LPIPS rewards and whole-image energy ratios average away.
 """
 
@@ -132,7 +132,7 @@ def hf_energy_ratio(ref: np.ndarray, test: np.ndarray, cutoff: float = 0.25) -> 
 
 def hf_gap_closed(hf: float, hf_base: float) -> float:
     """The share of the high-frequency energy gap to the original (ratio 1) that a decode with HF ratio
-    `hf` closes over one with `hf_base` (issues 16 and 18's texture criterion); NaN if there is no gap."""
+    `hf` closes over one with `hf_base` (the τ decoders' texture criterion, docs/synthesis.md); NaN if there is no gap."""
     return (hf - hf_base) / (1 - hf_base) if hf_base < 1 else float("nan")
 
 
@@ -168,7 +168,7 @@ def grain_ratio(e_ref: np.ndarray, e_test: np.ndarray, share: float) -> float:
 
 def smooth_area_grain(original: np.ndarray, decoded: np.ndarray, *, patch: int = 16, share: float = 0.3,
                       sigma: float = 1.5) -> float:
-    """Issue 33's grain measure: over the `share` of patch×patch patches where the original is smoothest
+    """The smooth-area grain: over the `share` of patch×patch patches where the original is smoothest
     (lowest high-pass luma energy, `patch_energies`), the median patch's energy in `decoded` over the
     original's. 1 = as smooth as the original, > 1 = invented grain, < 1 = smoothed away."""
     _check(original, decoded)

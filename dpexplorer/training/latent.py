@@ -1,4 +1,5 @@
-"""Training the decoder-side latent module of paper 000, in two stages, with the codec frozen.
+"""Training the decoder-side latent module of
+Zhou et al., "Controllable Distortion-Perception Tradeoff Through Latent Diffusion for Neural Image Compression" (AAAI 2025, arXiv:2412.11379), in two stages, with the codec frozen.
 
 Stage 1 — auxiliary encoder g'_a (training only, never shipped): initialised from g_a, it learns
 latents ŷ' = Q(g'_a(x)) whose *frozen* synthesis g_s(ŷ') looks better than g_s(ŷ), while their rate
@@ -12,7 +13,7 @@ easy to fool through a frozen decoder, the objective combines
 Stage 2 — latent diffusion: the denoiser learns p(r | ŷ) for the residual r = ŷ' − ŷ with x₀
 (sample) prediction under the shared noise schedule. It runs at latent resolution only, so pairs
 (ŷ, ŷ') are computed once per crop and training is cheap. With `rho` > 0 the loss becomes CDC's
-(paper 002): (1 − ρ)·‖r̂₀ − r₀‖² + ρ·LPIPS(g_s(ŷ + r̂₀), x), the perceptual term on the image the
+(Yang & Mandt, "Lossy Image Compression with Conditional Diffusion Models" (CDC, NeurIPS 2023, arXiv:2209.06950)): (1 − ρ)·‖r̂₀ − r₀‖² + ρ·LPIPS(g_s(ŷ + r̂₀), x), the perceptual term on the image the
 frozen g_s makes of the predicted clean latent (on `perceptual_batch` crops of each batch, since
 a g_s pass costs far more than the denoiser).
 

@@ -1,14 +1,16 @@
-"""Training the pixel-space diffusion decoder (dpexplorer/decoders/pixel/) on a frozen, shipped codec (issue 18).
+"""Training the pixel-space diffusion decoder (dpexplorer/decoders/pixel/) on a frozen, shipped codec.
 
 From exactly the ŷ = round(y − μ) + μ the decoder gets, and the 8-bit base image x_b (the plain decode
 g_s(ŷ), or with `base` "synthesis" the shipped perceptual synthesis g_s(ŷ; θ₁)), the denoiser learns the
 residual r = (x − x_b) / s (s: its standard deviation, measured on the first batches) under the noise
-schedule every sampler shares, with the loss of papers 001 and 002
+schedule every sampler shares, with the loss of
+Mari & Milani, "Image Coding for Perceptual Enhancement with Diffusion Models" (2024) and
+Yang & Mandt, "Lossy Image Compression with Conditional Diffusion Models" (CDC, NeurIPS 2023, arXiv:2209.06950)
 
     ‖prediction − target‖²  +  ρ · LPIPS(x_b + s·r̂₀, x)  [+ w_adv · GAN(x_b + s·r̂₀)]  [+ w_hf_floor · HF-shortfall]
 
 where the prediction is r₀ itself (`prediction_type` "sample", CDC's x-parameterisation) or the noise
-ε (paper 001), and r̂₀ is the clean residual the prediction implies at that timestep. The optional
+ε (Mari & Milani's choice), and r̂₀ is the clean residual the prediction implies at that timestep. The optional
 adversarial term (a PatchGAN, as the perceptual synthesis's) and the hinge on high-frequency energy below
 the original's (`hf_shortfall`) are A/B options, not in the shipped recipe.
 
@@ -53,7 +55,7 @@ class PixelTrainConfig(RunConfig):
     lr_schedule: str = field(default="constant", metadata={
         "choices": ["constant", "cosine"], "help": "cosine: decay to lr_min over this call's steps or minutes"})
     lr_min: float = 1e-5
-    prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, paper 001)
+    prediction_type: str = "sample"  # "sample" (x₀, CDC) or "epsilon" (ε, Mari & Milani 2024)
     rho: float = 0.9  # weight of LPIPS on the predicted clean image (papers 001 and 002 use 0.9)
     w_adv: float = field(default=0.0, metadata={
         "help": "weight of a PatchGAN's non-saturating loss on the predicted clean image (0: none), so that "

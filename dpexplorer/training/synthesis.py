@@ -1,4 +1,4 @@
-"""Fine-tuning a perceptual synthesis transform θ₁ on the frozen codec's ŷ (issue 16).
+"""Fine-tuning a perceptual synthesis transform θ₁ on the frozen codec's ŷ.
 
 A copy of the codec's g_s learns, from exactly the ŷ = round(y − μ) + μ the decoder gets (g_a, the
 hyperprior and the entropy model frozen, so the bitstream does not change),

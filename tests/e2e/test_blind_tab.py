@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from gradio_client import Client
 
-from dpexplorer.app.blindtest import files, pairs
+from dpexplorer.app import housekeeping
+from dpexplorer.app.blindtest import pairs
 from dpexplorer.app.blindtest.store import Store
 from dpexplorer.app.blindtest.tab import build_blind_tab
 from dpexplorer.io.images import load_image
@@ -37,15 +38,16 @@ def fake_example(i):
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("blind")
     mp = pytest.MonkeyPatch()
-    mp.setattr(files, "ROOT", tmp / "files")  # downloads and PNGs not in the real temp folder
+    mp.setattr(housekeeping, "OUT_DIR", tmp / "files")  # downloads and PNGs not in the real temp folder
     store = Store(tmp / "data" / "blindtest.sqlite")
     with gr.Blocks() as demo:
         # answers run in parallel here, as a host's light events would: the store serialises writes itself
         build_blind_tab(render=fake_render, current=fake_current, examples=fake_example, store=store,
-              event_kwargs=dict(concurrency_limit=8))
+                        event_kwargs=dict(concurrency_limit=8))
     demo.queue(default_concurrency_limit=1)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                allowed_paths=[str(tmp / "files")])
     try:
         yield f"http://127.0.0.1:{port}/", store
     finally:

@@ -127,6 +127,9 @@ def test_the_comparison_is_in_the_first_viewport(app, browser, tmp_path, viewpor
     page.locator("#upload input[type=file]").wait_for(state="attached", timeout=60_000)
     page.locator("#upload input[type=file]").set_input_files(str(photo_path))
     expect(page.locator("#metrics")).to_contain_text("τ=1.00", timeout=120_000)
+    page.wait_for_function("() => { const i = [...document.querySelectorAll('#compare img')].pop();"
+                           " return i && i.complete && i.naturalHeight > 0 && i.getBoundingClientRect().height > 0; }",
+                           timeout=60_000)  # the image laid out, not just its element
     page.evaluate("window.scrollTo(0, 0)")
     box = page.locator("#compare img").last.bounding_box()
     assert box and box["width"] > 0.3 * w and box["height"] > 80
@@ -169,3 +172,39 @@ def test_paint_the_tau_brush_with_the_mouse(app, browser, photo, tmp_path):
                                                       timeout=30).content)).convert("L"))
     assert mask.shape == photo.shape[:2] and 0.05 < (mask > 127).mean() < 0.95  # the stroke, not all or nothing
     page.screenshot(path=str(ARTIFACTS / "browser_brush.png"), full_page=True)
+
+
+@pytest.fixture
+def shipped_app(tmp_path, monkeypatch):
+    """The app on the shipped weights (what a user runs): the same-size peers depend on real rates."""
+    from dpexplorer.hub.manifest import weights_dir
+
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
+    with served_app(monkeypatch, weights_dir(), tmp_path / "app-files") as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_avif_and_jpeg_xl_at_the_same_size_after_an_example(shipped_app, browser):
+    """At 1366×768, after Encode on an example: the left side offers AVIF and JPEG XL, and the metrics
+    table has an AVIF row whose bytes are not above the .dpx's and within 10 % of them."""
+    import re
+
+    from dpexplorer.evaluation.baselines import available_formats
+
+    if any(available_formats().get(f) for f in ("avif", "jxl")):
+        pytest.skip(f"an encoder is missing here: {available_formats()}")
+    b, expect = browser
+    page = b.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(shipped_app, wait_until="domcontentloaded")
+    page.get_by_text("Chelsea the cat").first.click()
+    expect(page.locator("#metrics")).to_contain_text("AVIF", timeout=180_000)
+    left = page.locator("#left").inner_text()
+    assert "AVIF" in left and "JPEG XL" in left
+    dpx_bytes = int(re.search(r"([\d,]+) bytes", page.locator("#encode-info").inner_text()).group(1).replace(",", ""))
+    table = page.locator("#metrics").inner_text()
+    row = next(line for line in table.splitlines() if line.lstrip("| ").startswith("AVIF"))
+    avif_bytes = int(re.search(r"([\d,]{3,})", row.split("same size", 1)[1]).group(1).replace(",", ""))
+    assert 0.9 * dpx_bytes <= avif_bytes <= dpx_bytes, (row, dpx_bytes)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_same_size.png"), full_page=True)

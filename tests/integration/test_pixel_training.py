@@ -165,9 +165,9 @@ def test_bench_times_ours_and_the_paper_configurations():
     from dpexplorer.evaluation.bench import pixel_step_times
 
     r = pixel_step_times(repeat=1, crop=32, latent_channels=24)
-    assert set(r) == {"ours", "paper001", "cdc"}
-    assert r["ours"]["scale"] == 1 and r["paper001"]["scale"] == 768 * 512 / 32**2
-    assert r["paper001"]["params_m"] > 10 * r["ours"]["params_m"] and all(v["step_s"] > 0 for v in r.values())
+    assert set(r) == {"ours", "mari_milani", "cdc"}
+    assert r["ours"]["scale"] == 1 and r["mari_milani"]["scale"] == 768 * 512 / 32**2
+    assert r["mari_milani"]["params_m"] > 10 * r["ours"]["params_m"] and all(v["step_s"] > 0 for v in r.values())
 
 
 def test_cli_train_and_eval_pixel_parse():

@@ -119,7 +119,6 @@ def tiny_env(tiny_weights_dir, monkeypatch):
 def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo, tmp_path):
     from dpexplorer.cli import main
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
-    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.hub.loading import get_codec, module_qualities
     from dpexplorer.io.images import load_image
 
@@ -143,7 +142,6 @@ def test_synthesis_decoder_tau0_is_the_plain_decoder_bit_for_bit(tiny_env, photo
 
 def test_unknown_decoder_and_missing_quality_are_one_line_errors(tiny_env, photo, tmp_path, capsys):
     from dpexplorer.cli import main
-    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.hub.loading import get_codec
 
     (tmp_path / "p.dpx").write_bytes(get_codec(1).encode(photo))
@@ -158,7 +156,6 @@ def test_synthesis_weights_of_another_codec_are_refused(tiny_weights_dir, tmp_pa
 
     from dpexplorer.decoders.registry import reconstruct_file
     from dpexplorer.errors import WeightsError
-    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.hub.loading import get_codec
 
     other = tmp_path / "w"

@@ -106,8 +106,20 @@ def image():
 @pytest.fixture(scope="module")
 def files(codec, synthesis, image):
     plain = codec.encode(image)
-    hinted = sender.encode_with_hint(codec, image, synthesis=synthesis, cell=32)
+    hinted = sender.encode_with_hint(codec, image, synthesis=synthesis, cell=32, max_share=None)
     return plain, hinted
+
+
+def test_the_hint_fits_its_byte_budget_or_is_left_out(codec, synthesis, image, files):
+    """At most MAX_SHARE of the file: coarser cells first, then no hint (this tiny file is ~100 bytes)."""
+    plain, hinted = files
+    assert len(hinted) - len(plain) > 0.01 * len(plain)  # 32-px cells would not fit 1 %
+    fitted = sender.encode_with_hint(codec, image, synthesis=synthesis, cell=32)
+    extra = len(fitted) - len(plain)
+    assert extra == 0 or extra <= 0.01 * len(plain)
+    loose = sender.encode_with_hint(codec, image, synthesis=synthesis, cell=32, max_share=0.5)
+    bs = Bitstream.from_bytes(loose)
+    assert bs.hint is not None and bs.hint_bytes <= 0.5 * len(plain)
 
 
 def test_files_without_a_hint_are_version_1_byte_for_byte(codec, image, files):

@@ -23,9 +23,9 @@ def data(tiny_codec, photo):
 
 
 def test_denoiser_shapes_for_ours_and_the_paper_configurations():
-    from dpexplorer.decoders.pixel.denoiser import CDC, PAPER_001, PixelDenoiser
+    from dpexplorer.decoders.pixel.denoiser import CDC, MARI_MILANI, PixelDenoiser
 
-    for cfg in (TINY_PIXEL, {**PAPER_001, "width": 16}, {**CDC, "width": 16}):
+    for cfg in (TINY_PIXEL, {**MARI_MILANI, "width": 16}, {**CDC, "width": 16}):
         den = PixelDenoiser(24, **cfg)
         h, w = 2 * den.multiple, 3 * den.multiple
         out = den(torch.randn(2, 3, h, w), torch.tensor([3, 900]), torch.rand(2, 3, h, w),

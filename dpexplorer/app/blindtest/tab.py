@@ -18,7 +18,8 @@ from typing import Any, Callable
 import gradio as gr
 import numpy as np
 
-from dpexplorer.app.blindtest import files, pairs, report
+from dpexplorer.app import housekeeping
+from dpexplorer.app.blindtest import pairs, report
 from dpexplorer.app.blindtest.store import Store, get_store
 from dpexplorer.errors import DPExplorerError
 
@@ -76,9 +77,8 @@ class BlindTest:
         return self.store if self.store is not None else get_store()
 
     def _png(self, image: np.ndarray, request: gr.Request | None) -> str:
-        if self.write_png is not None:
-            return self.write_png(request, image)
-        return files.write_png(image, getattr(request, "session_hash", None) or "local")
+        # random names in the session's folder: a file's name must not tell which decoder made it
+        return (self.write_png or housekeeping.write_png)(request, image)
 
     def _notice(self, blind: dict) -> str:
         """A database recovery this session has not been told about: a toast now, and a line to show."""
@@ -188,9 +188,8 @@ class BlindTest:
             answers_csv = store.export_csv(sid)
         except Exception as exc:
             raise _user_error(exc) from None
-        key = getattr(request, "session_hash", None) or "local"
-        downloads = [files.write_download(answers_csv, key, "blindtest-answers.csv"),
-                     files.write_download(report.results_csv(results), key, "blindtest-results.csv")]
+        downloads = [housekeeping.write_file(request, answers_csv, "blindtest-answers.csv"),
+                     housekeeping.write_file(request, report.results_csv(results), "blindtest-results.csv")]
         n = sum(r.n for r in results)
         status = self._notice(blind) + f"{n} answer{'s' * (n != 1)} ({'everyone' if sid is None else 'this session'})."
         return blind, report.results_figure(results), report.results_table(results), downloads, status
@@ -234,7 +233,7 @@ def build_blind_tab(*, render: Render, current: Current, host_state: gr.State | 
         round_index % count and caches its encode); None hides that mode.
     store: the answers' Store (default: the process's store under data_dir()).
     write_png(request, image) → a PNG path Gradio may serve, e.g. the host's housekeeping.write_png
-        (its session folder, removed when the tab closes); default: files.write_png.
+        (its session folder, removed when the tab closes); default: housekeeping.write_png.
     event_kwargs: extra keywords for the events that render (e.g. {"concurrency_id": "heavy"})."""
     handlers = BlindTest(render, current, examples=examples, store=store, write_png=write_png)
     side_choices = [(f"{lbl} ({key})", key) for key, lbl in (sides or pairs.SIDES).items()]

@@ -23,7 +23,6 @@ Caching: ŷ comes from the stream (decoded once per bitstream); the sample r̃ i
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -32,20 +31,22 @@ import torch
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
-from dpexplorer.decoders.base import DecodeOptions, TauDecoder
+from dpexplorer.decoders.base import DecodeOptions
+from dpexplorer.decoders.denoising import DenoisingDecoder
 from dpexplorer.decoders.latent.denoiser import LatentDenoiser
 from dpexplorer.decoders.schedulers import run_sampler
 from dpexplorer.decoders.stream import Stream
-from dpexplorer.decoders.synthesis import InterpolatedSynthesis, trained_synthesis
+from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.decoders.taumap import blend, to_grid
 
 
-class LatentDecoder(TauDecoder):
+class LatentDecoder(DenoisingDecoder):
     key = "latent"
     label = "Latent diffusion + τ fusion"
     description = ("A diffusion model at latent resolution samples a residual r̃ for ŷ; τ moves both the latent and "
                    "the synthesis weights: x̂ = g_s(ŷ + τ·κ·r̃; θ_τ), θ₁ being the perceptual synthesis and κ the "
                    "residual's strength stored with the weights.")
+    denoiser_class = LatentDenoiser
     options = frozenset({"sampler", "steps", "seed"})
     applies_tau_map = True
     name = "latent diffusion"
@@ -59,13 +60,6 @@ class LatentDecoder(TauDecoder):
         self.denoiser = denoiser.eval().requires_grad_(False)
         self._samples = LRU(cache_size)
         self._lock = threading.RLock()
-
-    @classmethod
-    def from_entry(cls, entry: dict, state: dict, codec: Codec, *, directory: Path) -> "LatentDecoder":
-        denoiser = LatentDenoiser(**entry["config"])
-        denoiser.load_state_dict(state)
-        # its residual was trained through θ₁: it decodes through θ_τ
-        return cls(codec, denoiser, synthesis=trained_synthesis(entry, directory))
 
     # ---- the sample --------------------------------------------------------------------------------
     @torch.inference_mode()

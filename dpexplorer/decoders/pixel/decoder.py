@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,11 +32,12 @@ import torch
 from dpexplorer.cache import LRU
 from dpexplorer.codec.codec import Codec, thread_invariant
 from dpexplorer.codec.tiling import CELL
-from dpexplorer.decoders.base import DecodeOptions, TauDecoder
+from dpexplorer.decoders.base import DecodeOptions
+from dpexplorer.decoders.denoising import DenoisingDecoder
 from dpexplorer.decoders.pixel.denoiser import PixelDenoiser, check_noise_scale
 from dpexplorer.decoders.schedulers import cumulative_alphas, run_sampler
 from dpexplorer.decoders.stream import Stream
-from dpexplorer.decoders.synthesis import InterpolatedSynthesis, trained_synthesis
+from dpexplorer.decoders.synthesis import InterpolatedSynthesis
 from dpexplorer.decoders.taumap import blend
 
 
@@ -67,12 +67,13 @@ def ramp(n: int, lo_open: bool, hi_open: bool, overlap: int) -> torch.Tensor:
     return w
 
 
-class PixelDecoder(TauDecoder):
+class PixelDecoder(DenoisingDecoder):
     key = "pixel"
     label = "Pixel diffusion + τ blend"
     description = ("A diffusion model in pixel space (at ¼ resolution by space-to-depth) samples the detail that the "
                    "perceptual synthesis g_s(ŷ; θ₁) still lacks, given ŷ and that image; τ blends the codec's decode "
                    "x̂₀ and the sample x̃ (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps change the sample.")
+    denoiser_class = PixelDenoiser
     options = frozenset({"sampler", "steps", "seed", "noise_scale"})
     name = "pixel diffusion"
     marker = "D"
@@ -93,12 +94,6 @@ class PixelDecoder(TauDecoder):
         self._bases = LRU(cache_bytes // 4, weight=lambda a: a.nbytes)
         self._samples = LRU(cache_bytes, weight=lambda a: a.nbytes)
         self._lock = threading.RLock()
-
-    @classmethod
-    def from_entry(cls, entry: dict, state: dict, codec: Codec, *, directory: Path) -> "PixelDecoder":
-        denoiser = PixelDenoiser(**entry["config"])
-        denoiser.load_state_dict(state)
-        return cls(codec, denoiser, synthesis=trained_synthesis(entry, directory))
 
     # ---- what the receiver has -------------------------------------------------------------------
     def base(self, stream: Stream | bytes) -> np.ndarray:

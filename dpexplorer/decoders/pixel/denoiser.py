@@ -6,7 +6,7 @@ perceptual synthesis g_s(ŷ; θ₁): `BASES`), concatenated; ŷ
 itself enters at the U-Net level whose stride matches its 1/16 grid. With `space_to_depth` = 4 the
 image becomes 4×4 = 16 times as many channels at ¼ resolution, so every convolution runs on 1/16 of
 the positions ("pixel unshuffle", as in ESPCN / Real-ESRGAN); the output is shuffled back. The paper
-configurations (`PAPER_001`, `CDC`) are the same class at full resolution, for the bench.
+configurations (`MARI_MILANI`, `CDC`) are the same class at full resolution, for the bench.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from dpexplorer.decoders.schedulers import PREDICTION_TYPES
 # Ours (shipped): 3 levels at ¼, ⅛ and 1/16 of the image (the last one on ŷ's grid), one res-block each way,
 # no attention: 0.65 M parameters, 6.9 GFLOP per step at 768×512 (docs/pixel-decoder.md).
 OURS = dict(space_to_depth=4, width=32, mults=(1, 2, 2), blocks=1, attention=())
-# Paper 001 (Mari & Milani; their README: --num_channels 128 --channel_mult 1,2,2,3,3 --num_res_blocks 3,
-# attention at 16 and 8 px of a 128-px crop = the last two levels), full resolution.
-PAPER_001 = dict(space_to_depth=1, width=128, mults=(1, 2, 2, 3, 3), blocks=3, attention=(3, 4))
+# Mari & Milani, "Image Coding for Perceptual Enhancement with Diffusion Models" (2024); their README:
+# --num_channels 128 --channel_mult 1,2,2,3,3 --num_res_blocks 3, attention at 16 and 8 px of a 128-px
+# crop = the last two levels; full resolution.
+MARI_MILANI = dict(space_to_depth=1, width=128, mults=(1, 2, 2, 3, 3), blocks=3, attention=(3, 4))
 # CDC (Yang & Mandt): dim 64, dim_mults 1..6, 2 res-blocks per level, full resolution (their linear attention
 # at every level is left out here, so its timing is a lower bound).
 CDC = dict(space_to_depth=1, width=64, mults=(1, 2, 3, 4, 5, 6), blocks=2, attention=())
 
 # What the receiver-side image x_base, which the denoiser is conditioned on and samples a residual over, is:
-# "plain": the codec's g_s(ŷ); "synthesis": the perceptual synthesis g_s(ŷ; θ₁) (issue 16's τ = 1 endpoint),
+# "plain": the codec's g_s(ŷ); "synthesis": the perceptual synthesis g_s(ŷ; θ₁) (the synthesis family's τ = 1 end),
 # so the diffusion starts from a decode that already has texture and samples what it still lacks.
 BASES = ("plain", "synthesis")
 
