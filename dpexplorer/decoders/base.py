@@ -24,6 +24,8 @@ from dpexplorer.codec.codec import Codec
 from dpexplorer.decoders.stream import Stream, open_stream
 from dpexplorer.decoders.tau import check_tau
 from dpexplorer.decoders.taumap import blend, check_tau_map
+from dpexplorer.hub.loading import get_codec, module_qualities, module_weights
+from dpexplorer.hub.manifest import find_entry, weights_dir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +91,6 @@ class TauDecoder:
     @classmethod
     def qualities(cls) -> list[int]:
         """Qualities with this family's weights in weights/, ascending."""
-        from dpexplorer.hub.loading import module_qualities
-
         return module_qualities(cls.key)
 
     @classmethod
@@ -101,16 +101,11 @@ class TauDecoder:
     @classmethod
     def load(cls, quality: int, arch: str | None = None) -> "TauDecoder":
         """The shipped module of `quality` on the shipped codec, loaded and hash-checked once per process."""
-        from dpexplorer.hub.loading import get_codec
-        from dpexplorer.hub.manifest import find_entry, weights_dir
-
         directory = weights_dir()
         arch = arch or find_entry("codec", None, quality, directory)[1]["arch"]
         key = (cls.key, quality, arch, str(directory))
         with _loaded_lock:
             if key not in _loaded:
-                from dpexplorer.hub.loading import module_weights
-
                 codec = get_codec(quality, arch)
                 entry, state = module_weights(cls.key, codec, directory)
                 _loaded[key] = cls.from_entry(entry, state, codec, directory=directory)

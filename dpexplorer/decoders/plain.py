@@ -9,6 +9,7 @@ import numpy as np
 from dpexplorer.codec.codec import Codec
 from dpexplorer.decoders.base import DecodeOptions, TauDecoder
 from dpexplorer.decoders.stream import Stream
+from dpexplorer.hub.loading import get_codec, shipped_qualities
 
 
 class PlainDecoder(TauDecoder):
@@ -21,14 +22,10 @@ class PlainDecoder(TauDecoder):
 
     @classmethod
     def qualities(cls) -> list[int]:
-        from dpexplorer.hub.loading import shipped_qualities
-
         return shipped_qualities()
 
     @classmethod
     def load(cls, quality: int, arch: str | None = None) -> "PlainDecoder":
-        from dpexplorer.hub.loading import get_codec
-
         return cls(get_codec(quality, arch))
 
     @classmethod

@@ -16,6 +16,7 @@ from dpexplorer.decoders.pixel.decoder import PixelDecoder
 from dpexplorer.decoders.plain import PlainDecoder
 from dpexplorer.decoders.stream import Stream, open_stream
 from dpexplorer.decoders.synthesis import SynthesisDecoder
+from dpexplorer.hub.loading import get_codec
 from dpexplorer.io.bitstream import Bitstream
 
 # The τ decoder families, the app's default first: the perceptual synthesis reaches the lower LPIPS at
@@ -34,8 +35,6 @@ def family(key: str) -> type[TauDecoder]:
 
 def codec_for(data: bytes, pretrained: bool = False) -> Codec:
     """The codec that made `data` (read from its header: quality and architecture)."""
-    from dpexplorer.hub.loading import get_codec
-
     header = Bitstream.from_bytes(data)
     return get_codec(header.quality, header.arch, pretrained)
 

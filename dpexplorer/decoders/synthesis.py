@@ -30,6 +30,7 @@ from dpexplorer.decoders.base import DecodeOptions, TauDecoder
 from dpexplorer.decoders.stream import Stream
 from dpexplorer.decoders.tau import check_tau
 from dpexplorer.errors import WeightsError
+from dpexplorer.hub.manifest import find_entry, weights_dir
 
 
 class InterpolatedSynthesis:
@@ -109,8 +110,6 @@ class SynthesisDecoder(TauDecoder):
 def trained_synthesis(record: dict, directory: Path | None = None) -> InterpolatedSynthesis | None:
     """The shipped perceptual synthesis a module (a manifest entry, or a checkpoint's `kind`, `arch`,
     `quality`) was trained through, checked against its `synthesis_sha256`; None without one."""
-    from dpexplorer.hub.manifest import find_entry, weights_dir
-
     if not record.get("synthesis_sha256"):
         return None
     directory = Path(directory or weights_dir())

@@ -146,9 +146,25 @@ def run_eval(settings: EvalSettings) -> dict:
     write_csv(cells, out / "results.csv")
     # the curves file keeps the curves of decoders this run did not evaluate (same weights): plot those too
     series = write_curves(result, Path(settings.assets))["series"] if settings.assets else curve_series(result)
+    result["bd_rate_peers"] = peer_bd_rates(settings, series, images=len(images))
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_all(result, out, series)
     print(format_summary(result))
     return result
+
+
+def peer_bd_rates(settings: EvalSettings, series: list[dict], *, images: int) -> dict:
+    """BD-rates (PSNR and LPIPS) of the codec decoder and of every τ decoder at τ = 1 against AVIF, JPEG XL,
+    WebP and JPEG on the same images: their curves from the curves file where they were measured on exactly
+    these files (`tools/peer_curves.py`), else measured now (cells kept in the output folder)."""
+    from dpexplorer.evaluation import peers
+    from dpexplorer.evaluation.curves import CURVES_PATH, load_curves
+
+    stored = peers.stored_peer_curves(settings.data, load_curves(Path(settings.assets or CURVES_PATH)), settings.limit)
+    measured = stored or peers.peer_curves_on(settings.data, settings.limit,
+                                              cells_path=Path(settings.out_dir) / "peer_cells.jsonl")
+    return {label: peers.bd_rates_against_peers(points, measured)
+            for label, points in peers.decoder_series_at_tau({"series": series, "images": images}, tau=1.0).items()}
 
 
 def _short(sha256: str | None) -> str | None:
@@ -500,6 +516,11 @@ def format_summary(result: dict) -> str:
                      f"{m['psnr']:6.2f} {m['ms_ssim']:8.4f} {m['lpips']:7.4f} {m['hf_ratio']:5.2f} {m['grain']:5.2f}")
     for k, v in result["bd_rate"].items():
         lines.append(f"BD-rate {k}: " + ("n/a (the curves' ranges do not overlap)" if math.isnan(v) else f"{v:+.1f}%"))
+    if result.get("bd_rate_peers"):
+        from dpexplorer.evaluation.peers import format_bd_table
+
+        lines.append(format_bd_table(result["bd_rate_peers"], "BD-rate at τ = 1 against what users would pick "
+                                                              "instead (negative = fewer bits than it):"))
     for b in result.get("tau_bar", []):
         lines.append(f"τ=1 vs τ=0, q{b['quality']} {b['decoder']} {b['sampler'] or ''}: LPIPS "
                      f"{100 * b['lpips_change_tau1']:+.0f}%, better on {100 * b['share_tau1_better']:.0f}% of "
