@@ -85,11 +85,5 @@ _streams_lock = threading.Lock()
 def open_stream(data: bytes, codec: Codec) -> Stream:
     """The `Stream` of `data` decoded by `codec` (parsed and checked now; cached by content and weights)."""
     key = (hashlib.sha256(data).hexdigest(), codec.weights_sha256, id(codec))
-    with _streams_lock:
-        cached = _streams.get(key)
-        if cached is not None:
-            _streams.move_to_end(key)
-            return cached
-    stream = Stream(data, codec)
-    with _streams_lock:
-        return _streams.get_or(key, lambda: stream)
+    with _streams_lock:  # parsing is cheap; ŷ and x̂₀ are computed lazily, outside this lock
+        return _streams.get_or(key, lambda: Stream(data, codec))

@@ -5,6 +5,7 @@ points over them (the app draws it; the bench times it)."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from dpexplorer.decoders.registry import DECODERS
@@ -14,6 +15,16 @@ CURVES_PATH = data_home() / "assets" / "kodak_curves.json"
 
 
 def load_curves(path: Path = CURVES_PATH) -> dict | None:
+    """The curves file, parsed once per change of it (the app plots it on every render)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict | None:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):

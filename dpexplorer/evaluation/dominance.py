@@ -18,7 +18,6 @@ class SettingPoint:
     steps: int
     psnr: tuple[float, float]  # τ = 0, τ = 1
     lpips: tuple[float, float]
-    images: int
 
     @property
     def label(self) -> str:
@@ -49,9 +48,8 @@ def setting_points(curves: dict | None, family: str, quality: int) -> list[Setti
         by_tau = {p.get("tau"): p for p in s["points"]}
         if 0.0 in by_tau and 1.0 in by_tau:
             steps = s.get("steps") or (curves.get("settings") or {}).get("steps") or 0
-            images = s.get("images") or curves.get("images") or 0
             out.append(SettingPoint(s["sampler"], int(steps), (by_tau[0.0]["psnr"], by_tau[1.0]["psnr"]),
-                                    (by_tau[0.0]["lpips"], by_tau[1.0]["lpips"]), images))
+                                    (by_tau[0.0]["lpips"], by_tau[1.0]["lpips"])))
     return out
 
 

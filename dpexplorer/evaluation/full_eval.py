@@ -142,7 +142,6 @@ def run_eval(settings: EvalSettings) -> dict:
                   or c.get("model") == models.get(f"{c['decoder']}-q{c['quality']}"))]
     result = summarize(cells, settings, provenance, len(images))
     result["decode_defaults"] = defaults
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_csv(cells, out / "results.csv")
     # the curves file keeps the curves of decoders this run did not evaluate (same weights): plot those too
     series = write_curves(result, Path(settings.assets))["series"] if settings.assets else curve_series(result)

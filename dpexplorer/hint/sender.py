@@ -214,7 +214,7 @@ def pixel_receiver(plain: np.ndarray, full: np.ndarray) -> Callable[[float], np.
     """The receiver's decode at τ: x̂₀ + τ·(x̂₁ − x̂₀) in pixel space (`decoders.taumap.blend`, the τ-map path
     the synthesis family already has), from its τ = 0 and τ = 1 decodes. Chosen over decodes at θ_τ per level
     (`receiver.blend_levels`): as good on train_photos and one g_s pass fewer at each end."""
-    return lambda tau: blend(plain, full, np.full(plain.shape[:2], tau, np.float32))
+    return lambda tau: blend(plain, full, tau)
 
 
 def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, levels: int = LEVELS,
