@@ -16,6 +16,7 @@ from PIL import Image
 
 from dpexplorer.app import compare, housekeeping, scrub, session
 from dpexplorer.app.messages import user_error
+from dpexplorer.codec.effort import DOCUMENTED_EFFORT, DOCUMENTED_GAIN
 from dpexplorer.decoders import taumap
 from dpexplorer.evaluation import dominance
 from dpexplorer.evaluation.curves import dp_plot, load_curves
@@ -27,6 +28,9 @@ APP_MAX_PIXELS = 2_000_000
 # A .dpx the app would decode is at most APP_MAX_PIXELS; at 4 bpp (about 9× the highest shipped
 # quality's Kodak rate, so pure noise fits too) that is 1 MB. Larger ones are refused before reading.
 MAX_DPX_BYTES = APP_MAX_PIXELS * 4 // 8
+# "Smaller file (slow)": the encoder effort the README reports (dpexplorer.codec.effort), and what it gave.
+APP_EFFORT = DOCUMENTED_EFFORT
+EFFORT_GAIN = DOCUMENTED_GAIN
 
 
 def _fit_for_app(img: np.ndarray) -> tuple[np.ndarray, str]:
@@ -41,18 +45,52 @@ def _fit_for_app(img: np.ndarray) -> tuple[np.ndarray, str]:
 
 # ---- event handlers ----------------------------------------------------------------------------
 def encode_upload(file, quality, state, request: gr.Request = None):
+    return _encode(file, quality, state, request, effort=0)
+
+
+def encode_smaller(file, quality, state, request: gr.Request = None, progress=gr.Progress()):
+    """The same photo re-encoded with the encoder-effort mode (`dpexplorer.codec.effort`): a smaller file
+    for the same decoders, in minutes; the progress bar shows the iterations and the time left."""
+    return _encode(file, quality, state, request, effort=APP_EFFORT,
+                   progress=lambda i, n: progress((i, n), desc="Smaller file: refining the latents",
+                                                  unit="iterations"))
+
+
+def _encode(file, quality, state, request, *, effort: int, progress=None):
     if file is None:  # the upload box was cleared: keep what is shown
         if state:
             return state, gr.skip(), gr.skip(), gr.skip()
         raise gr.Error("Upload an image first.")
     try:
         img, note = _fit_for_app(load_image(Path(file)))
-        enc = session.encode(img, int(quality))
+        enc = session.encode(img, int(quality), effort=effort, progress=progress)
     except Exception as exc:
         raise user_error(exc) from None
+    before = (state or {}).get("enc")
+    if effort and before is not None and before.original is not None and not before.effort \
+            and before.quality == enc.quality and np.array_equal(before.original, img):
+        note += (f" · {100 * (len(enc.data) / len(before.data) - 1):+.1f} % bytes against the fast encoder's "
+                 f"file ({len(before.data):,} bytes; PSNR and LPIPS in the table)")
     dpx = housekeeping.out_path(request, ".dpx")
     dpx.write_bytes(enc.data)
     return {"enc": enc}, housekeeping.write_png(request, img), enc.summary() + note, str(dpx)
+
+
+def _estimate(img: np.ndarray, quality: int, effort: int) -> str:
+    seconds = session.effort_estimate(*img.shape[:2], quality, effort)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def effort_note(file, quality):
+    """What "Smaller file (slow)" costs and gives, before it is pressed: its time for this photo here."""
+    text = f"Smaller file: {EFFORT_GAIN}, the same decoders"
+    if file is None:
+        return text + "."
+    try:
+        img, _ = _fit_for_app(load_image(Path(file)))
+    except Exception:  # the encode itself reports a bad file
+        return text + "."
+    return text + f"; about {_estimate(img, int(quality), APP_EFFORT)} for this photo at q{int(quality)} here."
 
 
 def open_dpx(file, request: gr.Request = None):
@@ -364,7 +402,8 @@ def export_comparison(state, family_key, sampler, steps, seed, zoom_x, zoom_y, r
                 files.append(full_png)
                 if enc.original is not None:
                     caption.append(compare.metrics_line(label, m or session.measure(enc.original, full)))
-                settings = f"{sampler}, {steps} steps, seed {seed}" if family.uses_sampler else "deterministic"
+                settings = (f"{scrub.offered_sampler(family, sampler)}, {steps} steps, seed {seed}"
+                            if family.uses_sampler else "deterministic")
                 caption.append(f"τ decoder: {family.label} ({settings}); crops ×4 around ({zoom_x:.2f}, {zoom_y:.2f})")
             if enc.original is not None:  # what users would pick instead, at the same size: the first as a panel
                 for i, fmt in enumerate(compare.SAME_SIZE_FORMATS):
@@ -426,11 +465,15 @@ def update_families(quality):
     return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
 
-def sampler_controls(family_key):
-    """Sampler, steps and seed apply only to families that sample."""
+def sampler_controls(family_key, sampler=None):
+    """Sampler, steps and seed apply only to families that sample; the sampler list is the family's own
+    (the pixel decoder withholds DDPM), keeping the current choice where the family offers it."""
     family = session.FAMILIES.get(family_key)
     visible = family is None or family.uses_sampler
-    return gr.update(visible=visible), gr.update(visible=visible), gr.update(visible=visible)
+    choices = session.sampler_choices(family)
+    keys = [key for _, key in choices]
+    value = sampler if sampler in keys else (keys[0] if keys else None)
+    return gr.update(visible=visible, choices=choices, value=value), gr.update(visible=visible), gr.update(visible=visible)
 
 
 def setting_note(family_key, sampler, steps, quality) -> str:
@@ -483,7 +526,7 @@ def editor_background(state, request: gr.Request = None):
 
 
 # ---- the blind test's pixels (`dpexplorer.app.blindtest`): what each side key decodes to ---------
-# The sampler pair compares two settings of the first τ decoder that samples, at τ = 1.
+# The sampler pair compares two settings of the first τ decoder that offers both, at τ = 1.
 BLIND_SAMPLERS = {"sampler-a": ("ddim", 10), "sampler-b": ("ddpm", 10)}
 
 
@@ -498,10 +541,11 @@ def blind_render(side: str, state) -> np.ndarray | None:
     if side == "tau1" and families:
         return session.reconstruct(enc, families[0].key, 1.0)
     if side in BLIND_SAMPLERS:
-        sampling = [f for f in families if f.uses_sampler]
+        sampler, steps = BLIND_SAMPLERS[side]
+        both = {smp for smp, _ in BLIND_SAMPLERS.values()}  # one family draws both sides
+        sampling = [f for f in families if both <= set(f.offered_samplers())]
         if not sampling:
             return None
-        sampler, steps = BLIND_SAMPLERS[side]
         return session.reconstruct(enc, sampling[0].key, 1.0, scrub.sampling_options(sampling[0], sampler, steps, 0))
     if side in compare.SAME_SIZE_FORMATS and enc.original is not None:
         return compare.same_size(enc, side)["image"]

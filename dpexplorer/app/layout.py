@@ -78,6 +78,12 @@ def build_demo() -> gr.Blocks:
                                 example_labels=[label.split(" (")[0] for label, _ in examples],
                                 label="Examples",
                             )
+                        # the encoder-effort mode re-encodes the same photo: same decoders, fewer bits, minutes
+                        # (here, under the examples, where the strip has room: the comparison stays on screen)
+                        with gr.Row(equal_height=True):
+                            smaller_btn = gr.Button("Smaller file (slow)", size="sm", elem_id="effort-btn",
+                                                    scale=0, min_width=150)
+                            effort_note = gr.Markdown(elem_id="effort-note")
                     with gr.Column(scale=2, min_width=200):
                         with gr.Row():
                             quality = gr.Dropdown(
@@ -257,17 +263,30 @@ def build_demo() -> gr.Blocks:
             api_name="encode",
             **heavy,
         )
-        encoded.success(handlers.editor_background, state, editor, api_visibility="private", show_progress="hidden")
-        hint_outputs = [use_hint, hint_box, hint_image, mask_file, mask_preview]
-        encoded.success(handlers.hint_view, state, hint_outputs, api_visibility="private", show_progress="hidden")
-        then_frames(
-            encoded.success(
-                handlers.render, controls, outputs, api_name="render_encoded", api_visibility="private", **heavy
-            ),
-            api_name="tau_frames",
+        # minutes of refinement in a queue of their own: the other sessions' renders keep going meanwhile
+        encoded_smaller = smaller_btn.click(
+            handlers.encode_smaller,
+            [upload, quality, state],
+            [state, original, info, dpx_out],
+            api_name="encode_smaller",
+            concurrency_id="effort",
+            concurrency_limit=1,
         )
+        gr.on([upload.change, quality.input], handlers.effort_note, [upload, quality], effort_note,
+              api_visibility="private", show_progress="hidden")
+        hint_outputs = [use_hint, hint_box, hint_image, mask_file, mask_preview]
+        # (every render gets an explicit api_name: an unnamed one would take "render" from the public one below)
+        for event, render_name, frames_name in ((encoded, "render_encoded", "tau_frames"),
+                                                (encoded_smaller, "render_encoded_smaller", None)):
+            event.success(handlers.editor_background, state, editor, api_visibility="private", show_progress="hidden")
+            event.success(handlers.hint_view, state, hint_outputs, api_visibility="private", show_progress="hidden")
+            then_frames(
+                event.success(handlers.render, controls, outputs, api_name=render_name, api_visibility="private",
+                              **heavy),
+                api_name=frames_name,
+            )
         quality.input(handlers.update_families, quality, family, api_visibility="private")
-        family.change(handlers.sampler_controls, family, [sampler, steps, seed], api_visibility="private")
+        family.change(handlers.sampler_controls, [family, sampler], [sampler, steps, seed], api_visibility="private")
         gr.on(
             [family.change, sampler.change, steps.change, quality.change],
             handlers.setting_note,

@@ -58,8 +58,15 @@ class FrameSet:
 def setting_key(family: type[TauDecoder], sampler: str, steps: int, seed: int, *, hinted: bool = False) -> tuple:
     """What a frame depends on besides the bitstream: the family, sampler, steps and seed where it uses
     them, and whether the sender's τ hint is followed."""
-    key = (family.key, sampler, int(steps), int(seed)) if family.uses_sampler else (family.key,)
+    key = (family.key, offered_sampler(family, sampler), int(steps), int(seed)) if family.uses_sampler else (family.key,)
     return (*key, "hint") if hinted else key
+
+
+def offered_sampler(family: type[TauDecoder], sampler: str) -> str:
+    """The sampler the family decodes with: the chosen one where it offers it, else its first. The family
+    switch and the sampler list's update are two events: a render may see the old family's sampler."""
+    offered = family.offered_samplers()
+    return sampler if sampler in offered else offered[0]
 
 
 def sampling_options(family: type[TauDecoder], sampler: str, steps: int, seed: int, *,
@@ -67,7 +74,8 @@ def sampling_options(family: type[TauDecoder], sampler: str, steps: int, seed: i
     """The app's controls as decode options (the sampling ones only where the family samples)."""
     if not family.uses_sampler:
         return DecodeOptions(progress=progress)
-    return DecodeOptions(sampler=sampler, steps=int(steps), seed=int(seed), progress=progress)
+    return DecodeOptions(sampler=offered_sampler(family, sampler), steps=int(steps), seed=int(seed),
+                         progress=progress)
 
 
 def frame_set(enc: session.Encoded, key: tuple) -> FrameSet:

@@ -27,6 +27,7 @@ class Encoded:
     data: bytes
     original: np.ndarray | None  # None when the user brought a .dpx (no reference to compare with)
     encode_s: float = 0.0
+    effort: int = 0  # the encoder's refinement iterations (the app's "smaller file (slow)")
     stream: Stream = field(init=False, repr=False)  # parsed, hashed and entropy-decoded once
     # The codec decoder's metrics never change for a bitstream: computed once.
     _base_metrics: dict | None = field(default=None, init=False, repr=False)
@@ -53,19 +54,30 @@ class Encoded:
         text = f"{h.arch} q{h.quality} · {h.width}×{h.height} px · {len(self.data):,} bytes · {self.bpp:.4f} bpp"
         if h.hint is not None:
             text += f" · carries the sender's τ hint ({h.hint_bytes} of those bytes)"
+        if self.effort:
+            text += f" · smaller-file encoder ({self.effort} iterations)"
         return text + (f" · encoded in {self.encode_s:.2f} s" if self.encode_s else "")
 
 
-def encode(image, quality: int, *, hint: bool = True) -> Encoded:
-    """The image's bitstream at `quality`, with the sender's τ hint unless `hint` is False."""
+def encode(image, quality: int, *, hint: bool = True, effort: int = 0, progress=None) -> Encoded:
+    """The image's bitstream at `quality`, with the sender's τ hint unless `hint` is False; `effort` > 0
+    refines the latents first (`dpexplorer.codec.effort`; `progress(done, total)` follows it)."""
     from dpexplorer.hint.sender import encode as encode_image
     from dpexplorer.hub.loading import get_codec
 
     img = load_image(image)
     codec = get_codec(quality)
     t0 = time.perf_counter()
-    data = encode_image(codec, img, hint=hint)
-    return Encoded(data, img, time.perf_counter() - t0)
+    data = encode_image(codec, img, hint=hint, effort=effort, progress=progress)
+    return Encoded(data, img, time.perf_counter() - t0, effort)
+
+
+def effort_estimate(height: int, width: int, quality: int, effort: int) -> float:
+    """Seconds the smaller-file encoder would take on this image (measured on this machine, scaled)."""
+    from dpexplorer.codec.effort import estimate_seconds
+    from dpexplorer.hub.loading import get_codec
+
+    return estimate_seconds(get_codec(quality).model, height, width, effort)
 
 
 def open_bitstream(data: bytes) -> Encoded:
@@ -106,8 +118,10 @@ def base_metrics(enc: Encoded) -> dict[str, float]:
     return enc._base_metrics
 
 
-def sampler_choices() -> list[tuple[str, str]]:
-    return [(label, key) for key, (label, _) in SAMPLERS.items()]
+def sampler_choices(family: type[TauDecoder] | None = None) -> list[tuple[str, str]]:
+    """The sampler dropdown's choices: those the family offers (all, before a family is known)."""
+    offered = family.offered_samplers() if family is not None and family.uses_sampler else tuple(SAMPLERS)
+    return [(label, key) for key, (label, _) in SAMPLERS.items() if key in offered]
 
 
 # ---- measuring ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def cmd_eval(args) -> int:
     run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
                           samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
                           extra=not args.no_extra, limit=args.limit, assets=args.assets,
-                          step_settings=step_settings, slow_limit=args.slow_limit))
+                          step_settings=step_settings, slow_limit=args.slow_limit, hint=not args.no_hint))
     return EXIT_OK
 
 
@@ -60,7 +60,7 @@ def eval_options(sp, default_out):
     sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
     sp.add_argument("--decoders", nargs="+", choices=["plain", *FAMILIES, "jpeg", "webp"],
                     default=None)
-    sp.add_argument("--pixel-settings", nargs="+", default=["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"],
+    sp.add_argument("--pixel-settings", nargs="+", default=["ddim:10", "ddim:50", "dpmsolver++:10"],
                     metavar="SAMPLER:STEPS", help="the pixel decoder's sampler/steps settings")
     sp.add_argument("--slow-limit", type=int, default=None,
                     help="pixel settings over 20 steps run on the first N images only (the output gives n)")
@@ -70,6 +70,9 @@ def eval_options(sp, default_out):
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-extra", action="store_true", help="skip FLIP/SSIMULACRA2/NLPD/MS-GMSD/HF ratio")
     sp.add_argument("--limit", type=int, default=None, help="only the first N images")
+    sp.add_argument("--no-hint", action="store_true",
+                    help="skip the decodes of the file with the sender's τ hint (each family's first setting, "
+                         "hinted rows); raw τ is always measured")
     sp.add_argument("--assets", default=None, help="also write the app's curves file here "
                     "(assets/kodak_curves.json)")
     sp.set_defaults(func=cmd_eval)

@@ -17,17 +17,19 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
+from dpexplorer.codec.effort import MAX_EFFORT_PIXELS, refine_latents
 from dpexplorer.codec.config import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
 from dpexplorer.codec.hyperprior import hyper_analysis, scales_and_means
 from dpexplorer.codec.ransguard import guard
 from dpexplorer.codec.tiling import CELL, Tiling, analysis, synthesis
-from dpexplorer.errors import BitstreamError
+from dpexplorer.errors import BitstreamError, ImageError
 from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.io.images import ImageSource, load_image, to_tensor, to_uint8
 
@@ -123,12 +125,22 @@ class Codec:
 
     # ---- coding -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode(self, image: ImageSource) -> bytes:
-        """Image → `.dpx` bytes."""
+    def encode(self, image: ImageSource, *, effort: int = 0,
+               progress: Callable[[int, int], None] | None = None) -> bytes:
+        """Image → `.dpx` bytes. `effort` > 0 refines the latents for that many iterations before coding
+        them (`dpexplorer.codec.effort`: fewer bits at the same quality, slowly; same format, same decoders);
+        `progress(done, total)` follows its iterations."""
         img = load_image(image)
         h, w = img.shape[:2]
+        if effort > 0 and h * w > MAX_EFFORT_PIXELS:  # said before any work starts
+            raise ImageError(f"encoder effort works on images up to {MAX_EFFORT_PIXELS / 1e6:.1f} MP; this one "
+                             f"is {h * w / 1e6:.1f} MP (encode it without effort, or downscale it)")
+        y, z = self.analyze(img), None
+        if effort > 0:
+            y, z = refine_latents(self.model, to_tensor(img), y, iterations=effort, lmbda=self.cfg.lmbda,
+                                  progress=progress)
         with thread_invariant():  # h_s here must match the decoder's to the bit (scale indexes, means)
-            z_shape, strings = self.entropy_encode(self.analyze(img))  # entropy_encode frees y as it goes
+            z_shape, strings = self.entropy_encode(y, z)  # entropy_encode frees y as it goes
         return Bitstream(self.cfg.arch, self.cfg.quality, self.weights_id, h, w, z_shape, strings).to_bytes()
 
     def analyze(self, img: np.ndarray) -> torch.Tensor:
@@ -139,13 +151,15 @@ class Codec:
             return analysis(self.model.g_a, img, hp, wp, tiling=self.tiling)
         return self.model.g_a(pad_to_multiple(to_tensor(img)))
 
-    def entropy_encode(self, y: torch.Tensor) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
+    def entropy_encode(self, y: torch.Tensor, z: torch.Tensor | None = None
+                       ) -> tuple[tuple[int, int], tuple[bytes, bytes]]:
         """The latent y → (z grid, (y string, z string)): CompressAI's `compress` after its g_a, step for step,
         so the bytes are those of `model.compress(x)` (tests/unit/test_tiling.py). Unlike `gaussian_conditional.
         compress`, each latent-sized tensor is dropped as soon as its Python list exists: at 48 MP a tensor is
-        144 MB and a list 288 MB, and holding them all pushed the encoder's peak over 3 GB."""
+        144 MB and a list 288 MB, and holding them all pushed the encoder's peak over 3 GB. `z` replaces
+        h_a(y) (the encoder-effort mode refines both)."""
         m, gc = self.model, self.model.gaussian_conditional
-        z = hyper_analysis(m, y)
+        z = hyper_analysis(m, y) if z is None else z
         z_strings = m.entropy_bottleneck.compress(z)
         z_hat = m.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
         scales, means = scales_and_means(m, z_hat)

@@ -42,7 +42,18 @@ def latent_likelihoods(model, y_hat: torch.Tensor, scales: torch.Tensor, means: 
 
     CompressAI's public `gaussian_conditional(y, …, training=False)` rounds y again without a
     straight-through gradient (no gradient reaches y), so this calls its likelihood directly, the one
-    place that does (tests/unit/test_hyperprior.py pins it to the public forward's values)."""
+    place that does besides `hyper_likelihoods` (tests/unit/test_hyperprior.py pins both to the public
+    forward's values)."""
     gc = model.gaussian_conditional
     likelihood = gc._likelihood(y_hat, scales, means)
     return gc.likelihood_lower_bound(likelihood) if gc.use_likelihood_bound else likelihood
+
+
+def hyper_likelihoods(model, z_hat: torch.Tensor) -> torch.Tensor:
+    """The entropy bottleneck's likelihood of ẑ, differentiable in ẑ (its `forward` quantizes again; this is
+    the same density, laid out per channel as CompressAI's `EntropyBottleneck.forward` does)."""
+    eb = model.entropy_bottleneck
+    c = z_hat.shape[1]
+    values = z_hat.transpose(0, 1).reshape(c, 1, -1)
+    likelihood, _, _ = eb._likelihood(values)
+    return eb.likelihood_lower_bound(likelihood) if eb.use_likelihood_bound else likelihood

@@ -79,6 +79,9 @@ class TauDecoder:
     colour: ClassVar[str] = "gray"  # its curves in the README figure
 
     uses_sampler: ClassVar[bool] = False  # set from `options`: the app shows sampler, steps and seed for it
+    # the samplers it offers (None: all of `schedulers.SAMPLERS`), and why any other is not offered
+    samplers: ClassVar[tuple[str, ...] | None] = None
+    samplers_withheld_because: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -86,6 +89,15 @@ class TauDecoder:
 
     def __init__(self, codec: Codec):
         self.codec = codec
+
+    @classmethod
+    def offered_samplers(cls) -> tuple[str, ...]:
+        """The samplers the app, the CLI and eval may use with this family (none if it does not sample)."""
+        from dpexplorer.decoders.schedulers import SAMPLERS
+
+        if not cls.uses_sampler:
+            return ()
+        return tuple(k for k in SAMPLERS if cls.samplers is None or k in cls.samplers)
 
     # ---- weights -----------------------------------------------------------------------------------
     @classmethod
@@ -138,6 +150,10 @@ class TauDecoder:
 
             if options.sampler not in SAMPLERS:
                 raise ValueError(f"unknown sampler {options.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+            if options.sampler not in self.offered_samplers():
+                raise ValueError(f"the {self.key} decoder does not offer {options.sampler} "
+                                 f"({self.samplers_withheld_because}); choose one of "
+                                 f"{', '.join(self.offered_samplers())}")
             if int(options.steps) < 1:
                 raise ValueError(f"steps must be at least 1, got {options.steps}")
 

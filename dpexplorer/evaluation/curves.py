@@ -31,6 +31,13 @@ def _parsed(path: str, mtime_ns: int, size: int) -> dict | None:
         return None
 
 
+def offered(series: dict) -> bool:
+    """Whether a τ decoder's series is a setting the app offers (a withheld sampler, measured before it was
+    withheld, stays in the file but is not drawn as a choice)."""
+    family = DECODERS.get(series.get("kind"))
+    return family is None or not series.get("sampler") or series["sampler"] in family.offered_samplers()
+
+
 SAMPLER_STYLES = {"ddim": "-", "ddpm": "--", "dpmsolver++": ":", "euler": "-."}
 QUALITY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 # The peers (what users would pick instead): light, dashed, one legend entry each, drawn under the decoders' curves
@@ -104,6 +111,8 @@ def dp_plot(curves: dict | None, live: dict | None = None, live_label: str = "th
             xs, ys = [p["psnr"] for p in pts], [p["lpips"] for p in pts]
             q = series.get("quality")
             if family is not None and q is not None and series.get("kind") != family:
+                continue
+            if series.get("sampler") and not offered(series):
                 continue
             if q is None:  # codec decoder, JPEG, WebP: one curve over all qualities
                 ax.plot(xs, ys, series.get("style", "o-"), color="0.35", label=series["label"], alpha=0.9,

@@ -2,8 +2,10 @@
 
 For each shipped quality and each image: the .dpx (real bytes), the plain decoder, the τ sweep of every
 τ decoder family in `dpexplorer.decoders.registry.FAMILIES` that has weights for it (per sampler setting
-for the families that sample), and JPEG/WebP at the matched rate. Each (image,
-quality, decoder, sampler, steps, τ, seed) cell is appended to `cells.jsonl` as soon as it is
+for the families that sample) on the file without the sender's τ hint (raw τ), the same sweep of each
+family's default setting on the file with the hint (what `dpexplorer encode` writes by default: its bpp
+counts the hint's bytes), and JPEG/WebP at the matched rate. Each (image,
+quality, decoder, sampler, steps, τ, seed, hint) cell is appended to `cells.jsonl` as soon as it is
 measured, so an interrupted run resumes where it stopped. Then means, CSV, figures, and — with
 `--assets` — the `assets/kodak_curves.json` the app plots.
 """
@@ -33,7 +35,7 @@ from dpexplorer.metrics.bd import bd_rate
 
 CURVES_SCHEMA = 1
 # "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.
-CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed")
+CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed", "hint")
 QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "grain", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
 
 
@@ -54,21 +56,27 @@ class EvalSettings:
     # `samplers` at `steps`); those over `fast_steps` steps run on the first `slow_limit` images only
     # (None: all), so their means are over that subset (the summary says n)
     step_settings: dict[str, list[str]] = field(
-        default_factory=lambda: {"pixel": ["ddim:10", "ddim:50", "ddpm:100", "dpmsolver++:10"]})
+        default_factory=lambda: {"pixel": ["ddim:10", "ddim:50", "dpmsolver++:10"]})
     slow_limit: int | None = None
     fast_steps: int = 20
+    # also decode the file with the sender's τ hint (each family's first setting): "hinted" cells
+    hint: bool = True
 
     def sampler_settings(self, key: str) -> list[tuple[str | None, int | None]]:
         """(sampler, steps) pairs a family is evaluated at; (None, None) for a deterministic one."""
-        if not FAMILIES[key].uses_sampler:
+        family = FAMILIES[key]
+        if not family.uses_sampler:
             return [(None, None)]
         if key in self.step_settings:
-            return [parse_setting(s) for s in self.step_settings[key]]
-        return [(smp, self.steps) for smp in self.samplers]
+            settings = [parse_setting(s) for s in self.step_settings[key]]
+        else:
+            settings = [(smp, self.steps) for smp in self.samplers]
+        return [(smp, steps) for smp, steps in settings if smp in family.offered_samplers()]  # what users can pick
 
 
 def _key(cell: dict) -> tuple:
-    return tuple(cell.get(k) for k in CELL_KEY)
+    # cells written before the hint existed have no "hint": they decoded the file without one
+    return tuple(bool(cell.get(k)) if k == "hint" else cell.get(k) for k in CELL_KEY)
 
 
 def _measure(ref: np.ndarray, test: np.ndarray, extra: bool) -> dict:
@@ -145,14 +153,24 @@ def run_eval(settings: EvalSettings) -> dict:
     write_csv(cells, out / "results.csv")
     # the curves file keeps the curves of decoders this run did not evaluate (same weights): plot those too
     series = write_curves(result, Path(settings.assets))["series"] if settings.assets else curve_series(result)
-    result["bd_rate_peers"] = peer_bd_rates(settings, series, images=len(images))
+    result["bd_rate_peers"] = peer_bd_rates(settings, series, images=len(images), hinted=hinted_points(result))
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_all(result, out, series)
     print(format_summary(result))
     return result
 
 
-def peer_bd_rates(settings: EvalSettings, series: list[dict], *, images: int) -> dict:
+def hinted_points(result: dict) -> dict[str, list[tuple[float, float, float]]]:
+    """Each family's hinted decode at τ = 1 over qualities (label → [(bpp, PSNR, LPIPS)]), for the peers'
+    BD-rates: what `dpexplorer encode` and `decode --tau 1` give by default."""
+    out: dict[str, list] = {}
+    for m in sorted(result["means"], key=lambda m: m["bpp"]):
+        if m.get("hint") and m["tau"] == 1.0 and m["n"] == result["images"]:
+            out.setdefault(f"{m['decoder']} τ=1 hinted", []).append((m["bpp"], m["psnr"], m["lpips"]))
+    return out
+
+
+def peer_bd_rates(settings: EvalSettings, series: list[dict], *, images: int, hinted: dict | None = None) -> dict:
     """BD-rates (PSNR and LPIPS) of the codec decoder and of every τ decoder at τ = 1 against AVIF, JPEG XL,
     WebP and JPEG on the same images: their curves from the curves file where they were measured on exactly
     these files (`tools/peer_curves.py`), else measured now (cells kept in the output folder)."""
@@ -162,8 +180,8 @@ def peer_bd_rates(settings: EvalSettings, series: list[dict], *, images: int) ->
     stored = peers.stored_peer_curves(settings.data, load_curves(Path(settings.assets or CURVES_PATH)), settings.limit)
     measured = stored or peers.peer_curves_on(settings.data, settings.limit,
                                               cells_path=Path(settings.out_dir) / "peer_cells.jsonl")
-    return {label: peers.bd_rates_against_peers(points, measured)
-            for label, points in peers.decoder_series_at_tau({"series": series, "images": images}, tau=1.0).items()}
+    curves = {**peers.decoder_series_at_tau({"series": series, "images": images}, tau=1.0), **(hinted or {})}
+    return {label: peers.bd_rates_against_peers(points, measured) for label, points in curves.items()}
 
 
 def _short(sha256: str | None) -> str | None:
@@ -195,18 +213,22 @@ def _modules(q: int, s: EvalSettings) -> dict:
 
 def setting_label(cell: dict) -> str | None:
     """A τ decoder's sampler setting: the sampler, with its steps where the family is evaluated at several
-    step counts ("ddim:10"); None for a deterministic family."""
+    step counts ("ddim:10"), and "hinted" for decodes of the file with the sender's τ hint; None for a
+    deterministic family's raw decodes."""
+    hinted = "hinted" if cell.get("hint") else None
     if cell["sampler"] is None:
-        return None
+        return hinted
     own_steps = EvalSettings.__dataclass_fields__["step_settings"].default_factory()
-    return f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] in own_steps else cell["sampler"]
+    sampler = f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] in own_steps else cell["sampler"]
+    return " ".join(filter(None, [sampler, hinted]))
 
 
 def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s: EvalSettings,
                 store: CellStore, out: Path) -> None:
     q = codec.cfg.quality
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
-    base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None)
+    base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None,
+                    hint=False)
     plain_key = dict(base_key, decoder="plain", sampler=None, steps=None, tau=None)
     wanted = []
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
@@ -216,6 +238,10 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
             if slow or steps is None or steps <= s.fast_steps:
                 wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp,
                                 steps=steps, tau=t) for t in s.taus]
+        if s.hint:  # the default file: its hint followed, at the family's first (default) setting
+            smp, steps = s.sampler_settings(key)[0]
+            wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp, steps=steps, tau=t,
+                            hint=True) for t in s.taus]
     for fmt in ("jpeg", "webp"):
         if fmt in s.decoders:
             wanted.append(dict(base_key, decoder=fmt, sampler=None, steps=None, tau=None))
@@ -224,16 +250,16 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
         return
 
     img = load_image(path)
-    dpx = out / "bitstreams" / f"q{q}-{_short(codec.weights_sha256)}" / (path.stem + ".dpx")
-    if dpx.exists():
-        data = dpx.read_bytes()
-    else:
-        data = codec.encode(img)
-        dpx.parent.mkdir(parents=True, exist_ok=True)
-        dpx.write_bytes(data)
+    folder = out / "bitstreams" / f"q{q}-{_short(codec.weights_sha256)}"
+    data = _bitstream(folder / (path.stem + ".dpx"), lambda: codec.encode(img))
     bpp = metrics.bpp(len(data), *img.shape[:2])
     stream = open_stream(data, codec)
     base = stream.plain()
+    hinted = None
+    if any(c["hint"] for c in todo):
+        from dpexplorer.hint.sender import encode
+
+        hinted = open_stream(_bitstream(folder / (path.stem + ".hinted.dpx"), lambda: encode(codec, img)), codec)
 
     def digest(recon: np.ndarray) -> str:
         return hashlib.sha256(repr(recon.shape).encode() + recon.tobytes()).hexdigest()
@@ -253,6 +279,12 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
     for cell in todo:
         if cell["decoder"] == "plain":
             m = {"bpp": bpp, **measure(base)}
+        elif cell["hint"]:  # the default file, its τ hint followed
+            if hinted.bitstream.hint is None:  # no hint fits this file's 1 % (or no synthesis): nothing to add
+                continue
+            recon = modules[cell["decoder"]].reconstruct(hinted, cell["tau"], options=_options(cell))
+            m = {"bpp": metrics.bpp(len(hinted.data), *img.shape[:2]), "hint_bytes": hinted.bitstream.hint_bytes,
+                 **measure(recon)}
         elif cell["decoder"] in modules:  # a sampling family draws one sample per setting (cached)
             recon = modules[cell["decoder"]].reconstruct(stream, cell["tau"], options=_options(cell))
             m = {"bpp": bpp, **measure(recon)}
@@ -260,6 +292,16 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
             matched = baselines.match_rate(img, cell["decoder"], bpp)
             m = {"bpp": matched["bpp"], "setting": matched["setting"], **_measure(img, matched["image"], s.extra)}
         store.add({**cell, **m})
+
+
+def _bitstream(path: Path, encode) -> bytes:
+    """The bitstream kept in the output folder (a resumed run decodes the very same bytes), else encoded."""
+    if path.exists():
+        return path.read_bytes()
+    data = encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
 
 
 def _options(cell: dict) -> DecodeOptions:
@@ -310,11 +352,13 @@ def _mean(values):
 def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_images: int) -> dict:
     groups = defaultdict(list)
     for c in cells:
-        groups[(c["quality"], c["decoder"], c["sampler"], c["steps"], c["tau"])].append(c)
+        groups[(c["quality"], c["decoder"], c["sampler"], c["steps"], c["tau"], bool(c.get("hint")))].append(c)
     means = []
-    for (q, dec, smp, steps, tau), rows in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+    for (q, dec, smp, steps, tau, hint), rows in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         entry = {"quality": q, "decoder": dec, "sampler": smp, "steps": steps, "tau": tau, "n": len(rows)}
         entry.update({k: _mean([r.get(k) for r in rows]) for k in QUALITY_KEYS})
+        if hint:
+            entry.update(hint=True, hint_bytes=_mean([r.get("hint_bytes") for r in rows]))
         means.append(entry)
     result = {
         "generated_by": "dpexplorer eval", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -328,15 +372,17 @@ def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_ima
 
 
 def tau_bars(cells: list[dict]) -> list[dict]:
-    """Per (quality, τ decoder, sampler): τ = 1 against τ = 0 on the same images — LPIPS change, share
-    of images better at τ = 1, PSNR cost, HF gap closed, monotonicity (the τ decoders' quality bar, docs/synthesis.md)."""
+    """Per (quality, τ decoder, sampler, hinted or raw): τ = 1 against τ = 0 on the same images — LPIPS
+    change, share of images better at τ = 1, PSNR cost, HF gap closed, monotonicity (the τ decoders' quality
+    bar, docs/synthesis.md), the smooth-area grain at τ = 1 (median and worst) and the hint's bytes."""
     from dpexplorer.evaluation.synthesis_eval import summarize as bar_summary
 
     groups = defaultdict(dict)
     for c in cells:
         if c["decoder"] in FAMILIES and c.get("hf_ratio") is not None:
             row = groups[(c["quality"], c["decoder"], setting_label(c))].setdefault(c["image"], {"bpp": c["bpp"]})
-            row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"]}
+            row[c["tau"]] = {"psnr": c["psnr"], "lpips": c["lpips"], "hf": c["hf_ratio"], "grain": c.get("grain"),
+                             "hint_bytes": c.get("hint_bytes")}
     bars = []
     for (q, dec, smp), by_image in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         taus = sorted(t for t in next(iter(by_image.values())) if t != "bpp")
@@ -344,6 +390,11 @@ def tau_bars(cells: list[dict]) -> list[dict]:
         if rows and taus[0] == 0.0 and taus[-1] == 1.0:
             summary = bar_summary(rows, tuple(taus))
             summary.pop("means")
+            grains = [r[1.0]["grain"] for r in rows if r[1.0]["grain"] is not None]
+            if grains:
+                summary.update(grain_median_tau1=float(np.median(grains)), grain_worst_tau1=float(max(grains)))
+            if rows[0][1.0]["hint_bytes"] is not None:
+                summary["hint_bytes"] = float(np.mean([r[1.0]["hint_bytes"] for r in rows]))
             bars.append({"quality": q, "decoder": dec, "sampler": smp, "images": len(rows), **summary})
     return bars
 
@@ -394,7 +445,7 @@ def curve_series(result: dict) -> list[dict]:
                        "kind": "plain", "style": "ko-", "points": [_point(m) for m in plain]})
     for q in sorted({m["quality"] for m in means}):
         for key, cls in FAMILIES.items():
-            ours = [m for m in means if m["decoder"] == key and m["quality"] == q]
+            ours = [m for m in means if m["decoder"] == key and m["quality"] == q and not m.get("hint")]
             for smp, steps in sorted({(m["sampler"], m["steps"]) for m in ours}, key=str):
                 pts = sorted((m for m in ours if (m["sampler"], m["steps"]) == (smp, steps)), key=lambda m: m["tau"])
                 setting = f" ({smp}, {steps} steps, {pts[0]['n']} images)" if smp else ""
@@ -487,7 +538,8 @@ def plot_all(result: dict, out: Path, series: list[dict] | None = None) -> None:
                  if m["decoder"] in FAMILIES and m["quality"] == q and m["tau"] == 1.0
                  and (m["steps"] or 0) <= EvalSettings.fast_steps]
         for m in taus1:
-            name = " ".join(filter(None, [m["decoder"], "τ=1", m["sampler"] and f"({m['sampler']})"]))
+            name = " ".join(filter(None, [m["decoder"], "τ=1", m["sampler"] and f"({m['sampler']})",
+                                          m.get("hint") and "hinted"]))
             for ax, key in zip(axes[:2], ("psnr", "lpips")):
                 ax.plot([m["bpp"]], [m[key]], "*", markersize=9, label=f"q{q} {name}")
     axes[0].plot(ref["bpp"][:5], ref["psnr"][:5], "s:", color="gray", label="CompressAI mbt2018-mean (published)")
@@ -521,8 +573,11 @@ def format_summary(result: dict) -> str:
         lines.append(format_bd_table(result["bd_rate_peers"], "BD-rate at τ = 1 against what users would pick "
                                                               "instead (negative = fewer bits than it):"))
     for b in result.get("tau_bar", []):
-        lines.append(f"τ=1 vs τ=0, q{b['quality']} {b['decoder']} {b['sampler'] or ''}: LPIPS "
-                     f"{100 * b['lpips_change_tau1']:+.0f}%, better on {100 * b['share_tau1_better']:.0f}% of "
-                     f"{b['images']} images, PSNR −{b['psnr_cost_tau1']:.2f} dB, HF gap closed "
+        grain = (f", grain median {b['grain_median_tau1']:.2f} worst {b['grain_worst_tau1']:.2f}"
+                 if "grain_median_tau1" in b else "")
+        hint = f", hint {b['hint_bytes']:.0f} bytes" if "hint_bytes" in b else ""
+        lines.append(f"τ=1 vs τ=0, q{b['quality']} {b['decoder']} {b['sampler'] or 'raw'}: LPIPS "
+                     f"{100 * b['lpips_change_tau1']:+.1f}%, better on {100 * b['share_tau1_better']:.0f}% of "
+                     f"{b['images']} images, PSNR −{b['psnr_cost_tau1']:.2f} dB{grain}{hint}, HF gap closed "
                      f"{b['hf_gap_closed']:.2f}; bar: " + " ".join(f"{k}{'✓' if v else '✗'}" for k, v in b["bar"].items()))
     return "\n".join(lines)

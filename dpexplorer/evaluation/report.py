@@ -38,9 +38,11 @@ def results_markdown(result: dict, assets: Path, page: Path) -> str:
 
     def sampler(m) -> str:
         """The sampler; for the pixel decoder with its steps, and the image count where it ran on a subset."""
+        hinted = " (file with the τ hint)" if m.get("hint") else ""
         if m["decoder"] != "pixel":
-            return m["sampler"] or ""
-        return f"{m['sampler']} {m['steps']}" + (f" (first {m['n']} images)" if m["n"] < result["images"] else "")
+            return (m["sampler"] or "") + hinted
+        return (f"{m['sampler']} {m['steps']}" + (f" (first {m['n']} images)" if m["n"] < result["images"] else "")
+                + hinted)
 
     for m in sorted(means, key=lambda m: (m["quality"], order.get(m["decoder"], len(order)), m["sampler"] or "",
                                           m.get("steps") or 0, m["tau"] or 0)):

@@ -219,16 +219,18 @@ def pixel_receiver(plain: np.ndarray, full: np.ndarray) -> Callable[[float], np.
 
 def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, levels: int = LEVELS,
                      sigma: int = SIGMA, grain_max: float = GRAIN_MAX, psnr_budget: float | None = PSNR_BUDGET,
-                     max_share: float | None = MAX_SHARE) -> bytes:
+                     max_share: float | None = MAX_SHARE, effort: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> bytes:
     """Encode `image` and add the τ hint computed with the perceptual `synthesis`
     (`InterpolatedSynthesis`: `synthesis.at(tau)` is the g_s at τ): a format-version-2 `.dpx`.
 
     The decodes are the receiver's: ŷ comes from entropy-decoding the very bytes written, x̂₀ and x̂₁ are
     g_s(ŷ; θ₀) and g_s(ŷ; θ₁) through `codec.synthesize`, and a level's image their pixel blend
-    (`pixel_receiver`)."""
+    (`pixel_receiver`). `effort` and `progress` go to `Codec.encode` (the hint is computed on the refined
+    bitstream, since that is what the receiver decodes)."""
     img = load_image(image)
     h, w = img.shape[:2]
-    bitstream = codec.parse(codec.encode(img))
+    bitstream = codec.parse(codec.encode(img, effort=effort, progress=progress))
     y_hat, _ = codec.decode_latent(bitstream)
     plain, full = synthesis_decodes(codec, y_hat, h, w, synthesis=synthesis, taus=[0.0, 1.0])
     plain_bytes = bitstream.to_bytes()
@@ -240,15 +242,17 @@ def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, 
     return plain_bytes if hint is None else dataclasses.replace(bitstream, hint=hint).to_bytes()
 
 
-def encode(codec, image: ImageSource, *, hint: bool = True) -> bytes:
+def encode(codec, image: ImageSource, *, hint: bool = True, effort: int = 0,
+           progress: Callable[[int, int], None] | None = None) -> bytes:
     """The project's encoder (the CLI's and the app's): the codec's bitstream with the sender's τ hint
     (format version 2) when `hint` is set and this codec's quality has a shipped perceptual synthesis
     trained for its ŷ to compute it with; else the plain version-1 file (`--no-hint`, CompressAI's
-    published weights, a quality without a synthesis)."""
+    published weights, a quality without a synthesis). `effort` > 0 refines the latents first
+    (`dpexplorer.codec.effort`; `progress(done, total)` follows it)."""
     from dpexplorer.decoders.synthesis import SynthesisDecoder
 
     if hint and codec.cfg.quality in SynthesisDecoder.qualities():
         decoder = SynthesisDecoder.load(codec.cfg.quality, codec.cfg.arch)
         if decoder.codec.latent_sha256 == codec.latent_sha256:
-            return encode_with_hint(codec, image, synthesis=decoder.synthesis)
-    return codec.encode(image)
+            return encode_with_hint(codec, image, synthesis=decoder.synthesis, effort=effort, progress=progress)
+    return codec.encode(image, effort=effort, progress=progress)

@@ -56,6 +56,22 @@ def test_encode_change_tau_switch_sampler(client, photo, photo_file):
     assert load_image(pair_dpm[1]).shape == photo.shape
 
 
+def test_smaller_file_re_encodes_the_same_photo_for_the_same_decoders(client, photo, photo_file, monkeypatch):
+    from dpexplorer.app import handlers
+
+    monkeypatch.setattr(handlers, "APP_EFFORT", 4)  # the shipped setting takes minutes; the path is the point
+    client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
+    original, info, dpx = client.predict(handle_file(str(photo_file)), 1, api_name="/encode_smaller")
+    assert np.array_equal(load_image(original), photo) and "smaller-file encoder (4 iterations)" in info
+    assert "bytes against the fast encoder's file" in info
+    data = open(dpx, "rb").read()
+    assert f"{len(data):,} bytes" in info
+    pair, *_ = client.predict("latent", 1.0, "ddim", 2, 0, 0.5, 0.5, api_name="/render")
+    assert load_image(pair[1]).shape == photo.shape
+    note = handlers.effort_note(str(photo_file), 1)  # what the page shows before the button is pressed
+    assert "about" in note and "for this photo at q1" in note
+
+
 def test_pngs_not_webp(client, photo_file):
     client.predict(handle_file(str(photo_file)), 1, api_name="/encode")
     pair, crops, *_ = client.predict("latent", 0.5, "ddim", 2, 0, 0.5, 0.5, api_name="/render")

@@ -27,6 +27,21 @@ def test_encode_decode_single_file(tiny_env, photo, tmp_path, capsys):
     assert load_image(tmp_path / "back.png").shape == photo.shape
 
 
+def test_encode_with_effort_writes_a_file_every_decoder_reads(tiny_env, photo, tmp_path, capsys):
+    src = save_png(photo, tmp_path / "img.png")
+    # (the bits it saves are measured on the shipped weights: tests/unit/test_effort.py)
+    assert main(["encode", str(src), "-q", "1", "--no-hint", "--effort", "3", "-o", str(tmp_path / "e.dpx")]) == 0
+    assert "(effort)" in capsys.readouterr().err  # the progress bar, with the time left
+    for decoder in ("synthesis", "latent"):
+        assert main(["decode", str(tmp_path / "e.dpx"), "--decoder", decoder, "--tau", "1", "--force",
+                     "-o", str(tmp_path / "e.png")]) == 0
+        assert load_image(tmp_path / "e.png").shape == photo.shape
+    for bad in ("-1", "x", "100000"):
+        with pytest.raises(SystemExit) as info:
+            main(["encode", str(src), "-q", "1", "--effort", bad])
+        assert info.value.code == 2 and "effort" in capsys.readouterr().err
+
+
 def test_folder_mode_skips_bad_files(tiny_env, photo, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

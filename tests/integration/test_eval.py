@@ -117,19 +117,20 @@ def test_eval_covers_the_pixel_decoder_per_setting_with_a_slow_subset(tmp_path, 
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
     settings = EvalSettings(data=str(_images(tmp_path)), out_dir=str(tmp_path / "out"), decoders=["plain", "pixel"],
                             taus=[0.0, 0.5, 1.0], extra=False, assets=str(tmp_path / "curves.json"),
-                            step_settings={"pixel": ["ddim:2", "ddpm:3"]}, slow_limit=1, fast_steps=2)
+                            step_settings={"pixel": ["ddim:2", "dpmsolver++:3", "ddpm:2"]}, slow_limit=1, fast_steps=2)
     result = run_eval(settings)
     pixel = {(m["sampler"], m["steps"], m["tau"]): m for m in result["means"] if m["decoder"] == "pixel"}
-    assert set(pixel) == {(s, n, t) for s, n in (("ddim", 2), ("ddpm", 3)) for t in (0.0, 0.5, 1.0)}
-    assert pixel[("ddim", 2, 1.0)]["n"] == 2 and pixel[("ddpm", 3, 1.0)]["n"] == 1  # the slow subset
+    # DDPM is not offered with the pixel decoder: not measured either
+    assert set(pixel) == {(s, n, t) for s, n in (("ddim", 2), ("dpmsolver++", 3)) for t in (0.0, 0.5, 1.0)}
+    assert pixel[("ddim", 2, 1.0)]["n"] == 2 and pixel[("dpmsolver++", 3, 1.0)]["n"] == 1  # the slow subset
     plain = next(m for m in result["means"] if m["decoder"] == "plain")
     assert pixel[("ddim", 2, 0.0)]["psnr"] == pytest.approx(plain["psnr"])  # τ = 0 is the plain decoder
     assert pixel[("ddim", 2, 1.0)]["psnr"] != pytest.approx(plain["psnr"])
     bars = {(b["decoder"], b["sampler"]): b for b in result["tau_bar"]}
-    assert set(bars) == {("pixel", "ddim:2"), ("pixel", "ddpm:3")} and bars[("pixel", "ddpm:3")]["images"] == 1
+    assert set(bars) == {("pixel", "ddim:2"), ("pixel", "dpmsolver++:3")} and bars[("pixel", "dpmsolver++:3")]["images"] == 1
     curves = json.loads((tmp_path / "curves.json").read_text())
     series = [s for s in curves["series"] if s["kind"] == "pixel"]
-    assert sorted((s["sampler"], s["steps"]) for s in series) == [("ddim", 2), ("ddpm", 3)]
+    assert sorted((s["sampler"], s["steps"]) for s in series) == [("ddim", 2), ("dpmsolver++", 3)]
     assert curves["weights"]["pixel-q1"] == find_entry("pixel", None, 1, weights)[1]["sha256"]
     assert (tmp_path / "out" / "tau_crops_q1.png").stat().st_size > 0
 
@@ -209,3 +210,41 @@ def test_curves_of_decoders_not_rerun_are_carried_only_with_the_same_weights(tmp
                                                                      "latent-q1": "strength=0.5"}}))
     run_eval(replace(settings, decoders=["plain", "synthesis"], out_dir=str(tmp_path / "out2")))
     assert "latent" not in {s["kind"] for s in json.loads(curves_path.read_text())["series"]}
+
+
+def test_eval_measures_the_file_with_the_senders_hint_beside_raw_tau(tmp_path, tiny_weights_dir, monkeypatch, capsys):
+    """Hinted cells: each family's first setting decoding the default file (its bpp counts the hint), next to
+    the raw τ cells of the file without a hint; the tables name them apart."""
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
+    from dpexplorer.evaluation.full_eval import EvalSettings, format_summary, run_eval
+    from dpexplorer.hint import sender
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+
+    def encode_uncapped(codec, image, **_):  # tiny random files are too small for the 1 % cap
+        synthesis = SynthesisDecoder.load(codec.cfg.quality, codec.cfg.arch).synthesis
+        return sender.encode_with_hint(codec, image, synthesis=synthesis, max_share=None)
+
+    monkeypatch.setattr(sender, "encode", encode_uncapped)
+    settings = EvalSettings(data=str(_images(tmp_path)), out_dir=str(tmp_path / "out"), decoders=["plain", "synthesis"],
+                            taus=[0.0, 1.0], extra=False)
+    result = run_eval(settings)
+    cells = [json.loads(c) for c in (tmp_path / "out" / "cells.jsonl").read_text().splitlines()]
+    hinted = [c for c in cells if c["hint"]]
+    raw = {(c["image"], c["tau"]): c for c in cells if c["decoder"] == "synthesis" and not c["hint"]}
+    assert len(hinted) == 2 * 2 and all(c["hint_bytes"] > 0 for c in hinted)
+    for c in hinted:  # the hint's bytes are counted; τ = 0 is the codec decoder's image either way
+        assert c["bpp"] > raw[(c["image"], c["tau"])]["bpp"]
+        if c["tau"] == 0.0:
+            assert c["psnr"] == pytest.approx(raw[(c["image"], 0.0)]["psnr"])
+    bars = {(b["decoder"], b["sampler"]): b for b in result["tau_bar"]}
+    assert set(bars) == {("synthesis", None), ("synthesis", "hinted")} and bars[("synthesis", "hinted")]["hint_bytes"] > 0
+    assert "grain_median_tau1" in bars[("synthesis", "hinted")]
+    assert "synthesis hinted" in format_summary(result) and "synthesis τ=1 hinted" in result["bd_rate_peers"]
+    # the raw curve stays the app's: hinted means are not merged into it
+    raw_means = [m for m in result["means"] if m["decoder"] == "synthesis" and not m.get("hint")]
+    assert len(raw_means) == 2 and all(m["n"] == 2 for m in raw_means)
+    # resumed: nothing is encoded or measured again
+    monkeypatch.setattr(sender, "encode", lambda *a, **k: pytest.fail("encoded again"))
+    assert json.dumps(run_eval(settings)["means"]) == json.dumps(result["means"])
+    assert len((tmp_path / "out" / "cells.jsonl").read_text().splitlines()) == len(cells)

@@ -152,12 +152,12 @@ def test_eval_reports_the_bar(tiny_codec, tmp_path, photo):
 
     save_png(photo, tmp_path / "a.png")
     save_png(photo[:, ::-1].copy(), tmp_path / "b.png")
-    settings = ("ddim:2", "ddpm:3")
+    settings = ("ddim:2", "dpmsolver++:3")
     rows = evaluate_images(pipeline, sorted(tmp_path.glob("*.png")), settings, (1.0,), fast_steps=2, slow_limit=1,
                            log=lambda *_: None)
-    assert "ddpm:3" in rows[0]["settings"] and "ddpm:3" not in rows[1]["settings"]  # the slow subset
+    assert "dpmsolver++:3" in rows[0]["settings"] and "dpmsolver++:3" not in rows[1]["settings"]  # the slow subset
     s = summarize(rows, settings, (1.0,))
-    assert s["settings"]["ddpm:3"]["images"] == 1 and s["settings"]["ddim:2"]["images"] == 2
+    assert s["settings"]["dpmsolver++:3"]["images"] == 1 and s["settings"]["ddim:2"]["images"] == 2
     assert s["plain"]["lpips"] >= 0 and "| ddim:2 | 1 |" in markdown_table("t", s)
 
 

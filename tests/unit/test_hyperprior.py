@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dpexplorer.codec.codec import Codec, pad_to_multiple
-from dpexplorer.codec.hyperprior import hyper_analysis, latent_likelihoods, quantize_around_means, scales_and_means
+from dpexplorer.codec.hyperprior import (hyper_analysis, hyper_likelihoods, latent_likelihoods, quantize_around_means,
+                                         scales_and_means)
 from dpexplorer.io.bitstream import Bitstream
 from dpexplorer.io.images import to_tensor
 
@@ -49,6 +50,18 @@ def test_likelihoods_are_the_entropy_models(codec, photo):
     _, public = codec.model.gaussian_conditional(y, scales, means=means, training=False)
     ours = latent_likelihoods(codec.model, quantize_around_means(y, means), scales, means)
     assert torch.allclose(ours, public) and float(ours.min()) < 0.5
+
+
+@torch.no_grad()
+def test_hyper_likelihoods_are_the_entropy_bottleneck(codec, photo):
+    """ẑ's likelihood as CompressAI's public forward gives it (eval mode: z rounded around the medians),
+    laid out as ẑ; the encoder-effort mode differentiates it."""
+    m = codec.model
+    z = 3 * hyper_analysis(m, m.g_a(pad_to_multiple(to_tensor(photo))))
+    m.entropy_bottleneck.eval()
+    z_hat, public = m.entropy_bottleneck(z, training=False)
+    ours = hyper_likelihoods(m, z_hat)
+    assert torch.allclose(ours.reshape(-1), public.transpose(0, 1).reshape(-1))
 
 
 @pytest.mark.parametrize("arch", ["mbt2018-mean", "bmshj2018-hyperprior"])

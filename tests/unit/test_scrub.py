@@ -27,6 +27,23 @@ def test_a_setting_names_the_sampler_only_where_the_family_samples():
     assert (sampling.sampler, sampling.steps, sampling.seed) == ("euler", 7, 2)
 
 
+def test_a_family_decodes_only_with_a_sampler_it_offers():
+    """Switching to the pixel decoder while DDPM is chosen: the list becomes its own, and a render that
+    still sees DDPM (the two events race) decodes with its first sampler rather than failing."""
+    from dpexplorer.app import handlers, session
+    from dpexplorer.decoders.pixel.decoder import PixelDecoder
+
+    assert [k for _, k in session.sampler_choices(PixelDecoder)] == ["ddim", "dpmsolver++"]
+    assert [k for _, k in session.sampler_choices(LatentDecoder)] == ["ddim", "ddpm", "dpmsolver++", "euler"]
+    assert scrub.sampling_options(PixelDecoder, "ddpm", 10, 0).sampler == "ddim"
+    assert scrub.setting_key(PixelDecoder, "ddpm", 10, 0) == scrub.setting_key(PixelDecoder, "ddim", 10, 0)
+    assert scrub.sampling_options(PixelDecoder, "dpmsolver++", 10, 0).sampler == "dpmsolver++"
+    sampler, steps, _ = handlers.sampler_controls("pixel", "ddpm")
+    assert sampler["value"] == "ddim" and [k for _, k in sampler["choices"]] == ["ddim", "dpmsolver++"]
+    assert handlers.sampler_controls("latent", "ddpm")[0]["value"] == "ddpm"  # kept where offered
+    assert handlers.sampler_controls("synthesis", "ddpm")[0]["visible"] is False
+
+
 def test_only_the_latest_settings_keep_their_frames():
     enc = SimpleNamespace(_frames={})
     keys = [("latent", "ddim", 10, s) for s in range(scrub.MAX_SETTINGS + 2)]

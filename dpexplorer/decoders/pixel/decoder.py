@@ -75,6 +75,14 @@ class PixelDecoder(DenoisingDecoder):
                    "x̂₀ and the sample x̃ (x̂ = x̂₀ + τ·(x̃ − x̂₀)). Sampler and steps change the sample.")
     denoiser_class = PixelDenoiser
     options = frozenset({"sampler", "steps", "seed", "noise_scale"})
+    # DDPM draws fresh noise at every step, which the shipped denoisers (trained to refine, sampled at a
+    # noise scale of 0.25) do not undo: on Kodak q1–q3 DDPM 100 gave 21.4 / 23.5 / 23.3 dB at LPIPS
+    # 0.67 / 0.54 / 0.59, below the codec decoder on both (27.4 / 28.9 / 30.1 dB, 0.38 / 0.28 / 0.20), and
+    # DDPM 10 and 30 were as bad on Kodak crops (docs/log/2026-12-07-effort-and-samplers.md). Euler was never
+    # measured. Offered: what measured above the codec decoder.
+    samplers = ("ddim", "dpmsolver++")
+    samplers_withheld_because = ("DDPM measured worse than the codec decoder on both PSNR and LPIPS with these "
+                                 "weights; Euler was never measured")
     name = "pixel diffusion"
     marker = "D"
     colour = "#d62728"
