@@ -238,7 +238,7 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
             if slow or steps is None or steps <= s.fast_steps:
                 wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp,
                                 steps=steps, tau=t) for t in s.taus]
-        if s.hint:  # the default file: its hint followed, at the family's first (default) setting
+        if s.hint and s.sampler_settings(key):  # the default file, its hint followed, at the first setting
             smp, steps = s.sampler_settings(key)[0]
             wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp, steps=steps, tau=t,
                             hint=True) for t in s.taus]
