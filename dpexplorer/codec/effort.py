@@ -109,7 +109,7 @@ def refine_latents(model, x: torch.Tensor, y: torch.Tensor, *, iterations: int, 
 
 
 @lru_cache(maxsize=8)
-def _seconds_per_megapixel_iteration(model_id: int, model) -> float:
+def _seconds_per_megapixel_iteration(model) -> float:
     """Measured once per model and process: two iterations on a 256×256 image (the first warms up)."""
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -126,4 +126,4 @@ def estimate_seconds(model, height: int, width: int, iterations: int) -> float:
     if iterations <= 0:
         return 0.0
     padded = math.ceil(height / 64) * 64 * math.ceil(width / 64) * 64
-    return _seconds_per_megapixel_iteration(id(model), model) * padded / 1e6 * iterations
+    return _seconds_per_megapixel_iteration(model) * padded / 1e6 * iterations

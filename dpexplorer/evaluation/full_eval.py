@@ -234,12 +234,13 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
         wanted.append(plain_key)
     for key in modules:
-        for smp, steps in s.sampler_settings(key):
+        settings = s.sampler_settings(key)
+        for smp, steps in settings:
             if slow or steps is None or steps <= s.fast_steps:
                 wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp,
                                 steps=steps, tau=t) for t in s.taus]
-        if s.hint and s.sampler_settings(key):  # the default file, its hint followed, at the first setting
-            smp, steps = s.sampler_settings(key)[0]
+        if s.hint and settings:  # the default file, its hint followed, at the first setting
+            smp, steps = settings[0]
             wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp, steps=steps, tau=t,
                             hint=True) for t in s.taus]
     for fmt in ("jpeg", "webp"):
