@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,8 @@ def run_parallel(commands: dict, log_dir: Path) -> dict:
 
 
 def run(data: str, qualities: list[int], minutes: float, out: str, *, init: str, workdir: str,
-        batch: int, crop: int, lr: float, warmup: int, threads: int, extra: list[str]) -> int:
+        batch: int, crop: int, lr: float, warmup: int, threads: int, extra: list[str],
+        log_dir: str | None = None) -> int:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     commands = {}
@@ -108,7 +110,7 @@ def run(data: str, qualities: list[int], minutes: float, out: str, *, init: str,
                "--warmup-steps", str(warmup), "--minutes", str(minutes), "--checkpoint-every", "120",
                "--threads", str(threads), *extra]
         commands[q] = cmd + (["--init-from", init.format(q=q)] if init else [])
-    codes = run_parallel(commands, out_dir)
+    codes = run_parallel(commands, Path(log_dir or out_dir))
     for q in qualities:
         ckpt = Path(workdir).expanduser() / f"codec-mbt2018-mean-q{q}" / "last.pt"
         if ckpt.exists():
@@ -182,6 +184,66 @@ def run_synthesis(data: str, qualities: list[int], refit_minutes: float, minutes
     return max(codes.values(), default=0)
 
 
+@dataclass(frozen=True)
+class ChainBudget:
+    """Minutes of each stage of `run_chain`; their sum plus ~1.5 minutes of process starts and exports is the
+    call's length (the defaults fit a 9-minute call)."""
+
+    q3: float = 2.0  # the q3 codec, alone on the GPU
+    low: float = 1.5  # q2 and q1 together, each from the new q3
+    refit: float = 0.75  # each quality's plain decoder on its rounded ŷ
+    theta1: float = 2.5  # each θ₁ arm, from that refit
+
+    @property
+    def total(self) -> float:
+        return self.q3 + self.low + self.refit + self.theta1
+
+
+def run_chain(data: str, out: str, *, budget: ChainBudget, init: str, workdir: str, arms: dict[str, list[str]],
+              codec_flags: dict, synthesis_extra: list[str], log_dir: str) -> int:
+    """Issue 32's GPU chain in one call: the codec at q3 from `init`, then q2 and q1 from that q3, each
+    exported into a weights folder of the chain's own; then, on those codecs, each quality's plain-decoder
+    refit and θ₁ arms (`run_synthesis`). `out` gets `codec-burst-q{q}.safetensors` (compact: float16
+    kernels) and `synthesis-burst-q{q}.safetensors` as each stage ends, so a call cut short still brings
+    back what finished, and `chain.json` (each stage's exit code and seconds)."""
+    from dpexplorer.training.export import export_codec
+
+    out_dir, root = Path(out), Path(workdir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chain_weights = root / "weights"
+    report, t0 = {"budget_minutes": asdict(budget), "stages": {}}, time.time()
+
+    def stage(name: str, rc: int) -> int:
+        report["stages"][name] = {"rc": rc, "seconds": round(time.time() - t0)}
+        (out_dir / "chain.json").write_text(json.dumps(report, indent=1))
+        print(f"chain: {name} rc {rc} at {time.time() - t0:.0f} s", flush=True)
+        return rc
+
+    def checkpoint(q: int) -> Path:
+        return root / f"codec-mbt2018-mean-q{q}" / "last.pt"
+
+    stage("codec-q3", run(data, [3], budget.q3, out, init=init, workdir=workdir, log_dir=log_dir,
+                          **codec_flags, threads=8, extra=["--channels-last"]))
+    if not checkpoint(3).exists():
+        return 1
+    stage("codec-q2-q1", run(data, [2, 1], budget.low, out, init=str(checkpoint(3)), workdir=workdir,
+                             log_dir=log_dir, **codec_flags, threads=4, extra=["--channels-last"]))
+    qualities = [q for q in (3, 2, 1) if checkpoint(q).exists()]
+    for q in qualities:  # the synthesis stage reads its codecs from here
+        export_codec(checkpoint(q), notes="GPU chain (issue 32)", directory=chain_weights)
+    previous = os.environ.get("DPEXPLORER_WEIGHTS")
+    os.environ["DPEXPLORER_WEIGHTS"] = str(chain_weights)  # inherited by the synthesis processes
+    try:
+        stage("synthesis", run_synthesis(data, qualities, budget.refit, budget.theta1, arms=arms, out=out,
+                                         workdir=workdir, threads=2, extra=synthesis_extra, log_dir=log_dir))
+    finally:
+        if previous is None:
+            del os.environ["DPEXPLORER_WEIGHTS"]
+        else:
+            os.environ["DPEXPLORER_WEIGHTS"] = previous
+    return max(s["rc"] for s in report["stages"].values())
+
+
 def run_record(theta_path: Path) -> dict:
     """Step, wall time, config and codec keys of the θ in `theta_path` (a run's theta1.pt or a snapshot
     theta1-STEP.pt), from the run's last checkpoint; a snapshot's wall time is pro rata of its steps."""
@@ -237,14 +299,35 @@ def main(argv=None) -> int:
     sy.add_argument("--workdir", default="/tmp/dpexplorer-burst")
     sy.add_argument("--threads", type=int, default=2)
     sy.add_argument("--log-dir", default=None, help="the processes' logs (default: --out)")
+    ch = sub.add_parser("chain", help="issue 32's GPU chain: codec q3, then q2/q1 from it, then each quality's "
+                                      "refit and θ₁ arms on the new codecs, in one call")
+    ch.add_argument("--data", default=".train/pack")
+    ch.add_argument("--init", default="weights/candidate/codec-mbt2018-mean-q3.safetensors",
+                    help="where the q3 codec starts (the campaign's candidate)")
+    for name, minutes in asdict(ChainBudget()).items():
+        ch.add_argument(f"--{name}-minutes", dest=f"{name}_minutes", type=float, default=minutes)
+    ch.add_argument("--arm", nargs=2, action="append", metavar=("NAME", "FLAGS"),
+                    help="a θ₁ arm (default: A, the shipped recipe, and T, its hinge per 32-px tile)")
+    ch.add_argument("--batch", type=int, default=24, help="the codec's crops per step")
+    ch.add_argument("--crop", type=int, default=192)
+    ch.add_argument("--out", default=os.environ.get("OUT", "results/burst"))
+    ch.add_argument("--workdir", default="/tmp/dpexplorer-burst")
+    ch.add_argument("--log-dir", default="/tmp/dpexplorer-burst-logs", help="the processes' logs (not --out)")
     args, extra = p.parse_known_args(argv)
     if args.cmd == "pack":
-        print(json.dumps(pack(args.data, args.out, *args.scale, args.min_side)))
+        print(json.dumps(pack(args.data, args.out, *args.scale, min_side=args.min_side)))
         return 0
     t0 = time.time()
     if args.cmd == "pixel":
         rc = run_pixel(args.data, args.quality, args.minutes, args.out, workdir=args.workdir, threads=args.threads,
                        extra=extra, run_name=args.run_name, fresh=args.fresh, log_dir=args.log_dir)
+    elif args.cmd == "chain":
+        budget = ChainBudget(**{name: getattr(args, f"{name}_minutes") for name in asdict(ChainBudget())})
+        arms = {name: flags.split() for name, flags in (args.arm or [("A", ""), ("T", "--hf-tile 32")])}
+        rc = run_chain(args.data, args.out, budget=budget, init=args.init, workdir=args.workdir, arms=arms,
+                       codec_flags={"batch": args.batch, "crop": args.crop, "lr": 1e-4, "warmup": 300},
+                       synthesis_extra=extra or ["--batch", "16", "--crop", "192", "--min-scale", "0.8"],
+                       log_dir=args.log_dir)
     elif args.cmd == "synthesis":
         arms = {name: flags.split() for name, flags in args.arm}
         rc = run_synthesis(args.data, args.quality, args.refit_minutes, args.minutes, arms=arms, out=args.out,

@@ -57,6 +57,8 @@ class CodecTrainConfig:
     checkpoint_every_s: float = field(default=300.0, metadata={"help": "seconds", "aliases": ["--checkpoint-every"]})
     seed: int = 0
     threads: int | None = None
+    channels_last: bool = field(default=False, metadata={  # 22.1 → 19.6 ms per step on an H100 (codec-campaign)
+        "help": "channels-last convolutions (faster on a GPU)"})
 
     @property
     def run_dir(self) -> Path:
@@ -112,6 +114,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     torch.manual_seed(cfg.seed + rank)
     codec_cfg = codec_config(cfg.arch, cfg.quality)
     model = build_model(codec_cfg).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     opt, aux_opt = _optimizers(model, cfg)
     run_dir = cfg.run_dir
     ckpt_path = run_dir / "last.pt"
@@ -132,6 +135,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
             model.load_state_dict(state["model"])
             log(f"initialised from {source} (step {state['step']}), training q{cfg.quality}")
     log(f"config {asdict(cfg)} device={device} world={world}")
+    model.to(memory_format=memory_format)
 
     train_model = MixedQuantization(model) if cfg.quantization == "mixed" else model
     prefix = "model." if cfg.quantization == "mixed" else ""
@@ -148,7 +152,8 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
 
     def sampler_for(crop):
         if crop not in samplers:
-            samplers[crop] = CropSampler(cfg.data, crop, seed=cfg.seed * 1000 + rank + step)
+            # the photos live on the training device, so crops are cut there (no host copy per step)
+            samplers[crop] = CropSampler(cfg.data, crop, seed=cfg.seed * 1000 + rank + step, device=device)
         return samplers[crop]
 
     sampler_for(cfg.crop)  # load the photos before the wall-time budget starts
@@ -173,7 +178,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         lr = learning_rate(cfg, step - session_step0 if cfg.minutes else step, frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = sampler_for(crop).batch(batch).to(device, non_blocking=True)
+        x = sampler_for(crop).batch(batch).contiguous(memory_format=memory_format)
 
         opt.zero_grad(set_to_none=True)
         aux_opt.zero_grad(set_to_none=True)

@@ -27,7 +27,7 @@ def split_holdout(folder: str | Path, holdout: int) -> tuple[list[Path], list[Pa
 
 class CropSampler:
     def __init__(self, folder: str | Path, crop: int, seed: int = 0, max_images: int | None = None,
-                 *, holdout: int = 0):
+                 *, holdout: int = 0, device: torch.device | str = "cpu"):
         paths, _ = split_holdout(folder, holdout)
         if max_images:
             paths = paths[:max_images]
@@ -35,18 +35,19 @@ class CropSampler:
         for p in paths:
             img = load_image(p)  # HxWx3 uint8
             if min(img.shape[:2]) >= crop:
-                self.images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+                self.images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(device))
         if not self.images:
             raise ValueError(f"no image of at least {crop}x{crop} px in {folder}")
         self.crop = crop
+        self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batch(self, size: int) -> torch.Tensor:
-        """A float batch in [0, 1], shape (size, 3, crop, crop)."""
-        out = torch.empty(size, 3, self.crop, self.crop, dtype=torch.uint8)
+        """A float batch in [0, 1], shape (size, 3, crop, crop), on the sampler's device."""
+        out = torch.empty(size, 3, self.crop, self.crop, dtype=torch.uint8, device=self.device)
         for i in range(size):
             img = self.images[self.rng.integers(len(self.images))]
             _, h, w = img.shape
@@ -72,7 +73,7 @@ class MultiScaleCropSampler(CropSampler):
     def batch(self, size: int) -> torch.Tensor:
         if self.min_scale >= 1:
             return super().batch(size)
-        out = torch.empty(size, 3, self.crop, self.crop)
+        out = torch.empty(size, 3, self.crop, self.crop, device=self.device)
         for i in range(size):
             img = self.images[self.rng.integers(len(self.images))]
             _, h, w = img.shape

@@ -35,9 +35,27 @@ def fp16_check(model_fp32, codec_fp16, images: list[Path]) -> dict:
             "mean_delta_bpp": round(sum(dbpp) / len(dbpp), 5)}
 
 
+def codec_training_state(path: str | Path) -> dict:
+    """A codec training checkpoint, or a burst's compact weights (`codec-burst-q*.safetensors`: float16 kernels,
+    the checkpoint's step, wall time and config in the metadata), as the same dict."""
+    path = Path(path).expanduser()
+    if path.suffix != ".safetensors":
+        return load_checkpoint(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        model = {k: (t.float() if t.is_floating_point() else t) for k in f.keys() for t in [f.get_tensor(k)]}
+    missing = {"step", "wall_s", "arch", "quality", "N", "M"} - set(meta)
+    if missing:
+        raise ValueError(f"{path.name} is not a burst's codec weights (metadata lacks {sorted(missing)})")
+    return {"model": model, "step": int(meta["step"]), "wall_s": float(meta["wall_s"]), "arch": meta["arch"],
+            "quality": int(meta["quality"]), "N": int(meta["N"]), "M": int(meta["M"]), "data": meta.get("data", "")}
+
+
 def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None = None,
                  check_images: list[Path] | None = None) -> dict:
-    state = load_checkpoint(Path(checkpoint).expanduser())
+    state = codec_training_state(checkpoint)
     cfg = codec_config(state["arch"], int(state["quality"]), (int(state["N"]), int(state["M"])))
     model = build_model(cfg)
     model.load_state_dict(state["model"])
@@ -124,14 +142,30 @@ def _save_theta1(theta1: dict, codec, keys: dict, training: dict, *, directory: 
 
 
 def export_refit_run(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:
-    """`dpexplorer train export --kind refit RUN_DIR`: a synthesis run trained with MSE alone, as the plain decoder."""
+    """`dpexplorer train export --kind refit RUN_DIR`: a synthesis run trained with MSE alone, as the plain
+    decoder; or a synthesis burst's bundle (`synthesis-burst-q*.safetensors`), whose `refit/` run it takes."""
+    import json
+
+    from safetensors import safe_open
+
+    from dpexplorer.hub.loading import load_codec
+
     run = Path(run_dir).expanduser()
-    state = load_checkpoint(run / "last.pt")
-    return export_plain_refit(run / "theta1.pt", int(state["config"]["quality"]), training_record(state, notes),
-                              directory)
+    if run.suffix == ".safetensors":
+        with safe_open(str(run), "pt") as f:
+            state = json.loads((f.metadata() or {}).get("runs", "{}")).get("refit")
+            theta = {k.partition("/")[2]: f.get_tensor(k).float() for k in f.keys() if k.startswith("refit/")}
+        if state is None or not theta:
+            raise ValueError(f"{run.name} holds no refit run")
+    else:
+        state, theta = load_checkpoint(run / "last.pt"), run / "theta1.pt"
+    quality = int(state["config"]["quality"])
+    if not load_codec(quality, None, directory).fits(state):
+        raise ValueError(f"the refit in {run.name} was trained on another codec's ŷ than weights/ q{quality}")
+    return export_plain_refit(theta, quality, training_record(state, notes), directory)
 
 
-def export_plain_refit(theta: str | Path, quality: int, training: dict, directory: Path | None = None) -> dict:
+def export_plain_refit(theta: str | Path | dict, quality: int, training: dict, directory: Path | None = None) -> dict:
     """The shipped codec of `quality` with its g_s replaced by `theta`: the plain decoder refit to the
     rounded ŷ (a `training.synthesis` run with MSE alone; docs/synthesis.md, "PSNR monotonicity").
 
@@ -150,7 +184,8 @@ def export_plain_refit(theta: str | Path, quality: int, training: dict, director
     name, entry = find_entry("codec", codec.cfg.arch, quality, directory)
     model = copy.deepcopy(codec.model)
     # GDN's reparametrisation constants are not in every state dict (they are rebuilt from the codec's own)
-    missing, unexpected = model.g_s.load_state_dict(load_theta1(theta), strict=False)
+    missing, unexpected = model.g_s.load_state_dict(theta if isinstance(theta, dict) else load_theta1(theta),
+                                                    strict=False)
     if unexpected or any("_reparam." not in key for key in missing):
         raise ValueError(f"{theta} is not a g_s of {codec.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     state = model.state_dict()

@@ -1,5 +1,7 @@
 """Training code paths on tiny models and a handful of steps (no real training in tests)."""
 
+import json
+import os
 import shutil
 
 import numpy as np
@@ -306,6 +308,73 @@ def test_the_synthesis_burst_refits_then_trains_each_arm_from_the_refit(tmp_path
         export_synthesis_bundle(path, {"A": 0.5, "B": 0.6}, directory=weights)
     with pytest.raises(ValueError, match="no run record"):
         export_synthesis_bundle(path, {"C": 1.0}, directory=weights)
+
+
+def test_the_gpu_chain_trains_q3_then_q2_q1_from_it_then_refits_and_theta1_on_the_new_codecs(tmp_path, monkeypatch):
+    """Issue 32's chain in one call: the stages' order, what each starts from, and what comes back."""
+    from safetensors.torch import load_file
+
+    from dpexplorer.codec.config import build_model, codec_config
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.training import burst
+    from dpexplorer.training.export import export_codec, export_refit_run
+
+    monkeypatch.delenv("DPEXPLORER_WEIGHTS", raising=False)
+    work, out = tmp_path / "work", tmp_path / "out"
+    stages = []
+
+    def fake_run(commands, log_dir):  # what each training process leaves behind
+        stages.append(commands)
+        assert str(log_dir) == str(tmp_path / "logs")  # logs stay out of $OUT (at most 8 files come back)
+        for key, cmd in commands.items():
+            if "dpexplorer.training.codec" in cmd:
+                q = int(cmd[cmd.index("-q") + 1])
+                torch.manual_seed(q)
+                model = build_model(codec_config("mbt2018-mean", q, (8, 12)))
+                (work / f"codec-mbt2018-mean-q{q}").mkdir(parents=True)
+                torch.save({"model": model.state_dict(), "step": 5, "wall_s": 9.0, "arch": "mbt2018-mean",
+                            "quality": q, "N": 8, "M": 12, "data": "pack"},
+                           work / f"codec-mbt2018-mean-q{q}" / "last.pt")
+            else:  # a synthesis run, on the codec the chain exported
+                q, name = int(key.split("-")[0]), cmd[cmd.index("--run-name") + 1]
+                codec = load_codec(q)  # from $DPEXPLORER_WEIGHTS, set by the chain
+                run = work / f"synthesis-q{q}-{name}"
+                run.mkdir(parents=True)
+                torch.save({"step": 3, "wall_s": 6.0, "config": {"run_name": name, "data": "pack", "quality": q},
+                            "codec_sha256": codec.weights_sha256,
+                            "latent_sha256": codec.latent_sha256}, run / "last.pt")
+                torch.save({"g_s": codec.model.g_s.state_dict(), "step": 3}, run / "theta1.pt")
+        return {key: 0 for key in commands}
+
+    monkeypatch.setattr(burst, "run_parallel", fake_run)
+    rc = burst.main(["chain", "--data", "pack", "--out", str(out), "--workdir", str(work), "--log-dir",
+                     str(tmp_path / "logs"), "--init", "q3.safetensors", "--q3-minutes", "2", "--theta1-minutes", "1"])
+    assert rc == 0
+    codec_q3, codec_low, refits, arms = stages
+    assert list(codec_q3) == [3] and sorted(codec_low) == [1, 2] and sorted(refits) == ["1-refit", "2-refit", "3-refit"]
+    q3 = codec_q3[3]
+    assert q3[q3.index("--init-from") + 1] == "q3.safetensors" and q3[q3.index("--minutes") + 1] == "2.0"
+    assert "--channels-last" in q3 and codec_low[1][codec_low[1].index("--init-from") + 1] == str(
+        work / "codec-mbt2018-mean-q3" / "last.pt")  # q2 and q1 start from the new q3
+    assert sorted(arms) == ["1-A", "1-T", "2-A", "2-T", "3-A", "3-T"] and arms["2-T"][-2:] == ["--hf-tile", "32"]
+    assert arms["1-A"][arms["1-A"].index("--minutes") + 1] == "1.0" and "--min-scale" in arms["1-A"]
+    for q in (1, 2, 3):
+        assert load_file(str(out / f"codec-burst-q{q}.safetensors"))
+        assert {k.split("/")[0] for k in load_file(str(out / f"synthesis-burst-q{q}.safetensors"))} == {"refit", "A", "T"}
+        assert load_codec(q, directory=work / "weights").cfg.M == 12
+    # back on the CPU, a compact file is exported like a checkpoint (what ships after the chain)
+    entry = export_codec(out / "codec-burst-q2.safetensors", directory=tmp_path / "shipped")
+    assert entry["training"]["steps"] == 5 and load_codec(2, directory=tmp_path / "shipped").cfg.N == 8
+    latent = load_codec(2, directory=tmp_path / "shipped").latent_sha256
+    refit = export_refit_run(out / "synthesis-burst-q2.safetensors", directory=tmp_path / "shipped")
+    assert refit["latent_sha256"] == latent and refit["plain_refit"]["steps"] == 3  # ŷ unchanged by the refit
+    other = torch.load(work / "codec-mbt2018-mean-q1" / "last.pt", weights_only=True) | {"quality": 2}
+    torch.save(other, tmp_path / "other.pt")  # a q2 codec with other weights (q1's)
+    export_codec(tmp_path / "other.pt", directory=tmp_path / "other")
+    with pytest.raises(ValueError, match="another codec"):
+        export_refit_run(out / "synthesis-burst-q2.safetensors", directory=tmp_path / "other")
+    assert set(json.loads((out / "chain.json").read_text())["stages"]) == {"codec-q3", "codec-q2-q1", "synthesis"}
+    assert "DPEXPLORER_WEIGHTS" not in os.environ  # the chain's weights folder does not outlive the call
 
 
 def test_mixed_quantization_feeds_g_s_the_decoder_latent():
