@@ -203,7 +203,9 @@ def run_chain(data: str, out: str, *, budget: ChainBudget, init: str, workdir: s
               codec_flags: dict, synthesis_extra: list[str], log_dir: str) -> int:
     """Issue 32's GPU chain in one call: the codec at q3 from `init`, then q2 and q1 from that q3, each
     exported into a weights folder of the chain's own; then, on those codecs, each quality's plain-decoder
-    refit and θ₁ arms (`run_synthesis`). `out` gets `codec-burst-q{q}.safetensors` (compact: float16
+    refit and θ₁ arms (`run_synthesis`). The default arm T is what docs/synthesis.md left to try against the
+    smooth-area grain of issue 33: the per-tile hinge of the 2026-11-27 arm B (smooth, but it held back real
+    texture at weight 0.3) at half its weight. `out` gets `codec-burst-q{q}.safetensors` (compact: float16
     kernels) and `synthesis-burst-q{q}.safetensors` as each stage ends, so a call cut short still brings
     back what finished, and `chain.json` (each stage's exit code and seconds)."""
     from dpexplorer.training.export import export_codec
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
     for name, minutes in asdict(ChainBudget()).items():
         ch.add_argument(f"--{name}-minutes", dest=f"{name}_minutes", type=float, default=minutes)
     ch.add_argument("--arm", nargs=2, action="append", metavar=("NAME", "FLAGS"),
-                    help="a θ₁ arm (default: A, the shipped recipe, and T, its hinge per 32-px tile)")
+                    help="a θ₁ arm (default: A, the shipped recipe, and T, its HF hinge per 32-px tile at half weight)")
     ch.add_argument("--batch", type=int, default=24, help="the codec's crops per step")
     ch.add_argument("--crop", type=int, default=192)
     ch.add_argument("--out", default=os.environ.get("OUT", "results/burst"))
@@ -323,7 +325,7 @@ def main(argv=None) -> int:
                        extra=extra, run_name=args.run_name, fresh=args.fresh, log_dir=args.log_dir)
     elif args.cmd == "chain":
         budget = ChainBudget(**{name: getattr(args, f"{name}_minutes") for name in asdict(ChainBudget())})
-        arms = {name: flags.split() for name, flags in (args.arm or [("A", ""), ("T", "--hf-tile 32")])}
+        arms = {name: flags.split() for name, flags in (args.arm or [("A", ""), ("T", "--hf-tile 32 --w-hf 0.15")])}
         rc = run_chain(args.data, args.out, budget=budget, init=args.init, workdir=args.workdir, arms=arms,
                        codec_flags={"batch": args.batch, "crop": args.crop, "lr": 1e-4, "warmup": 300},
                        synthesis_extra=extra or ["--batch", "16", "--crop", "192", "--min-scale", "0.8"],

@@ -356,7 +356,7 @@ def test_the_gpu_chain_trains_q3_then_q2_q1_from_it_then_refits_and_theta1_on_th
     assert q3[q3.index("--init-from") + 1] == "q3.safetensors" and q3[q3.index("--minutes") + 1] == "2.0"
     assert "--channels-last" in q3 and codec_low[1][codec_low[1].index("--init-from") + 1] == str(
         work / "codec-mbt2018-mean-q3" / "last.pt")  # q2 and q1 start from the new q3
-    assert sorted(arms) == ["1-A", "1-T", "2-A", "2-T", "3-A", "3-T"] and arms["2-T"][-2:] == ["--hf-tile", "32"]
+    assert sorted(arms) == ["1-A", "1-T", "2-A", "2-T", "3-A", "3-T"] and arms["2-T"][-4:] == ["--hf-tile", "32", "--w-hf", "0.15"]
     assert arms["1-A"][arms["1-A"].index("--minutes") + 1] == "1.0" and "--min-scale" in arms["1-A"]
     for q in (1, 2, 3):
         assert load_file(str(out / f"codec-burst-q{q}.safetensors"))
