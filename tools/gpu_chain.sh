@@ -18,7 +18,6 @@ SHARED=${SHARED:-../shared}
 
 case "${1:-}" in
 stage)
-  grep -qx '/.burst/' .git/info/exclude 2>/dev/null || echo '/.burst/' >> .git/info/exclude
   mkdir -p .burst/whl .burst/site "$STASH"
   if ! ls .burst/whl/compressai-*-cp312-*.whl >/dev/null 2>&1; then
     python3 -m pip download -q --no-deps --no-binary=:all: -d /tmp/gpu-chain-sdist compressai==1.2.8

@@ -214,6 +214,7 @@ def run_chain(data: str, out: str, *, budget: ChainBudget, init: str, workdir: s
     out_dir.mkdir(parents=True, exist_ok=True)
     chain_weights = root / "weights"
     report, t0 = {"budget_minutes": asdict(budget), "stages": {}}, time.time()
+    print(f"chain: {budget.total:g} minutes of training planned", flush=True)
 
     def stage(name: str, rc: int) -> int:
         report["stages"][name] = {"rc": rc, "seconds": round(time.time() - t0)}
