@@ -67,14 +67,18 @@ def tiny_pixel_denoiser(prediction_type="sample", seed=0):
     return den
 
 
-def model_card_tool():
-    """tools/model_card.py (a script, not part of the package)."""
+def load_tool(name: str):
+    """tools/NAME.py (a script, not part of the package), as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("model_card", REPO / "tools" / "model_card.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def model_card_tool():
+    return load_tool("model_card")
 
 
 def short_y_string_dpx(weights_dir, photo) -> bytes:
