@@ -88,8 +88,8 @@ def round_around(y, means):
 
 
 class ContextArm(nn.Module):
-    """One arm. `passes(y, scales, means)` yields the coding passes in order: (selector, σ', μ') where
-    `selector` is a float mask (checkerboard) or a channel slice; ŷ of earlier passes feeds later ones."""
+    """One arm: `code(y, scales, means)` runs its coding passes in order, each with its own (σ′, μ′) and a
+    selector ("all", a checkerboard mask, or a channel slice); ŷ of earlier passes feeds later ones."""
 
     def __init__(self, kind: str, m: int):
         super().__init__()
