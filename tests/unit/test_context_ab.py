@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from dpexplorer.codec.codec import Codec
 from tests.helpers import load_tool
 
 PASSES = {"control": 1, "checkerboard": 2, "checkerboard-scales": 2, "channel": 4, "channel-control": 4}
@@ -17,20 +16,9 @@ def tool():
     return load_tool("context_ab")
 
 
-@pytest.fixture(scope="module")
-def codec():
-    return Codec.untrained(quality=2, channels=(16, 24), seed=0)
-
-
-@pytest.fixture(scope="module")
-def photo():
-    rng = np.random.default_rng(0)
-    smooth = np.linspace(0, 255, 96)[None, :, None] * np.ones((80, 1, 3))
-    return np.clip(smooth + rng.normal(0, 12, (80, 96, 3)), 0, 255).astype(np.uint8)
-
-
 @pytest.mark.parametrize("kind", ARMS)
-def test_step_zero_is_todays_coder(tool, codec, photo, kind):
+def test_step_zero_is_todays_coder(tool, tiny_codec, photo, kind):
+    codec = tiny_codec
     arm = tool.ContextArm(kind, codec.cfg.M).eval()
     today, mine = tool.code_image(codec, None, photo, check=False), tool.code_image(codec, arm, photo, check=True)
     assert mine["psnr"] == today["psnr"]  # the same ŷ
@@ -38,7 +26,8 @@ def test_step_zero_is_todays_coder(tool, codec, photo, kind):
 
 
 @pytest.mark.parametrize("kind", ARMS)
-def test_a_trained_arm_decodes_back_to_the_encoders_latent(tool, codec, photo, kind):
+def test_a_trained_arm_decodes_back_to_the_encoders_latent(tool, tiny_codec, photo, kind):
+    codec = tiny_codec
     torch.manual_seed(1)
     arm = tool.ContextArm(kind, codec.cfg.M)
     for module in arm.modules():  # as if trained: every last layer moved off zero
