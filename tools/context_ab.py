@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from compressai.layers import CheckerboardMaskedConv2d
 
 from dpexplorer.codec.codec import pad_to_multiple

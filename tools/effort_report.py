@@ -20,10 +20,8 @@ import numpy as np
 import torch
 
 from dpexplorer.codec import effort as effort_module
-from dpexplorer.codec.codec import thread_invariant
 from dpexplorer.hub.loading import get_codec
-from dpexplorer.io.bitstream import Bitstream
-from dpexplorer.io.images import list_images, load_image, to_tensor
+from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics.bd import bd_rate
 from dpexplorer.metrics.image import lpips, psnr
 
@@ -150,16 +148,7 @@ def main() -> None:
                 if (path.name, q, n) in done or (n and args.effort_qualities and q not in args.effort_qualities):
                     continue
                 t0 = time.perf_counter()
-                if args.lr or args.tau_start:  # tuning: the schedule under test, coded as Codec.encode codes
-                    y = codec.analyze(img)
-                    y, z = effort_module.refine_latents(codec.model, to_tensor(img), y, iterations=n,
-                                                        lmbda=codec.cfg.lmbda, schedule=schedule) if n else (y, None)
-                    with thread_invariant(), torch.inference_mode():
-                        z_shape, strings = codec.entropy_encode(y, z)
-                    data = Bitstream(codec.cfg.arch, q, codec.weights_id, *img.shape[:2], z_shape,
-                                     strings).to_bytes()
-                else:
-                    data = codec.encode(img, effort=n)
+                data = codec.encode(img, effort=n, schedule=schedule)  # tuning: the schedule under test
                 seconds = time.perf_counter() - t0
                 decoded = codec.decode(data).x_hat
                 row = {"image": path.name, "quality": q, "effort": n, "bytes": len(data),

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
-from dpexplorer.codec.effort import MAX_EFFORT_PIXELS, refine_latents
+from dpexplorer.codec.effort import MAX_EFFORT_PIXELS, EffortSchedule, refine_latents
 from dpexplorer.codec.config import DEFAULT_ARCH, PAD_MULTIPLE, CodecConfig, build_model, codec_config
 from dpexplorer.codec.hyperprior import hyper_analysis, scales_and_means
 from dpexplorer.codec.ransguard import guard
@@ -125,11 +125,11 @@ class Codec:
 
     # ---- coding -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode(self, image: ImageSource, *, effort: int = 0,
-               progress: Callable[[int, int], None] | None = None) -> bytes:
+    def encode(self, image: ImageSource, *, effort: int = 0, progress: Callable[[int, int], None] | None = None,
+               schedule: EffortSchedule = EffortSchedule()) -> bytes:
         """Image → `.dpx` bytes. `effort` > 0 refines the latents for that many iterations before coding
         them (`dpexplorer.codec.effort`: fewer bits at the same quality, slowly; same format, same decoders);
-        `progress(done, total)` follows its iterations."""
+        `progress(done, total)` follows its iterations; `schedule` is tuning's (tools/effort_report.py)."""
         img = load_image(image)
         h, w = img.shape[:2]
         if effort > 0 and h * w > MAX_EFFORT_PIXELS:  # said before any work starts
@@ -138,7 +138,7 @@ class Codec:
         y, z = self.analyze(img), None
         if effort > 0:
             y, z = refine_latents(self.model, to_tensor(img), y, iterations=effort, lmbda=self.cfg.lmbda,
-                                  progress=progress)
+                                  schedule=schedule, progress=progress)
         with thread_invariant():  # h_s here must match the decoder's to the bit (scale indexes, means)
             z_shape, strings = self.entropy_encode(y, z)  # entropy_encode frees y as it goes
         return Bitstream(self.cfg.arch, self.cfg.quality, self.weights_id, h, w, z_shape, strings).to_bytes()

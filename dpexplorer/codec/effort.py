@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from dpexplorer.codec.config import PAD_MULTIPLE
 from dpexplorer.codec.hyperprior import hyper_analysis, hyper_likelihoods, latent_likelihoods, scales_and_means
 
 # Refinement runs untiled (backward through g_s at full size): peak RSS 1.15 GB at 0.26 MP and 2.0 GB at
@@ -125,5 +126,5 @@ def estimate_seconds(model, height: int, width: int, iterations: int) -> float:
     on a small image the first time it is asked, then scaled by the padded pixel count)."""
     if iterations <= 0:
         return 0.0
-    padded = math.ceil(height / 64) * 64 * math.ceil(width / 64) * 64
+    padded = math.ceil(height / PAD_MULTIPLE) * PAD_MULTIPLE * math.ceil(width / PAD_MULTIPLE) * PAD_MULTIPLE
     return _seconds_per_megapixel_iteration(model) * padded / 1e6 * iterations
