@@ -1,6 +1,7 @@
-"""The sender's τ hint measured end to end, as a user runs it: `dpexplorer encode` (with the hint, the
-default) and `--no-hint`, then `decode --decoder D --tau 1` with and without `--ignore-hint`, per image
-and quality, against τ = 0. Prints one table per quality (issue bar: LPIPS change, photos better than
+"""The sender's τ hint and the receiver's grain guard measured end to end, as a user runs them:
+`dpexplorer encode` (with the hint, the default) and `--no-hint`, then `decode --decoder D --tau 1` as is
+(the hint), with `--ignore-hint` (the grain guard) and with `--ignore-hint --no-guard` (uniform τ), per
+image and quality, against τ = 0. Prints one table per quality (issue bar: LPIPS change, photos better than
 τ = 0, PSNR change, smooth-area grain median / worst, file size with the hint) and writes per-image rows
 as JSON lines (resumable).
 
@@ -36,10 +37,16 @@ def rows_for(path: Path, quality: int, decoders: list[str]) -> dict:
     row = {"image": path.name, "quality": quality, "bytes": len(hinted), "bytes_no_hint": len(plain),
            "hint_bytes": stream.bitstream.hint_bytes, "tau0": measure(img, stream.plain())}
     for key in decoders:
-        for use_hint in (True, False):
-            image = reconstruct_file(stream, 1.0, decoder=key, options=DecodeOptions(use_hint=use_hint))
-            row[f"{key}{'' if use_hint else ' raw'}"] = measure(img, image)
+        for way, options in WAYS.items():
+            row[f"{key}{way}"] = measure(img, reconstruct_file(stream, 1.0, decoder=key, options=options))
     return row
+
+
+# the row keys' suffixes (rows written before the guard have " raw" = uniform τ and no " uniform")
+WAYS = {"": DecodeOptions(), " raw": DecodeOptions(use_hint=False),
+        " uniform": DecodeOptions(use_hint=False, use_guard=False)}
+LABELS = {"": "hinted", " raw": "raw τ (--ignore-hint: the grain guard)",
+          " uniform": "uniform τ (--ignore-hint --no-guard)"}
 
 
 def table(rows: list[dict], decoders: list[str]) -> str:
@@ -50,12 +57,15 @@ def table(rows: list[dict], decoders: list[str]) -> str:
     lines.append(f"| codec decoder (τ = 0) | {base['psnr']:.2f} | {base['lpips']:.4f} | "
                  f"{np.median(grain0):.2f} / {max(grain0):.2f} | – |")
     for key in decoders:
-        for name in (key, f"{key} raw"):
+        for way in WAYS:
+            name = key + way
+            if not all(name in r for r in rows):
+                continue
             m = [r[name] for r in rows]
             p, lp = np.mean([x["psnr"] for x in m]), np.mean([x["lpips"] for x in m])
             grains = [x["grain"] for x in m]
             better = sum(x["lpips"] < r["tau0"]["lpips"] for x, r in zip(m, rows))
-            label = f"{key}, {'hinted' if name == key else 'raw τ (--ignore-hint)'}"
+            label = f"{key}, {LABELS[way]}"
             lines.append(f"| {label} | {p:.2f} ({p - base['psnr']:+.2f} dB) | {lp:.4f} "
                          f"({100 * (lp / base['lpips'] - 1):+.1f} %) | {np.median(grains):.2f} / {max(grains):.2f} | "
                          f"{better} / {len(rows)} |")

@@ -183,7 +183,7 @@ def _reconstruct(enc, family, tau, sampler, steps, seed, progress, request):
             f"{family.label}, τ=0.00 (= codec decoder)",
             None,
         )
-    fs = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed, hinted=session.hinted(enc)))
+    fs = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed, way=session.decode_way(enc)))
     grid = scrub.on_grid(tau)
     frame = fs.frames.get(grid) if grid is not None else None
     if frame is not None and os.path.isfile(frame.png):
@@ -231,7 +231,7 @@ def _table(enc: session.Encoded, rows: list[tuple[str, dict | None, int]]) -> st
 def _plot(enc: session.Encoded, family, sampler, steps, seed, live: dict):
     own = None
     if family is not None:
-        own = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed, hinted=session.hinted(enc))).curve()
+        own = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed, way=session.decode_way(enc))).curve()
     return dp_plot(
         load_curves(), live, quality=enc.quality, own_curve=own, family=family.key if family is not None else None
     )
@@ -307,7 +307,7 @@ def _frames_html(enc: session.Encoded | None, family, sampler, steps, seed) -> s
     script shows the nearest one while τ is dragged."""
     if enc is None or family is None:
         return ""
-    fs = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed, hinted=session.hinted(enc)))
+    fs = scrub.frame_set(enc, scrub.setting_key(family, sampler, steps, seed, way=session.decode_way(enc)))
     imgs = "".join(f'<img data-tau="{f.tau:g}" src="gradio_api/file={quote(f.png)}" alt="">' for f in fs.ready())
     return f'<div class="dp-frames" data-count="{len(fs.frames)}">{imgs}</div>'
 
@@ -343,7 +343,7 @@ def _sweep(enc, family, sampler, steps, seed, progress, request):
         write_png=lambda im: housekeeping.write_png(request, im),
         base_png=housekeeping.cached_png(enc, "codec", session.base_reconstruction(enc), request),
     )
-    key = scrub.setting_key(family, sampler, steps, seed, hinted=session.hinted(enc))
+    key = scrub.setting_key(family, sampler, steps, seed, way=session.decode_way(enc))
     scrub.frame_set(enc, key)  # the latest asked for, until another setting is rendered
     total = len(scrub.FRAME_TAUS)
     ready_s = None
@@ -485,14 +485,18 @@ def setting_note(family_key, sampler, steps, quality) -> str:
 
 def hint_view(state, request: gr.Request = None):
     """For a file that carries the sender's τ hint: the switch (on), the hint over the codec decoder's
-    image, and the hint as the τ brush's starting mask; hidden for a file without one."""
+    image, and the hint as the τ brush's starting mask; hidden for a file without one. The grain guard's
+    switch (on) wherever the codec has a guard."""
     enc = state.get("enc") if state else None
+    guard = gr.update(visible=enc is not None and session.has_guard(enc), value=True)
+    if enc is not None:
+        enc.use_guard = True
     if enc is None or enc.header.hint is None:
-        return gr.update(visible=False, value=True), gr.update(visible=False), None, gr.skip(), gr.skip()
+        return gr.update(visible=False, value=True), gr.update(visible=False), None, gr.skip(), gr.skip(), guard
     enc.use_hint = True
     hint = enc.stream.hint_map()
     mask = housekeeping.write_png(request, np.repeat(np.rint(hint * 255).astype(np.uint8)[..., None], 3, axis=2))
-    return gr.update(visible=True, value=True), gr.update(visible=True), hint_overlay(enc, request), mask, mask
+    return gr.update(visible=True, value=True), gr.update(visible=True), hint_overlay(enc, request), mask, mask, guard
 
 
 def hint_overlay(enc: session.Encoded, request) -> str:
@@ -510,6 +514,13 @@ def set_use_hint(state, use_hint) -> None:
     enc = state.get("enc") if state else None
     if enc is not None:
         enc.use_hint = bool(use_hint)
+
+
+def set_use_guard(state, use_guard) -> None:
+    """The switch: without a followed hint, weight τ by the receiver's grain guard, or decode uniform τ."""
+    enc = state.get("enc") if state else None
+    if enc is not None:
+        enc.use_guard = bool(use_guard)
 
 
 def editor_background(state, request: gr.Request = None):

@@ -152,6 +152,13 @@ def build_demo() -> gr.Blocks:
                             elem_id="use-hint",
                             visible=False,
                         )
+                        # without a hint (or with it switched off): the receiver's own grain guard, or uniform τ
+                        use_guard = gr.Checkbox(
+                            True,
+                            label="Grain guard (without a hint: keep smooth areas smooth)",
+                            elem_id="use-guard",
+                            visible=False,
+                        )
                         with gr.Accordion("Show the sender's τ hint", open=False, visible=False) as hint_box:
                             hint_image = _picture("Where the hint applies realism (tinted)", "hint-overlay", height=180)
                         original = _picture("Original", "original", height=180)
@@ -274,7 +281,7 @@ def build_demo() -> gr.Blocks:
         )
         gr.on([upload.change, quality.input], handlers.effort_note, [upload, quality], effort_note,
               api_visibility="private", show_progress="hidden")
-        hint_outputs = [use_hint, hint_box, hint_image, mask_file, mask_preview]
+        hint_outputs = [use_hint, hint_box, hint_image, mask_file, mask_preview, use_guard]
         # (every render gets an explicit api_name: an unnamed one would take "render" from the public one below)
         for event, render_name, frames_name in ((encoded, "render_encoded", "tau_frames"),
                                                 (encoded_smaller, "render_encoded_smaller", None)):
@@ -304,6 +311,11 @@ def build_demo() -> gr.Blocks:
         then_frames(
             use_hint.input(handlers.set_use_hint, [state, use_hint], None, api_visibility="private").then(
                 handlers.render, controls, outputs, api_name="render_hint_switch", api_visibility="private", **heavy
+            )
+        )
+        then_frames(
+            use_guard.input(handlers.set_use_guard, [state, use_guard], None, api_visibility="private").then(
+                handlers.render, controls, outputs, api_name="render_guard_switch", api_visibility="private", **heavy
             )
         )
         then_frames(

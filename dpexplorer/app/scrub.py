@@ -55,11 +55,11 @@ class FrameSet:
         return [{"tau": f.tau, "psnr": f.psnr, "lpips": f.lpips} for f in self.ready() if f.lpips is not None]
 
 
-def setting_key(family: type[TauDecoder], sampler: str, steps: int, seed: int, *, hinted: bool = False) -> tuple:
+def setting_key(family: type[TauDecoder], sampler: str, steps: int, seed: int, *, way: str | None = None) -> tuple:
     """What a frame depends on besides the bitstream: the family, sampler, steps and seed where it uses
-    them, and whether the sender's τ hint is followed."""
+    them, and what weights τ (`session.decode_way`: the sender's hint, the grain guard, or uniform)."""
     key = (family.key, offered_sampler(family, sampler), int(steps), int(seed)) if family.uses_sampler else (family.key,)
-    return (*key, "hint") if hinted else key
+    return (*key, way) if way else key
 
 
 def offered_sampler(family: type[TauDecoder], sampler: str) -> str:
@@ -130,7 +130,7 @@ def render_frames(enc: session.Encoded, family: type[TauDecoder], sampler: str, 
                   base_png: str | None = None) -> Iterator[tuple[str, int, int]]:
     """Render the missing frames of this setting, then measure them (PSNR, MS-SSIM, LPIPS: the τ curve); yields
     ("frames" or "curve", done, total) after each step: the frames are on screen before the curve."""
-    fs = frame_set(enc, setting_key(family, sampler, steps, seed, hinted=session.hinted(enc)))
+    fs = frame_set(enc, setting_key(family, sampler, steps, seed, way=session.decode_way(enc)))
     total = len(FRAME_TAUS)
     for tau in FRAME_TAUS:
         if tau not in fs.frames or not os.path.isfile(fs.frames[tau].png):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dpexplorer.decoders.base import DecodeOptions, TauDecoder
+from dpexplorer.decoders.grainguard import shipped_guard
 from dpexplorer.decoders.registry import FAMILIES, open_file, reconstruct_file
 from dpexplorer.decoders.schedulers import SAMPLERS
 from dpexplorer.decoders.stream import Stream
@@ -37,6 +38,7 @@ class Encoded:
     _pngs: dict = field(default_factory=dict, init=False, repr=False)  # name → PNG the app wrote once
     _live: dict = field(default_factory=dict, init=False, repr=False)  # the app's last plotted points
     use_hint: bool = field(default=True, init=False)  # decode through the sender's τ hint (when it has one)
+    use_guard: bool = field(default=True, init=False)  # without a hint: the receiver's grain guard weights τ
 
     def __post_init__(self):
         self.stream = open_file(self.data)  # checks the header, the weights and the checksum
@@ -98,13 +100,31 @@ def families_for(quality: int) -> list[type[TauDecoder]]:
 
 def reconstruct(enc: Encoded, key: str, tau: float, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
     """The `key` family's decode of this bitstream at τ (or `options.tau_map`), through the sender's τ
-    hint unless the user switched it off (`enc.use_hint`)."""
-    return reconstruct_file(enc.stream, tau, decoder=key, options=replace(options, use_hint=enc.use_hint))
+    hint unless the user switched it off (`enc.use_hint`), else through the grain guard unless switched off
+    (`enc.use_guard`)."""
+    return reconstruct_file(enc.stream, tau, decoder=key,
+                            options=replace(options, use_hint=enc.use_hint, use_guard=enc.use_guard))
 
 
 def hinted(enc: Encoded) -> bool:
     """Whether decodes of this bitstream follow a τ hint now (the file has one and it is switched on)."""
     return enc.header.hint is not None and enc.use_hint
+
+
+def has_guard(enc: Encoded) -> bool:
+    """Whether a grain guard is shipped for the codec that made this bitstream."""
+    return shipped_guard(enc.stream.codec) is not None
+
+
+def guarded(enc: Encoded) -> bool:
+    """Whether decodes of this bitstream go through the receiver's grain guard now (no hint followed, the
+    switch on, and a guard shipped for this codec)."""
+    return not hinted(enc) and enc.use_guard and has_guard(enc)
+
+
+def decode_way(enc: Encoded) -> str | None:
+    """What weights τ in this bitstream's decodes now: "hint", "guard", or None (uniform τ)."""
+    return "hint" if hinted(enc) else "guard" if guarded(enc) else None
 
 
 def base_reconstruction(enc: Encoded) -> np.ndarray:

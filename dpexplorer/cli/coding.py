@@ -130,7 +130,8 @@ def decode_options(args, *, tau_map=None, progress=None):
     from dpexplorer.decoders.base import DecodeOptions
 
     return DecodeOptions(sampler=args.sampler, steps=args.steps, seed=args.seed, noise_scale=args.noise_scale,
-                         tau_map=tau_map, progress=progress, use_hint=not args.ignore_hint)
+                         tau_map=tau_map, progress=progress, use_hint=not args.ignore_hint,
+                         use_guard=not args.no_guard)
 
 
 def decoder_options(sp):
@@ -144,7 +145,9 @@ def decoder_options(sp):
                     help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism); "
                          "for a file with the sender's τ hint, 1 = the decode it recommends (τ applies where it says)")
     sp.add_argument("--ignore-hint", action="store_true",
-                    help="decode raw τ everywhere, as if the file carried no τ hint")
+                    help="decode raw τ, as if the file carried no τ hint (the receiver's grain guard then weights τ)")
+    sp.add_argument("--no-guard", action="store_true",
+                    help="without a hint, decode uniform τ: no grain guard (θ₁'s texture everywhere, smooth areas too)")
     sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
     sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")

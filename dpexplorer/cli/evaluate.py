@@ -33,7 +33,8 @@ def cmd_eval(args) -> int:
     run_eval(EvalSettings(data=args.data, out_dir=args.out, qualities=args.qualities, decoders=decoders,
                           samplers=args.samplers, steps=args.steps, taus=args.taus, seed=args.seed,
                           extra=not args.no_extra, limit=args.limit, assets=args.assets,
-                          step_settings=step_settings, slow_limit=args.slow_limit, hint=not args.no_hint))
+                          step_settings=step_settings, slow_limit=args.slow_limit, hint=not args.no_hint,
+                          guard=not args.no_guard))
     return EXIT_OK
 
 
@@ -73,6 +74,8 @@ def eval_options(sp, default_out):
     sp.add_argument("--no-hint", action="store_true",
                     help="skip the decodes of the file with the sender's τ hint (each family's first setting, "
                          "hinted rows); raw τ is always measured")
+    sp.add_argument("--no-guard", action="store_true",
+                    help="raw τ uniform, without the receiver's grain guard (rows without \"guarded\")")
     sp.add_argument("--assets", default=None, help="also write the app's curves file here "
                     "(assets/kodak_curves.json)")
     sp.set_defaults(func=cmd_eval)

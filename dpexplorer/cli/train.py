@@ -1,4 +1,4 @@
-"""`dpexplorer train codec | latent | pixel | export`: the trainings, and a checkpoint → weights/."""
+"""`dpexplorer train codec | latent | pixel | guard | export`: the trainings, and a checkpoint → weights/."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def cmd_train_pixel(args) -> int:
 
     for cfg in configs_from_args(args, PixelTrainConfig):
         print(train_pixel(cfg))
+    return EXIT_OK
+
+
+def cmd_train_guard(args) -> int:
+    from dpexplorer.training.common import configs_from_args
+    from dpexplorer.training.guard import GuardTrainConfig, export_guard, train_guard
+
+    for cfg in configs_from_args(args, GuardTrainConfig):
+        net, record = train_guard(cfg)
+        print(json.dumps(record["held_out"], indent=2))
+        if not args.no_export:
+            print(json.dumps({k: v for k, v in export_guard(net, record).items() if k != "training"}, indent=2))
     return EXIT_OK
 
 
@@ -92,6 +104,12 @@ def add_parsers(sub) -> None:
 
     add_config_arguments(tp, PixelTrainConfig)
     tp.set_defaults(func=cmd_train_pixel)
+    tg = tsub.add_parser("guard", help="the receiver's grain guard for a shipped quality (codec and θ₁ frozen)")
+    from dpexplorer.training.guard import GuardTrainConfig
+
+    add_config_arguments(tg, GuardTrainConfig)
+    tg.add_argument("--no-export", action="store_true", help="train and report, leave weights/ alone")
+    tg.set_defaults(func=cmd_train_guard)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
     tx.add_argument("--kind", choices=["codec", "pixel", "refit", "synthesis"], default="codec",

@@ -40,6 +40,7 @@ class DecodeOptions:
     noise_scale: float | None = None  # None: the weights' own default (pixel decoder)
     tau_map: np.ndarray | None = field(default=None, compare=False)  # H×W in [0, 1]: τ per pixel, τ ignored
     use_hint: bool = True  # a file's τ hint makes τ = 1 the sender's recommended decode; False: raw τ
+    use_guard: bool = True  # without a hint, the receiver's grain guard weights τ; False: uniform τ
     progress: Callable[[int, int], None] | None = field(default=None, compare=False)  # (step, steps)
 
 
@@ -49,15 +50,25 @@ DEFAULT_OPTIONS = DecodeOptions()
 def resolve_tau(stream: Stream, tau: float, options: DecodeOptions) -> tuple[float, np.ndarray | None]:
     """τ checked, and the τ map (checked against the image size) that replaces it, or None.
 
-    The one hint rule: a file that carries the sender's τ hint is decoded through the τ-map path with
-    the map τ·h (h: the hint's map, `Stream.hint_map`), so the slider runs from the codec decoder (0) to
-    the sender's recommended decode (1), for every family; `use_hint=False` or a τ map of one's own (the
-    brush) decodes raw τ."""
+    The one rule, for every family: a file that carries the sender's τ hint is decoded through the τ-map
+    path with the map τ·h (h: the hint's map, `Stream.hint_map`), so the slider runs from the codec
+    decoder (0) to the sender's recommended decode (1). Without a hint (or with `use_hint=False`) the
+    receiver's grain guard takes its place where its quality has one (τ·g, g: `grainguard.stream_guard_map`,
+    which keeps smooth areas smooth); `use_guard=False` too, or a τ map of one's own (the brush), decodes
+    uniform τ."""
     if options.tau_map is not None:
         return 1.0, check_tau_map(options.tau_map, stream.height, stream.width)
     tau = check_tau(tau)
+    if tau == 0.0:
+        return tau, None
     if options.use_hint and stream.hint_map() is not None:
         return 1.0, np.float32(tau) * stream.hint_map()
+    if options.use_guard:
+        from dpexplorer.decoders.grainguard import stream_guard_map
+
+        guard = stream_guard_map(stream)
+        if guard is not None:
+            return 1.0, np.float32(tau) * guard
     return tau, None
 
 
@@ -170,6 +181,9 @@ _loaded_lock = threading.RLock()  # re-entrant: a family loads the synthesis it 
 
 def unload_all() -> None:
     """Forget every loaded module (tests that swap weights/ between loads)."""
+    from dpexplorer.decoders import grainguard
+
     with _loaded_lock:
         _loaded.clear()
+    grainguard.unload()
 

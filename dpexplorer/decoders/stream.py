@@ -31,6 +31,8 @@ class Stream:
         self._y_hat: torch.Tensor | None = None
         self._plain: np.ndarray | None = None
         self._hint_map: np.ndarray | None = None
+        self._memo: dict[str, object] = {}
+        self._memo_lock = threading.Lock()
 
     @property
     def height(self) -> int:
@@ -55,6 +57,13 @@ class Stream:
 
                 self._hint_map = hint_tau_map(self.bitstream.hint, self.height, self.width)
             return self._hint_map
+
+    def memo(self, key: str, compute):
+        """`compute()` once per stream (e.g. the grain guard's map); concurrent callers wait for the first."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
 
     @property
     def y_hat(self) -> torch.Tensor:

@@ -98,6 +98,10 @@ class SynthesisDecoder(TauDecoder):
     def _decode(self, stream: Stream, tau: float, options: DecodeOptions) -> np.ndarray:
         if tau != 1.0:
             return stream.synthesize(g_s=self.synthesis.at(tau))
+        return self.full(stream)
+
+    def full(self, stream: Stream) -> np.ndarray:
+        """θ₁'s image x̂₁ of a stream (cached: the τ maps, the grain guard and τ = 1 share it)."""
         with self._lock:
             cached = self._full.get(stream.sha256)
         if cached is None:

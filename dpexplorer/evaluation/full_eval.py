@@ -2,10 +2,11 @@
 
 For each shipped quality and each image: the .dpx (real bytes), the plain decoder, the τ sweep of every
 τ decoder family in `dpexplorer.decoders.registry.FAMILIES` that has weights for it (per sampler setting
-for the families that sample) on the file without the sender's τ hint (raw τ), the same sweep of each
+for the families that sample) on the file without the sender's τ hint (raw τ, through the receiver's grain
+guard where the quality has one, uniform with `guard=False`), the same sweep of each
 family's default setting on the file with the hint (what `dpexplorer encode` writes by default: its bpp
 counts the hint's bytes), and JPEG/WebP at the matched rate. Each (image,
-quality, decoder, sampler, steps, τ, seed, hint) cell is appended to `cells.jsonl` as soon as it is
+quality, decoder, sampler, steps, τ, seed, hint, guard) cell is appended to `cells.jsonl` as soon as it is
 measured, so an interrupted run resumes where it stopped. Then means, CSV, figures, and — with
 `--assets` — the `assets/kodak_curves.json` the app plots.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dpexplorer.decoders.base import DecodeOptions
+from dpexplorer.decoders.grainguard import shipped_guard
 from dpexplorer.decoders.registry import FAMILIES
 from dpexplorer.decoders.stream import open_stream
 from dpexplorer.evaluation import baselines
@@ -35,7 +37,7 @@ from dpexplorer.metrics.bd import bd_rate
 
 CURVES_SCHEMA = 1
 # "codec" / "model": the weights' SHA-256 prefixes, so a cell measured with other weights is never reused.
-CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed", "hint")
+CELL_KEY = ("image", "quality", "codec", "decoder", "model", "sampler", "steps", "tau", "seed", "hint", "guard")
 QUALITY_KEYS = ("bpp", "psnr", "ms_ssim", "lpips", "hf_ratio", "grain", "flip", "ssimulacra2", "nlpd", "ms_gmsd")
 
 
@@ -61,6 +63,9 @@ class EvalSettings:
     fast_steps: int = 20
     # also decode the file with the sender's τ hint (each family's first setting): "hinted" cells
     hint: bool = True
+    # raw decodes (the file without a hint) follow the receiver's grain guard where the quality has one
+    # ("guarded" cells); False: uniform τ, as before the guard
+    guard: bool = True
 
     def sampler_settings(self, key: str) -> list[tuple[str | None, int | None]]:
         """(sampler, steps) pairs a family is evaluated at; (None, None) for a deterministic one."""
@@ -75,8 +80,8 @@ class EvalSettings:
 
 
 def _key(cell: dict) -> tuple:
-    # cells written before the hint existed have no "hint": they decoded the file without one
-    return tuple(bool(cell.get(k)) if k == "hint" else cell.get(k) for k in CELL_KEY)
+    # cells written before the hint (the guard) existed have no "hint" ("guard"): they decoded without one
+    return tuple(bool(cell.get(k)) if k in ("hint", "guard") else cell.get(k) for k in CELL_KEY)
 
 
 def _measure(ref: np.ndarray, test: np.ndarray, extra: bool) -> dict:
@@ -213,14 +218,14 @@ def _modules(q: int, s: EvalSettings) -> dict:
 
 def setting_label(cell: dict) -> str | None:
     """A τ decoder's sampler setting: the sampler, with its steps where the family is evaluated at several
-    step counts ("ddim:10"), and "hinted" for decodes of the file with the sender's τ hint; None for a
-    deterministic family's raw decodes."""
-    hinted = "hinted" if cell.get("hint") else None
+    step counts ("ddim:10"), "hinted" for decodes of the file with the sender's τ hint and "guarded" for
+    raw decodes through the receiver's grain guard; None for a deterministic family's uniform-τ decodes."""
+    way = "hinted" if cell.get("hint") else "guarded" if cell.get("guard") else None
     if cell["sampler"] is None:
-        return hinted
+        return way
     own_steps = EvalSettings.__dataclass_fields__["step_settings"].default_factory()
     sampler = f"{cell['sampler']}:{cell['steps']}" if cell["decoder"] in own_steps else cell["sampler"]
-    return " ".join(filter(None, [sampler, hinted]))
+    return " ".join(filter(None, [sampler, way]))
 
 
 def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s: EvalSettings,
@@ -228,7 +233,8 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
     q = codec.cfg.quality
     # JPEG/WebP cells are keyed by the codec too: their rate is matched to its bitstream.
     base_key = dict(image=path.name, quality=q, codec=_short(codec.weights_sha256), seed=s.seed, model=None,
-                    hint=False)
+                    hint=False, guard=False)
+    guarded = s.guard and shipped_guard(codec) is not None
     plain_key = dict(base_key, decoder="plain", sampler=None, steps=None, tau=None)
     wanted = []
     if "plain" in s.decoders or "jpeg" in s.decoders or "webp" in s.decoders:
@@ -238,7 +244,7 @@ def _eval_image(path: Path, codec, modules: dict, *, slow: bool, models: dict, s
         for smp, steps in settings:
             if slow or steps is None or steps <= s.fast_steps:
                 wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp,
-                                steps=steps, tau=t) for t in s.taus]
+                                steps=steps, tau=t, guard=guarded) for t in s.taus]
         if s.hint and settings:  # the default file, its hint followed, at the first setting
             smp, steps = settings[0]
             wanted += [dict(base_key, decoder=key, model=models[f"{key}-q{q}"], sampler=smp, steps=steps, tau=t,
@@ -306,9 +312,10 @@ def _bitstream(path: Path, encode) -> bytes:
 
 
 def _options(cell: dict) -> DecodeOptions:
+    guard = bool(cell.get("guard"))
     if cell["sampler"] is None:
-        return DecodeOptions()
-    return DecodeOptions(sampler=cell["sampler"], steps=cell["steps"], seed=cell["seed"])
+        return DecodeOptions(use_guard=guard)
+    return DecodeOptions(sampler=cell["sampler"], steps=cell["steps"], seed=cell["seed"], use_guard=guard)
 
 
 def tau_crops_figure(path: Path, codec, modules: dict, s: EvalSettings, *, dest: Path, size: int = 128) -> None:
@@ -353,13 +360,17 @@ def _mean(values):
 def summarize(cells: list[dict], settings: EvalSettings, provenance: dict, n_images: int) -> dict:
     groups = defaultdict(list)
     for c in cells:
-        groups[(c["quality"], c["decoder"], c["sampler"], c["steps"], c["tau"], bool(c.get("hint")))].append(c)
+        groups[(c["quality"], c["decoder"], c["sampler"], c["steps"], c["tau"], bool(c.get("hint")),
+                bool(c.get("guard")))].append(c)
     means = []
-    for (q, dec, smp, steps, tau, hint), rows in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+    for (q, dec, smp, steps, tau, hint, guard), rows in sorted(groups.items(),
+                                                              key=lambda kv: tuple(str(x) for x in kv[0])):
         entry = {"quality": q, "decoder": dec, "sampler": smp, "steps": steps, "tau": tau, "n": len(rows)}
         entry.update({k: _mean([r.get(k) for r in rows]) for k in QUALITY_KEYS})
         if hint:
             entry.update(hint=True, hint_bytes=_mean([r.get("hint_bytes") for r in rows]))
+        if guard:
+            entry["guard"] = True
         means.append(entry)
     result = {
         "generated_by": "dpexplorer eval", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -447,9 +458,12 @@ def curve_series(result: dict) -> list[dict]:
     for q in sorted({m["quality"] for m in means}):
         for key, cls in FAMILIES.items():
             ours = [m for m in means if m["decoder"] == key and m["quality"] == q and not m.get("hint")]
+            if any(m.get("guard") for m in ours):  # the raw sweep users get: through the guard where measured
+                ours = [m for m in ours if m.get("guard")]
             for smp, steps in sorted({(m["sampler"], m["steps"]) for m in ours}, key=str):
                 pts = sorted((m for m in ours if (m["sampler"], m["steps"]) == (smp, steps)), key=lambda m: m["tau"])
                 setting = f" ({smp}, {steps} steps, {pts[0]['n']} images)" if smp else ""
+                setting += " guarded" if pts[0].get("guard") else ""
                 series.append({"label": f"q{q} {key} τ sweep{setting}", "kind": key, "quality": q, "sampler": smp,
                                "steps": steps, "style": f"{cls.marker}-", "points": [_point(m) for m in pts]})
     for fmt, style in (("jpeg", "v--"), ("webp", "^--")):
@@ -540,7 +554,7 @@ def plot_all(result: dict, out: Path, series: list[dict] | None = None) -> None:
                  and (m["steps"] or 0) <= EvalSettings.fast_steps]
         for m in taus1:
             name = " ".join(filter(None, [m["decoder"], "τ=1", m["sampler"] and f"({m['sampler']})",
-                                          m.get("hint") and "hinted"]))
+                                          m.get("hint") and "hinted", m.get("guard") and "guarded"]))
             for ax, key in zip(axes[:2], ("psnr", "lpips")):
                 ax.plot([m["bpp"]], [m[key]], "*", markersize=9, label=f"q{q} {name}")
     axes[0].plot(ref["bpp"][:5], ref["psnr"][:5], "s:", color="gray", label="CompressAI mbt2018-mean (published)")

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from dpexplorer.decoders.texture import patch_energies  # noqa: F401  (the decoders' grain guard reads it too)
 from dpexplorer.io.images import to_tensor
 
 _lock = threading.Lock()
@@ -139,22 +140,6 @@ def hf_gap_closed(hf: float, hf_base: float) -> float:
 # Energies below that of 8-bit rounding noise (uniform, 1/12 level²) measure nothing a decode could show;
 # adding a tenth of a level² keeps the ratio of two near-flat patches near 1 instead of 0/0.
 GRAIN_EPS = 0.1
-_LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def patch_energies(img: np.ndarray, *, patch: int = 16, sigma: float = 1.5) -> np.ndarray:
-    """High-pass luma energy per patch: luma (0..255, BT.601) minus its Gaussian blur (σ px, reflected
-    edges), squared, averaged over each patch×patch block (the last row and column of patches may be
-    partial). A ⌈H/patch⌉×⌈W/patch⌉ float64 grid."""
-    from scipy.ndimage import gaussian_filter
-
-    y = img.astype(np.float64) @ _LUMA
-    high = y - gaussian_filter(y, sigma, mode="reflect")
-    h, w = y.shape
-    rows, cols = np.arange(0, h, patch), np.arange(0, w, patch)
-    sums = np.add.reduceat(np.add.reduceat(high * high, rows, axis=0), cols, axis=1)
-    counts = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w)))
-    return sums / counts
 
 
 def grain_ratio(e_ref: np.ndarray, e_test: np.ndarray, share: float) -> float:

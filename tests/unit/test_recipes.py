@@ -9,13 +9,14 @@ import pytest
 from helpers import REPO, model_card_tool
 from dpexplorer.cli import build_parser
 from dpexplorer.training.codec import CodecTrainConfig
+from dpexplorer.training.guard import GuardTrainConfig
 from dpexplorer.training.common import add_config_arguments, configs_from_args, load_recipe, recipe_configs
 from dpexplorer.training.latent import LatentTrainConfig
 from dpexplorer.training.pixel import PixelTrainConfig
 from dpexplorer.training.synthesis import SynthesisTrainConfig
 
 CONFIGS = {"codec": CodecTrainConfig, "latent": LatentTrainConfig, "synthesis": SynthesisTrainConfig,
-           "pixel": PixelTrainConfig}
+           "pixel": PixelTrainConfig, "guard": GuardTrainConfig}
 
 
 def _parse(config_cls, argv):
@@ -122,6 +123,9 @@ def test_every_shipped_model_points_to_its_recipe():
             assert last.width == entry["config"]["width"] and last.blocks == entry["config"]["blocks"]
             assert last.strength == entry["config"].get("strength", 1.0)
             assert last.through_synthesis == ("synthesis_sha256" in entry)
+        if entry["kind"] == "guard":
+            assert {k: getattr(last, k) for k in training["config"] if k != "out"} == {
+                k: v for k, v in training["config"].items() if k != "out"}
         if entry["kind"] in ("synthesis", "pixel"):
             assert last.steps == training["steps"]
             assert {k: getattr(last, k) for k in training["config"] if k != "arch"} == {

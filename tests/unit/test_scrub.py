@@ -81,7 +81,7 @@ def test_a_sweep_renders_every_frame_then_its_curve(family, tiny_weights_dir, mo
                                       write_png=lambda im: str(save_png(im, tmp_path / f"{next(names)}.png"))))
     phases = [e[0] for e in events]
     assert phases == ["frames"] * 11 + ["curve"] * 11  # every frame is on screen before the curve
-    fs = scrub.frame_set(enc, scrub.setting_key(family, "ddim", 2, 0, hinted=session.hinted(enc)))
+    fs = scrub.frame_set(enc, scrub.setting_key(family, "ddim", 2, 0, way=session.decode_way(enc)))
     assert np.array_equal(session.reconstruct(enc, family.key, 0.0), session.base_reconstruction(enc))
     one = fs.frames[1.0]
     assert np.array_equal(load_image(one.png), session.reconstruct(enc, family.key, 1.0, scrub.sampling_options(family, "ddim", 2, 0)))

@@ -1,0 +1,63 @@
+"""The receiver's grain guard: its pieces, and the one τ rule that places it after the sender's hint."""
+
+import numpy as np
+import pytest
+import torch
+
+from dpexplorer.decoders import grainguard
+from dpexplorer.decoders.base import DecodeOptions, resolve_tau
+from dpexplorer.decoders.texture import patch_energies
+from dpexplorer.training.guard import patch_energies_torch, upsample_torch
+
+
+def test_the_trainings_differentiable_copies_match_what_decoding_and_the_metric_compute():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    t = torch.from_numpy(img).float().permute(2, 0, 1)[None]
+    assert np.allclose(patch_energies_torch(t)[0, 0].numpy(), patch_energies(img), rtol=1e-4, atol=1e-3)
+    weights = rng.random((3, 4))
+    torch_map = upsample_torch(torch.from_numpy(weights).float()[None, None], 40, 60)[0, 0].numpy()
+    assert np.allclose(torch_map, grainguard.upsample_map(weights, 40, 60), atol=1e-5)
+
+
+def test_features_cover_an_image_of_odd_size():
+    symbols, log_scales = torch.zeros(4, 4, 5), torch.zeros(4, 4, 5)  # a padded latent grid
+    plain = np.full((50, 70, 3), 128, np.uint8)
+    features = grainguard.guard_features(symbols, log_scales, plain, plain)
+    assert features.shape == (1, 2 * 4 + 3, 4, 5)  # ⌈50/16⌉ × ⌈70/16⌉ patches
+
+
+def test_an_open_guard_starts_from_uniform_tau_and_its_map_stays_in_range():
+    net = grainguard.GuardNet.open(channels=4)
+    m = net(torch.randn(1, 11, 3, 3))
+    assert torch.allclose(m, torch.full_like(m, float(torch.sigmoid(torch.tensor(3.0)))))
+    g = grainguard.upsample_map(np.array([[0.0, 1.0], [1.0, 0.0]]), 30, 25)
+    assert g.shape == (30, 25) and g.dtype == np.float32 and 0 <= g.min() < g.max() <= 1
+
+
+class _Stream:
+    height, width = 8, 10
+
+    def __init__(self, hint=None):
+        self._hint = hint
+
+    def hint_map(self):
+        return self._hint
+
+
+def test_the_rule_hint_first_then_the_guard_then_uniform(monkeypatch):
+    guard = np.full((8, 10), 0.5, np.float32)
+    asked = []
+    monkeypatch.setattr(grainguard, "stream_guard_map", lambda stream: asked.append(1) or guard)
+    tau, m = resolve_tau(_Stream(), 0.8, DecodeOptions())
+    assert tau == 1.0 and np.allclose(m, 0.4)
+    assert resolve_tau(_Stream(), 0.8, DecodeOptions(use_guard=False)) == (0.8, None)
+    hint = np.ones((8, 10), np.float32)
+    tau, m = resolve_tau(_Stream(hint), 0.5, DecodeOptions())
+    assert np.allclose(m, 0.5)  # the sender's hint, not the guard
+    tau, m = resolve_tau(_Stream(hint), 0.5, DecodeOptions(use_hint=False))
+    assert np.allclose(m, 0.25)  # hint switched off: the guard
+    asked.clear()
+    assert resolve_tau(_Stream(), 0.0, DecodeOptions()) == (0.0, None) and not asked  # τ = 0 needs no guard
+    monkeypatch.setattr(grainguard, "stream_guard_map", lambda stream: None)  # no guard for this codec
+    assert resolve_tau(_Stream(), 0.8, DecodeOptions()) == (0.8, None)
