@@ -6,13 +6,14 @@ fixes that with the original at hand; a file without a hint (`--no-hint`, `--ign
 τ. The guard is the receiver's own estimate from what it has: per latent position (a 16-px patch), a
 small network reads the entropy model's view of the patch — the coded symbols |round(y − μ)| and the
 hyperprior's log scales, which say how much the sender spent there and how uncertain the model was —
-and the high-pass energies of x̂₀, x̂₁ and x̂₁ − x̂₀ (`metrics.image.patch_energies`), and gives a weight
+and the high-pass energies of x̂₀, x̂₁ and x̂₁ − x̂₀ (`decoders.texture.patch_energies`), and gives a weight
 m ∈ (0, 1). The map, upsampled and smoothed (Gaussian, `SIGMA` px), multiplies τ in the τ-map path
 (`decoders.base.resolve_tau`), as the hint's map does: x̂ = x̂₀ + τ·m·(x̂₁ − x̂₀) for the synthesis, the
 family's own τ = 1 decode in place of x̂₁ for the others.
 
 It was trained on train_photos only (`dpexplorer.training.guard`): LPIPS of the blended image plus a hinge
-on the high-pass energy above 1.2× the original's over the original's smoother half of patches.
+on the high-pass energy above 1.2× the original's over the original's smoother half of patches, then a
+logit offset chosen on held-out training photos (docs/grain-guard.md).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from dpexplorer.codec.hyperprior import scales_and_means
-from dpexplorer.errors import WeightsError
 from dpexplorer.decoders.texture import patch_energies
+from dpexplorer.errors import WeightsError
 
 PATCH = 16  # px per latent position (the codec's stride), and the energies' patch
-SIGMA = 8.0  # px, the smoothing of the upsampled map (as the hint's, so no seams at patch edges)
+SIGMA = 8.0  # px, the smoothing of the upsampled map (no seams at patch edges; half the hint's 16)
 SYMBOL_CLAMP = 4.0  # |symbol| above this says nothing more about texture
 MIN_SCALE = 0.11  # the entropy model's lower bound on σ (CompressAI's GaussianConditional)
 ENERGY_EPS = 0.1  # level², as GRAIN_EPS: the log of a flat patch's energy stays finite
