@@ -1,7 +1,7 @@
 """Training of the receiver's grain guard (`dpexplorer.decoders.grainguard`) for one shipped quality.
 
 The codec, its plain decoder and θ₁ are frozen: each training photo is encoded once with the shipped
-codec (no hint) and decoded to x̂₀ and x̂₁, and only the guard's ~20 k weights learn, on whole photos:
+codec (no hint) and decoded to x̂₀ and x̂₁, and only the guard's ~22 k weights learn, on whole photos:
 
     loss = LPIPS(x̂₀ + m·(x̂₁ − x̂₀), x) + w_grain · mean over the original's smoother half of patches of
            relu(log((E(x̂) + ε) / (E(x) + ε)) − log grain_cap)
