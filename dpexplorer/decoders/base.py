@@ -21,6 +21,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from dpexplorer.codec.codec import Codec
+from dpexplorer.decoders import grainguard
 from dpexplorer.decoders.stream import Stream, open_stream
 from dpexplorer.decoders.tau import check_tau
 from dpexplorer.decoders.taumap import blend, check_tau_map
@@ -64,9 +65,7 @@ def resolve_tau(stream: Stream, tau: float, options: DecodeOptions) -> tuple[flo
     if options.use_hint and stream.hint_map() is not None:
         return 1.0, np.float32(tau) * stream.hint_map()
     if options.use_guard:
-        from dpexplorer.decoders.grainguard import stream_guard_map
-
-        guard = stream_guard_map(stream)
+        guard = grainguard.stream_guard_map(stream)
         if guard is not None:
             return 1.0, np.float32(tau) * guard
     return tau, None
@@ -181,8 +180,6 @@ _loaded_lock = threading.RLock()  # re-entrant: a family loads the synthesis it 
 
 def unload_all() -> None:
     """Forget every loaded module (tests that swap weights/ between loads)."""
-    from dpexplorer.decoders import grainguard
-
     with _loaded_lock:
         _loaded.clear()
     grainguard.unload()

@@ -95,6 +95,11 @@ def _tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).float().permute(2, 0, 1)[None]
 
 
+def _pixels(t: torch.Tensor) -> np.ndarray:
+    """A 1×3×H×W float image as the 8-bit pixels that are shown and measured."""
+    return np.clip(np.rint(t[0].permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
+
+
 def photo_order(folder: str, count: int, seed: int) -> list[Path]:
     from dpexplorer.io.images import list_images
 
@@ -162,8 +167,7 @@ def calibrate(net: GuardNet, photos: list[_Photo], cfg: GuardTrainConfig) -> lis
         measured = []
         with torch.no_grad():
             for p in photos:
-                img = p.original[0].permute(1, 2, 0).numpy().astype(np.uint8)
-                shown = np.clip(np.rint(_blend(net, p)[0][0].permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
+                img, shown = _pixels(p.original), _pixels(_blend(net, p)[0])
                 measured.append((lpips(img, shown), smooth_area_grain(img, shown)))
         m = np.asarray(measured)
         rows.append({"offset": offset, "lpips": float(m[:, 0].mean()), "grain_median": float(np.median(m[:, 1])),
@@ -179,11 +183,9 @@ def held_out_report(net: GuardNet, photos: list[_Photo]) -> dict:
     rows = {"tau0": [], "tau1": [], "guarded": []}
     with torch.no_grad():
         for p in photos:
-            out, _ = _blend(net, p)
-            img = p.original[0].permute(1, 2, 0).numpy().astype(np.uint8)
-            images = {"tau0": p.plain, "tau1": p.full, "guarded": out}
-            for k, t in images.items():
-                shown = np.clip(np.rint(t[0].permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
+            img = _pixels(p.original)
+            for k, t in {"tau0": p.plain, "tau1": p.full, "guarded": _blend(net, p)[0]}.items():
+                shown = _pixels(t)
                 rows[k].append((psnr(img, shown), lpips(img, shown), smooth_area_grain(img, shown)))
     report = {}
     for k, v in rows.items():
