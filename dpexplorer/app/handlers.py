@@ -466,13 +466,15 @@ def update_families(quality):
 
 def sampler_controls(family_key, sampler=None):
     """Sampler, steps and seed apply only to families that sample; the sampler list is the family's own
-    (the pixel decoder withholds DDPM), keeping the current choice where the family offers it."""
+    (the pixel decoder withholds DDPM), keeping the current choice where the family offers it; the steps
+    start from the family's own default (the pixel decoder's: its one-step refiner)."""
     family = session.FAMILIES.get(family_key)
     visible = family is None or family.uses_sampler
     choices = session.sampler_choices(family)
     keys = [key for _, key in choices]
     value = sampler if sampler in keys else (keys[0] if keys else None)
-    return gr.update(visible=visible, choices=choices, value=value), gr.update(visible=visible), gr.update(visible=visible)
+    steps = gr.update(visible=visible, **({"value": family.default_steps} if family is not None else {}))
+    return gr.update(visible=visible, choices=choices, value=value), steps, gr.update(visible=visible)
 
 
 def setting_note(family_key, sampler, steps, quality) -> str:

@@ -128,8 +128,11 @@ def codec_options(sp):
 
 def decode_options(args, *, tau_map=None, progress=None):
     from dpexplorer.decoders.base import DecodeOptions
+    from dpexplorer.decoders.registry import FAMILIES
 
-    return DecodeOptions(sampler=args.sampler, steps=args.steps, seed=args.seed, noise_scale=args.noise_scale,
+    family = FAMILIES.get(args.decoder)  # an unknown one is refused where it is decoded, with the choices
+    steps = args.steps if args.steps is not None else (family.default_steps if family else 10)
+    return DecodeOptions(sampler=args.sampler, steps=steps, seed=args.seed, noise_scale=args.noise_scale,
                          tau_map=tau_map, progress=progress, use_hint=not args.ignore_hint,
                          use_guard=not args.no_guard)
 
@@ -149,7 +152,9 @@ def decoder_options(sp):
     sp.add_argument("--no-guard", action="store_true",
                     help="without a hint, decode uniform τ: no grain guard (θ₁'s texture everywhere, smooth areas too)")
     sp.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
-    sp.add_argument("--steps", type=int, default=10, help="diffusion steps")
+    sp.add_argument("--steps", type=int, default=None,
+                    help="diffusion steps (default: the family's own: " + ", ".join(
+                        f"{k} {c.default_steps}" for k, c in FAMILIES.items() if c.uses_sampler) + ")")
     sp.add_argument("--seed", type=int, default=0, help="seed of the diffusion sample")
     sp.add_argument("--noise-scale", type=float, default=None,
                     help="pixel decoder: scale of the initial noise (CDC's option; < 1 trades realism for fidelity; "

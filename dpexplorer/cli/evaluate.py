@@ -61,7 +61,7 @@ def eval_options(sp, default_out):
     sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
     sp.add_argument("--decoders", nargs="+", choices=["plain", *FAMILIES, "jpeg", "webp"],
                     default=None)
-    sp.add_argument("--pixel-settings", nargs="+", default=["ddim:10", "ddim:50", "dpmsolver++:10"],
+    sp.add_argument("--pixel-settings", nargs="+", default=["ddim:1", "ddim:10", "ddim:50", "dpmsolver++:10"],
                     metavar="SAMPLER:STEPS", help="the pixel decoder's sampler/steps settings")
     sp.add_argument("--slow-limit", type=int, default=None,
                     help="pixel settings over 20 steps run on the first N images only (the output gives n)")

@@ -92,6 +92,7 @@ class TauDecoder:
     # the samplers it offers (None: all of `schedulers.SAMPLERS`), and why any other is not offered
     samplers: ClassVar[tuple[str, ...] | None] = None
     samplers_withheld_because: ClassVar[str] = ""
+    default_steps: ClassVar[int] = 10  # the step count the app and the CLI start from
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -58,7 +58,7 @@ class EvalSettings:
     # `samplers` at `steps`); those over `fast_steps` steps run on the first `slow_limit` images only
     # (None: all), so their means are over that subset (the summary says n)
     step_settings: dict[str, list[str]] = field(
-        default_factory=lambda: {"pixel": ["ddim:10", "ddim:50", "dpmsolver++:10"]})
+        default_factory=lambda: {"pixel": ["ddim:1", "ddim:10", "ddim:50", "dpmsolver++:10"]})
     slow_limit: int | None = None
     fast_steps: int = 20
     # also decode the file with the sender's τ hint (each family's first setting): "hinted" cells
@@ -124,19 +124,22 @@ def run_eval(settings: EvalSettings) -> dict:
     store = CellStore(out / "cells.jsonl")
     provenance, defaults, models = {}, {}, {}
 
+    # every shipped weight's hash, at every shipped quality, evaluated here or not: curves carried over from
+    # an earlier run are only kept while their weights are the shipped ones (`write_curves`)
+    for q in shipped_qualities():
+        codec = get_codec(q)
+        provenance[f"codec-q{q}"] = codec.weights_sha256
+        for kind in FAMILIES:
+            if q in module_qualities(kind):
+                entry = find_entry(kind, codec.cfg.arch, q)[1]
+                provenance[f"{kind}-q{q}"] = entry["sha256"]
+                defaults[f"{kind}-q{q}"] = decode_defaults(entry)
+                models[f"{kind}-q{q}"] = model_id(entry)
+
     total = len(images) * len(qualities)
     with tqdm(total=total, desc="eval", disable=None) as bar:
         for q in qualities:
             codec = get_codec(q)
-            provenance[f"codec-q{q}"] = codec.weights_sha256
-            # every shipped module's hash, evaluated here or not: curves carried over from an earlier
-            # run are only kept while their weights are the shipped ones (`write_curves`)
-            for kind in FAMILIES:
-                if q in module_qualities(kind):
-                    entry = find_entry(kind, codec.cfg.arch, q)[1]
-                    provenance[f"{kind}-q{q}"] = entry["sha256"]
-                    defaults[f"{kind}-q{q}"] = decode_defaults(entry)
-                    models[f"{kind}-q{q}"] = model_id(entry)
             modules = _modules(q, settings)
             for i, path in enumerate(images):
                 slow = settings.slow_limit is None or i < settings.slow_limit
@@ -490,15 +493,17 @@ def _series_weights(series: dict, qualities) -> list[str]:
 
 
 def carried_series(old: dict | None, result: dict) -> list[dict]:
-    """Series of an earlier curves file for decoders this run did not evaluate, kept only if the same
-    images were used and every weight they depend on, with its decode defaults, is still the one
-    evaluated/shipped now."""
+    """Series of an earlier curves file for decoders (a τ decoder: at qualities) this run did not evaluate,
+    kept only if the same images were used and every weight they depend on, with its decode defaults, is
+    still the one evaluated/shipped now."""
     if not old or old.get("data") != result["data"] or old.get("images") != result["images"]:
         return []
-    qualities = sorted({m["quality"] for m in result["means"]})
+    evaluated = {m["quality"] for m in result["means"]}
+    qualities = sorted(int(k.split("-q")[1]) for k in result["weights"] if k.startswith("codec-q"))
     kept = []
     for series in old.get("series", []):
-        if series["kind"] in result["settings"]["decoders"]:
+        if series["kind"] in result["settings"]["decoders"] and (
+                series["kind"] not in FAMILIES or series.get("quality") in evaluated):
             continue
         keys = _series_weights(series, qualities)
         same_defaults = all(old.get("decode_defaults", {}).get(k) == result.get("decode_defaults", {}).get(k)

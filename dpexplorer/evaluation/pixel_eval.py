@@ -22,7 +22,7 @@ from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics.image import bpp, hf_energy_ratio, hf_gap_closed, lpips, ms_ssim, psnr
 
-SETTINGS = ("ddim:10", "ddim:50", "dpmsolver++:10")  # what the pixel decoder offers
+SETTINGS = ("ddim:1", "ddim:10", "ddim:50", "dpmsolver++:10")  # what the pixel decoder offers
 KEYS = ("psnr", "ms_ssim", "lpips", "hf")
 
 

@@ -41,6 +41,7 @@ from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLog
                                         setup_device, training_record)
 from dpexplorer.training.data import CropSampler, MultiScaleCropSampler
 from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
+from dpexplorer.training.guard import grain_hinge
 from dpexplorer.training.latent import latent_and_rate
 from dpexplorer.training.synthesis import hf_shortfall
 
@@ -64,6 +65,17 @@ class PixelTrainConfig(RunConfig):
     w_hf_floor: float = field(default=0.0, metadata={
         "help": "weight of a hinge on the predicted clean image's high-frequency energy below the original's "
                 "(0: none), so that x̂₀ does not average the base image's texture away"})
+    first_step_share: float = field(default=0.0, metadata={
+        "help": "the share of each batch trained at t = 999, the first step every sampler takes from noise (the "
+                "rest: t uniform over 0 … 999); with the LPIPS and grain terms it makes that step, DDIM 1, a one-step "
+                "refiner of the base image, while the later steps keep being trained (1: the first step alone)"})
+    w_grain: float = field(default=0.0, metadata={
+        "help": "weight of a hinge on the predicted clean image's patch energy above grain_cap × the original's on "
+                "its smoother half of patches (the grain guard's hinge; 0: none), so that smooth areas stay smooth"})
+    grain_cap: float = 1.2
+    first_step_noise: float = field(default=1.0, metadata={
+        "help": "at t = 999 the input is this much unit noise instead of the forward process's: what a sampler's "
+                "first step sees at that initial-noise scale (the weights' --noise-scale at export); 1: the plain process"})
     width: int = 32  # denoiser: dpexplorer.decoders.pixel.denoiser.OURS unless changed here
     mults: str = "1,2,2"
     blocks: int = 1
@@ -108,18 +120,21 @@ def _describe(r: dict) -> str:
     """A log line's loss means."""
     return (f"loss {r['loss']:.4f} diffusion {r['diffusion']:.4f} lpips(x̂0) {r['lpips']:.4f} "
             f"psnr(x̂0) {psnr_of(r['mse_x0']):.2f}" + (f" adv {r['adv']:.3f}" if r.get("adv") else "")
-            + (f" hf- {r['hf']:.3f}" if "hf" in r else ""))
+            + (f" hf- {r['hf']:.3f}" if "hf" in r else "") + (f" grain {r['grain']:.3f}" if "grain" in r else ""))
 
 
 def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
     """Train (resuming from the run folder's checkpoint); returns the checkpoint's path."""
     from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
-    from dpexplorer.decoders.schedulers import training_scheduler
+    from dpexplorer.decoders.schedulers import TRAIN_TIMESTEPS, training_scheduler
     from dpexplorer.hub.loading import load_codec
     from dpexplorer.metrics.image import lpips_tensor
 
     if cfg.crop % 64:
         raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")
+    if not 0.0 <= cfg.first_step_share <= 1.0:
+        raise ValueError(f"first_step_share must be in [0, 1], got {cfg.first_step_share}")
+    check_noise_scale(cfg.first_step_noise)
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
     codec = codec or load_codec(cfg.quality, cfg.arch)
@@ -180,7 +195,12 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         r0 = (x - base) / s
         noise = torch.randn_like(r0)
         t = torch.randint(0, sched.config.num_train_timesteps, (x.shape[0],), device=device)
+        if cfg.first_step_share:
+            t = torch.where(torch.rand(t.shape, device=device) < cfg.first_step_share, TRAIN_TIMESTEPS - 1, t)
         r_t = sched.add_noise(r0, noise, t)
+        if cfg.first_step_noise != 1.0:  # the sampler's first input: x_T = scale·z (run_sampler), nothing of r₀
+            first = (t == TRAIN_TIMESTEPS - 1)[:, None, None, None]
+            r_t = torch.where(first, cfg.first_step_noise * noise, r_t)
         pred = den(r_t, t, base, y_hat)
         diffusion = F.mse_loss(pred, r0 if cfg.prediction_type == "sample" else noise)
         if cfg.prediction_type == "sample":
@@ -200,7 +220,9 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
             discriminator_step(disc, opt_d, x, x0_hat)
             adv = generator_loss(disc, x0_hat)
         hf = hf_shortfall(x0_hat, x) if cfg.w_hf_floor else torch.zeros((), device=device)
-        loss = diffusion + cfg.rho * lp_loss + cfg.w_adv * adv + cfg.w_hf_floor * hf
+        grain = (grain_hinge(x0_hat * 255, x * 255, cap=cfg.grain_cap, share=0.5) if cfg.w_grain
+                 else torch.zeros((), device=device))
+        loss = diffusion + cfg.rho * lp_loss + cfg.w_adv * adv + cfg.w_hf_floor * hf + cfg.w_grain * grain
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
@@ -209,7 +231,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         with torch.no_grad():
             mse_x0 = F.mse_loss(x0_hat, x)
         means.add(step, diffusion=diffusion.detach(), lpips=lp.detach(), mse_x0=mse_x0, loss=loss.detach(),
-                  adv=adv.detach(), **({"hf": hf.detach()} if cfg.w_hf_floor else {}))
+                  adv=adv.detach(), **({"hf": hf.detach()} if cfg.w_hf_floor else {}),
+                  **({"grain": grain.detach()} if cfg.w_grain else {}))
         checkpoints.tick()
     means.flush(step)
     save()

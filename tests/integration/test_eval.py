@@ -248,3 +248,21 @@ def test_eval_measures_the_file_with_the_senders_hint_beside_raw_tau(tmp_path, t
     monkeypatch.setattr(sender, "encode", lambda *a, **k: pytest.fail("encoded again"))
     assert json.dumps(run_eval(settings)["means"]) == json.dumps(result["means"])
     assert len((tmp_path / "out" / "cells.jsonl").read_text().splitlines()) == len(cells)
+
+
+def test_a_run_at_some_qualities_keeps_a_decoders_curves_at_the_others():
+    """Re-evaluating one decoder at one quality (new weights there) keeps its series at the other qualities
+    and every other decoder's, while their weights are still the shipped ones."""
+    from dpexplorer.evaluation.full_eval import carried_series
+
+    weights = {"codec-q1": "a", "codec-q2": "b", "pixel-q1": "c", "pixel-q2": "d", "latent-q1": "e"}
+    old = {"data": "kodak", "images": 24, "date": "then", "weights": {**weights, "pixel-q2": "old"},
+           "decode_defaults": {}, "series": [
+               {"kind": "plain", "label": "codec decoder (q1,2)"},
+               {"kind": "pixel", "quality": 1, "label": "q1 pixel"}, {"kind": "pixel", "quality": 2, "label": "q2 pixel"},
+               {"kind": "latent", "quality": 1, "label": "q1 latent"}]}
+    result = {"data": "kodak", "images": 24, "weights": weights, "decode_defaults": {},
+              "settings": {"decoders": ["pixel"]}, "means": [{"quality": 2}]}
+    assert [s["label"] for s in carried_series(old, result)] == ["codec decoder (q1,2)", "q1 pixel", "q1 latent"]
+    # the q1 pixel weights changed as well: that series goes too
+    assert "q1 pixel" not in [s["label"] for s in carried_series({**old, "weights": {**old["weights"], "pixel-q1": "x"}}, result)]

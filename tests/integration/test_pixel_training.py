@@ -131,6 +131,34 @@ def test_a_synthesis_base_records_theta1_and_the_loader_checks_it(tmp_path, tiny
         PixelDecoder.load(1)
 
 
+def test_a_one_step_fine_tune_sees_what_the_first_sampler_step_sees(tmp_path, tiny_codec, monkeypatch):
+    """first_step_share = 1 trains the first step alone; its input is first_step_noise × unit noise (run_sampler's x_T
+    at that noise scale), and the grain hinge is logged."""
+    from dpexplorer.decoders.pixel.denoiser import PixelDenoiser
+    from dpexplorer.training.pixel import PixelTrainConfig, train_pixel
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8), photos / "p.png")
+    seen = []
+    forward = PixelDenoiser.forward
+
+    def spy(self, r_t, t, *rest):
+        seen.append((r_t.detach().clone(), t.clone()))
+        return forward(self, r_t, t, *rest)
+
+    monkeypatch.setattr(PixelDenoiser, "forward", spy)
+    cfg = PixelTrainConfig(data=str(photos), quality=1, workdir=str(tmp_path / "w"), steps=2, batch=2, crop=64,
+                           threads=1, width=16, mults="1,2", base="plain", run_name="one", first_step_share=1.0,
+                           first_step_noise=0.25, w_grain=0.3)
+    train_pixel(cfg, codec=tiny_codec)
+    assert len(seen) == 2 and all(bool((t == 999).all()) for _, t in seen)
+    assert all(0.2 < float(r.std()) < 0.3 for r, _ in seen)
+    assert "grain" in (tmp_path / "w" / "pixel-q1-one" / "train.log").read_text()
+    with pytest.raises(ValueError, match="first_step_share"):
+        train_pixel(dataclasses.replace(cfg, first_step_share=1.5, run_name="bad"), codec=tiny_codec)
+
+
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):
     from dpexplorer.app.session import FAMILIES
     from dpexplorer.decoders.registry import decode_file, reconstruct_file
@@ -180,3 +208,13 @@ def test_cli_train_and_eval_pixel_parse():
     assert cfg.minutes == 2.0 and cfg.prediction_type == "sample" and a.func.__name__ == "cmd_train_pixel"
     a = build_parser().parse_args(["eval", "pixel", "--set", "k=d", "--settings", "ddim:10", "ddpm:100"])
     assert a.func.__name__ == "cmd_eval_pixel" and a.settings == ["ddim:10", "ddpm:100"]
+
+
+def test_decode_starts_from_each_familys_own_step_count():
+    from dpexplorer.cli import build_parser
+    from dpexplorer.cli.coding import decode_options
+
+    parser = build_parser()
+    given = lambda *argv: decode_options(parser.parse_args(["decode", "x.dpx", "-o", "x.png", *argv])).steps
+    assert given("--decoder", "pixel") == 1 and given("--decoder", "latent") == 10
+    assert given("--decoder", "pixel", "--steps", "7") == 7

@@ -61,3 +61,17 @@ def test_the_rule_hint_first_then_the_guard_then_uniform(monkeypatch):
     assert resolve_tau(_Stream(), 0.0, DecodeOptions()) == (0.0, None) and not asked  # τ = 0 needs no guard
     monkeypatch.setattr(grainguard, "stream_guard_map", lambda stream: None)  # no guard for this codec
     assert resolve_tau(_Stream(), 0.8, DecodeOptions()) == (0.8, None)
+
+
+def test_the_grain_hinge_is_zero_when_smooth_areas_stay_smooth_and_averages_over_a_batch():
+    from dpexplorer.training.guard import grain_hinge
+
+    rng = np.random.default_rng(0)
+    smooth = torch.nn.functional.interpolate(torch.from_numpy(rng.uniform(0, 255, (2, 3, 6, 8))).float(),
+                                             scale_factor=8, mode="bilinear")
+    grainy = smooth + torch.from_numpy(rng.normal(0, 6, smooth.shape)).float()
+    assert grain_hinge(smooth, smooth, cap=1.2, share=0.5) == 0
+    assert grain_hinge(smooth * 0.5, smooth, cap=1.2, share=0.5) == 0  # less energy than the original: no cost
+    both = grain_hinge(grainy, smooth, cap=1.2, share=0.5)
+    each = [grain_hinge(grainy[i:i + 1], smooth[i:i + 1], cap=1.2, share=0.5) for i in range(2)]
+    assert both > 0.5 and torch.isclose(both, (each[0] + each[1]) / 2)

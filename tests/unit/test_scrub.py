@@ -40,7 +40,9 @@ def test_a_family_decodes_only_with_a_sampler_it_offers():
     assert scrub.sampling_options(PixelDecoder, "dpmsolver++", 10, 0).sampler == "dpmsolver++"
     sampler, steps, _ = handlers.sampler_controls("pixel", "ddpm")
     assert sampler["value"] == "ddim" and [k for _, k in sampler["choices"]] == ["ddim", "dpmsolver++"]
-    assert handlers.sampler_controls("latent", "ddpm")[0]["value"] == "ddpm"  # kept where offered
+    assert steps["value"] == PixelDecoder.default_steps == 1  # the pixel decoder starts at its one-step refiner
+    latent_sampler, latent_steps, _ = handlers.sampler_controls("latent", "ddpm")
+    assert latent_sampler["value"] == "ddpm" and latent_steps["value"] == 10  # kept where offered
     assert handlers.sampler_controls("synthesis", "ddpm")[0]["visible"] is False
 
 

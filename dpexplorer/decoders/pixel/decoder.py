@@ -81,6 +81,10 @@ class PixelDecoder(DenoisingDecoder):
     # DDPM 10 and 30 were as bad on Kodak crops (docs/log/2026-12-07-effort-and-samplers.md). Euler was never
     # measured. Offered: what measured above the codec decoder.
     samplers = ("ddim", "dpmsolver++")
+    # The first step alone (DDIM 1) is trained as a refiner of θ₁'s image (`first_step_share`,
+    # docs/pixel-decoder.md): on val_photos and Kodak it keeps more PSNR than θ₁ at lower LPIPS; more steps
+    # sample texture of their own at a lower PSNR.
+    default_steps = 1
     samplers_withheld_because = ("DDPM measured worse than the codec decoder on both PSNR and LPIPS with these "
                                  "weights; Euler was never measured")
     name = "pixel diffusion"
