@@ -127,11 +127,11 @@ def codec_options(sp):
 
 
 def decode_options(args, *, tau_map=None, progress=None):
-    from dpexplorer.decoders.base import DecodeOptions
+    from dpexplorer.decoders.base import DecodeOptions, TauDecoder
     from dpexplorer.decoders.registry import FAMILIES
 
-    family = FAMILIES.get(args.decoder)  # an unknown one is refused where it is decoded, with the choices
-    steps = args.steps if args.steps is not None else (family.default_steps if family else 10)
+    family = FAMILIES.get(args.decoder, TauDecoder)  # an unknown one is refused where it is decoded, with the choices
+    steps = args.steps if args.steps is not None else family.default_steps
     return DecodeOptions(sampler=args.sampler, steps=steps, seed=args.seed, noise_scale=args.noise_scale,
                          tau_map=tau_map, progress=progress, use_hint=not args.ignore_hint,
                          use_guard=not args.no_guard)

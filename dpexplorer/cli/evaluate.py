@@ -55,13 +55,14 @@ def cmd_download_kodak(args) -> int:
 def eval_options(sp, default_out):
     from dpexplorer.decoders.registry import FAMILIES
     from dpexplorer.decoders.schedulers import SAMPLERS
+    from dpexplorer.evaluation.pixel_eval import SETTINGS as PIXEL_SETTINGS
 
     sp.add_argument("--data", help="folder of test images (e.g. ../shared/kodak)")
     sp.add_argument("--out", default=default_out, help="results folder (resumes from what is there)")
     sp.add_argument("--qualities", type=int, nargs="+", default=None, help="default: all shipped")
     sp.add_argument("--decoders", nargs="+", choices=["plain", *FAMILIES, "jpeg", "webp"],
                     default=None)
-    sp.add_argument("--pixel-settings", nargs="+", default=["ddim:1", "ddim:10", "ddim:50", "dpmsolver++:10"],
+    sp.add_argument("--pixel-settings", nargs="+", default=list(PIXEL_SETTINGS),
                     metavar="SAMPLER:STEPS", help="the pixel decoder's sampler/steps settings")
     sp.add_argument("--slow-limit", type=int, default=None,
                     help="pixel settings over 20 steps run on the first N images only (the output gives n)")

@@ -29,7 +29,7 @@ from dpexplorer.decoders.grainguard import shipped_guard
 from dpexplorer.decoders.registry import FAMILIES
 from dpexplorer.decoders.stream import open_stream
 from dpexplorer.evaluation import baselines
-from dpexplorer.evaluation.pixel_eval import parse_setting
+from dpexplorer.evaluation.pixel_eval import SETTINGS as PIXEL_SETTINGS, parse_setting
 from dpexplorer.evaluation.reference import COMPRESSAI_KODAK
 from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics import image as metrics
@@ -58,7 +58,7 @@ class EvalSettings:
     # `samplers` at `steps`); those over `fast_steps` steps run on the first `slow_limit` images only
     # (None: all), so their means are over that subset (the summary says n)
     step_settings: dict[str, list[str]] = field(
-        default_factory=lambda: {"pixel": ["ddim:1", "ddim:10", "ddim:50", "dpmsolver++:10"]})
+        default_factory=lambda: {"pixel": list(PIXEL_SETTINGS)})
     slow_limit: int | None = None
     fast_steps: int = 20
     # also decode the file with the sender's τ hint (each family's first setting): "hinted" cells

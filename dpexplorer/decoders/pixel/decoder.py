@@ -82,8 +82,8 @@ class PixelDecoder(DenoisingDecoder):
     # measured. Offered: what measured above the codec decoder.
     samplers = ("ddim", "dpmsolver++")
     # The first step alone (DDIM 1) is trained as a refiner of θ₁'s image (`first_step_share`,
-    # docs/pixel-decoder.md): on val_photos and Kodak it keeps more PSNR than θ₁ at lower LPIPS; more steps
-    # sample texture of their own at a lower PSNR.
+    # docs/pixel-decoder.md): it keeps more PSNR than θ₁ at lower LPIPS on Kodak at every quality and on
+    # val_photos at q1 and q2; more steps sample texture of their own at a lower PSNR.
     default_steps = 1
     samplers_withheld_because = ("DDPM measured worse than the codec decoder on both PSNR and LPIPS with these "
                                  "weights; Euler was never measured")
