@@ -34,7 +34,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from dpexplorer.decoders.registry import open_file, reconstruct_file
+    from dpexplorer.decoders.registry import default_family, open_file, reconstruct_file
     from dpexplorer.io.images import save_png
 
     files, batch = expand_inputs(args.inputs, {".dpx"})
@@ -48,8 +48,9 @@ def cmd_decode(args) -> int:
 
             tau_map = load_tau_map(args.tau_map, stream.height, stream.width)
         with _step_bar(src.name) as progress:
-            image = reconstruct_file(stream, args.tau, decoder=args.decoder, pretrained=args.pretrained,
-                                     options=decode_options(args, tau_map=tau_map, progress=progress))
+            decoder = args.decoder or default_family(stream.quality)
+            image = reconstruct_file(stream, args.tau, decoder=decoder, pretrained=args.pretrained,
+                                     options=decode_options(args, decoder, tau_map=tau_map, progress=progress))
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
@@ -80,7 +81,7 @@ class _step_bar:
 
 
 def cmd_metrics(args) -> int:
-    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.decoders.registry import default_family, open_file, reconstruct_file
     from dpexplorer.io.images import load_image
     from dpexplorer.metrics import image as metrics
 
@@ -89,8 +90,10 @@ def cmd_metrics(args) -> int:
     test_path = Path(args.test)
     bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
     if test_path.suffix == ".dpx":
-        test = reconstruct_file(test_path.read_bytes(), args.tau, decoder=args.decoder, pretrained=args.pretrained,
-                                options=decode_options(args))
+        stream = open_file(test_path.read_bytes(), args.pretrained)
+        decoder = args.decoder or default_family(stream.quality)
+        test = reconstruct_file(stream, args.tau, decoder=decoder, pretrained=args.pretrained,
+                                options=decode_options(args, decoder))
     else:
         test = load_image(test_path)
     if bitstream is not None:
@@ -126,11 +129,11 @@ def codec_options(sp):
                     help="use CompressAI's published weights (needs internet once) instead of weights/")
 
 
-def decode_options(args, *, tau_map=None, progress=None):
+def decode_options(args, decoder: str, *, tau_map=None, progress=None):
     from dpexplorer.decoders.base import DecodeOptions, TauDecoder
     from dpexplorer.decoders.registry import FAMILIES
 
-    family = FAMILIES.get(args.decoder, TauDecoder)  # an unknown one is refused where it is decoded, with the choices
+    family = FAMILIES.get(decoder, TauDecoder)  # an unknown one is refused where it is decoded, with the choices
     steps = args.steps if args.steps is not None else family.default_steps
     return DecodeOptions(sampler=args.sampler, steps=steps, seed=args.seed, noise_scale=args.noise_scale,
                          tau_map=tau_map, progress=progress, use_hint=not args.ignore_hint,
@@ -141,9 +144,9 @@ def decoder_options(sp):
     from dpexplorer.decoders.registry import FAMILIES
     from dpexplorer.decoders.schedulers import SAMPLERS
 
-    sp.add_argument("--decoder", default=next(iter(FAMILIES)),
+    sp.add_argument("--decoder", default=None,
                     help="decoder family for τ > 0: " + "; ".join(f"{k}: {c.label}" for k, c in FAMILIES.items())
-                    + " (default: %(default)s)")
+                    + " (default: the first of these with weights for the file's quality)")
     sp.add_argument("--tau", type=float, default=0.0,
                     help="0 = base decoder (best PSNR) … 1 = the decoder family's perceptual end (best realism); "
                          "for a file with the sender's τ hint, 1 = the decode it recommends (τ applies where it says)")

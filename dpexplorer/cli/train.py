@@ -1,4 +1,4 @@
-"""`dpexplorer train codec | latent | pixel | guard | export`: the trainings, and a checkpoint → weights/."""
+"""`dpexplorer train codec | latent | latent-refine | pixel | guard | export`: the trainings, and a checkpoint → weights/."""
 
 from __future__ import annotations
 
@@ -22,6 +22,15 @@ def cmd_train_latent(args) -> int:
     for i, phase in enumerate(phases):  # only the last phase exports
         result = train_latent(phase, export=not args.no_export and i == len(phases) - 1)
     print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_train_latent_refine(args) -> int:
+    from dpexplorer.training.common import configs_from_args
+    from dpexplorer.training.latent_refine import LatentRefineConfig, train_latent_refine
+
+    for cfg in configs_from_args(args, LatentRefineConfig):
+        print(train_latent_refine(cfg))
     return EXIT_OK
 
 
@@ -63,6 +72,11 @@ def cmd_train_export(args) -> int:
 
         print(json.dumps(export_pixel(args.checkpoint, notes=args.notes, noise_scale=args.noise_scale), indent=2))
         return EXIT_OK
+    if args.kind == "latent-refine":
+        from dpexplorer.training.latent_refine import export_latent_refine
+
+        print(json.dumps(export_latent_refine(args.checkpoint, notes=args.notes), indent=2))
+        return EXIT_OK
     from dpexplorer.training.export import export_codec
 
     images = None
@@ -98,8 +112,14 @@ def add_parsers(sub) -> None:
     tl.add_argument("--no-export", action="store_true",
                     help="leave weights/ alone (the denoiser stays in the run's checkpoint)")
     tl.set_defaults(func=cmd_train_latent)
-    tp = tsub.add_parser("pixel", help="pixel-space diffusion decoder for a shipped codec quality")
+    tr = tsub.add_parser("latent-refine", help="the latent decoder's first step fine-tuned as a refiner of θ₁'s "
+                                               "image, from the shipped latent weights")
     from dpexplorer.training.common import add_config_arguments
+    from dpexplorer.training.latent_refine import LatentRefineConfig
+
+    add_config_arguments(tr, LatentRefineConfig)
+    tr.set_defaults(func=cmd_train_latent_refine)
+    tp = tsub.add_parser("pixel", help="pixel-space diffusion decoder for a shipped codec quality")
     from dpexplorer.training.pixel import PixelTrainConfig
 
     add_config_arguments(tp, PixelTrainConfig)
@@ -112,8 +132,8 @@ def add_parsers(sub) -> None:
     tg.set_defaults(func=cmd_train_guard)
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
-    tx.add_argument("--kind", choices=["codec", "pixel", "refit", "synthesis"], default="codec",
-                    help="what the checkpoint holds; refit: a synthesis run folder trained with MSE alone, which "
+    tx.add_argument("--kind", choices=["codec", "latent-refine", "pixel", "refit", "synthesis"], default="codec",
+                    help="what the checkpoint holds; latent-refine: a `train latent-refine` run's last.pt; refit: a synthesis run folder trained with MSE alone, which "
                          "replaces the shipped codec's g_s (the plain decoder); synthesis: a synthesis burst's "
                          "bundle (θ₁ from its arms, --blend)")
     tx.add_argument("--blend", action="append", metavar="ARM=WEIGHT",

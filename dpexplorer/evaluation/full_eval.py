@@ -495,7 +495,8 @@ def _series_weights(series: dict, qualities) -> list[str]:
 def carried_series(old: dict | None, result: dict) -> list[dict]:
     """Series of an earlier curves file for decoders (a τ decoder: at qualities) this run did not evaluate,
     kept only if the same images were used and every weight they depend on, with its decode defaults, is
-    still the one evaluated/shipped now."""
+    still the one evaluated/shipped now. A series over every quality (the codec decoder's) is replaced only
+    by a run at every quality: a run at some keeps the earlier one whole (`write_curves` drops its part)."""
     if not old or old.get("data") != result["data"] or old.get("images") != result["images"]:
         return []
     evaluated = {m["quality"] for m in result["means"]}
@@ -503,7 +504,7 @@ def carried_series(old: dict | None, result: dict) -> list[dict]:
     kept = []
     for series in old.get("series", []):
         if series["kind"] in result["settings"]["decoders"] and (
-                series["kind"] not in FAMILIES or series.get("quality") in evaluated):
+                series.get("quality") in evaluated if series["kind"] in FAMILIES else set(qualities) <= evaluated):
             continue
         keys = _series_weights(series, qualities)
         same_defaults = all(old.get("decode_defaults", {}).get(k) == result.get("decode_defaults", {}).get(k)
@@ -521,8 +522,9 @@ def write_curves(result: dict, path: Path) -> dict:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
             old = None
-    series = curve_series(result)
-    series += carried_series(old, result)
+    carried = carried_series(old, result)
+    whole = {s["kind"] for s in carried if s["kind"] not in FAMILIES}  # kept whole: this run's part of them goes
+    series = [s for s in curve_series(result) if s["kind"] not in whole] + carried
     order = ("plain", *FAMILIES, "jpeg", "webp")
     series.sort(key=lambda s: (order.index(s["kind"]) if s["kind"] in order else len(order), s.get("quality") or 0))
     curves = {"schema": CURVES_SCHEMA, "generated_by": result["generated_by"], "date": result["date"],

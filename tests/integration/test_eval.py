@@ -264,5 +264,10 @@ def test_a_run_at_some_qualities_keeps_a_decoders_curves_at_the_others():
     result = {"data": "kodak", "images": 24, "weights": weights, "decode_defaults": {},
               "settings": {"decoders": ["pixel"]}, "means": [{"quality": 2}]}
     assert [s["label"] for s in carried_series(old, result)] == ["codec decoder (q1,2)", "q1 pixel", "q1 latent"]
+    # a run of the codec decoder at q2 alone keeps its series over q1 and q2 whole
+    at_q2 = {**result, "settings": {"decoders": ["plain", "pixel"]}}
+    assert "codec decoder (q1,2)" in [s["label"] for s in carried_series(old, at_q2)]
+    at_both = {**at_q2, "means": [{"quality": 1}, {"quality": 2}]}
+    assert "codec decoder (q1,2)" not in [s["label"] for s in carried_series(old, at_both)]
     # the q1 pixel weights changed as well: that series goes too
     assert "q1 pixel" not in [s["label"] for s in carried_series({**old, "weights": {**old["weights"], "pixel-q1": "x"}}, result)]

@@ -215,6 +215,27 @@ def test_decode_starts_from_each_familys_own_step_count():
     from dpexplorer.cli.coding import decode_options
 
     parser = build_parser()
-    given = lambda *argv: decode_options(parser.parse_args(["decode", "x.dpx", "-o", "x.png", *argv])).steps
-    assert given("--decoder", "pixel") == 1 and given("--decoder", "latent") == 10
-    assert given("--decoder", "pixel", "--steps", "7") == 7
+    given = lambda decoder, *argv: decode_options(parser.parse_args(["decode", "x.dpx", "-o", "x.png", *argv]),
+                                                  decoder).steps
+    assert given("pixel") == 1 and given("latent") == 10
+    assert given("pixel", "--steps", "7") == 7
+
+
+def test_a_decode_without_decoder_takes_the_first_family_with_weights(tiny_weights_dir, monkeypatch):
+    """The default family (the pixel decoder) where it has weights for the file's quality, else the next."""
+    from dpexplorer.decoders.registry import FAMILIES, default_family
+
+    assert next(iter(FAMILIES)) == "pixel"
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))  # a codec, θ₁ and a latent module at q1
+    assert default_family(1) == "synthesis" and default_family(2) == "pixel"  # q2: none has, the first's error
+
+
+def test_the_app_opens_on_the_default_familys_own_setting():
+    """On the shipped weights the app opens on the pixel decoder at its default setting, DDIM 1 (not DDIM 10)."""
+    from dpexplorer.app.layout import build_demo
+
+    demo = build_demo()
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_id["family"].value == "pixel"
+    assert by_id["sampler"].value == "ddim" and by_id["steps"].value == 1
+    assert "ddpm" not in [key for _, key in by_id["sampler"].choices]  # the pixel decoder withholds it
