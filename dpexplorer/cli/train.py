@@ -133,9 +133,9 @@ def add_parsers(sub) -> None:
     tx = tsub.add_parser("export", help="training checkpoint → weights/ (safetensors + manifest)")
     tx.add_argument("checkpoint")
     tx.add_argument("--kind", choices=["codec", "latent-refine", "pixel", "refit", "synthesis"], default="codec",
-                    help="what the checkpoint holds; latent-refine: a `train latent-refine` run's last.pt; refit: a synthesis run folder trained with MSE alone, which "
-                         "replaces the shipped codec's g_s (the plain decoder); synthesis: a synthesis burst's "
-                         "bundle (θ₁ from its arms, --blend)")
+                    help="what the checkpoint holds; latent-refine: a `train latent-refine` run's last.pt; refit: a "
+                         "synthesis run folder trained with MSE alone, which replaces the shipped codec's g_s (the plain "
+                         "decoder); synthesis: a synthesis burst's bundle (θ₁ from its arms, --blend)")
     tx.add_argument("--blend", action="append", metavar="ARM=WEIGHT",
                     help="synthesis: an arm of the bundle and its weight (repeat to average arms; weights sum "
                          "to 1; default A=1)")

@@ -15,6 +15,8 @@ the starting weights sample (DDIM, `distill_steps`) for the same ŷ — self-dis
 encoder (stage 1 of `training/latent.py`, never shipped) is needed to fine-tune shipped weights.
 
 Codec and θ₁ are frozen; the run starts from the shipped latent weights of the quality (or `init_from`).
+Its first A/B (q2, 30 CPU-minutes, 2026-12-07) gained 0.7 % LPIPS on training crops but lost 1 % on whole
+photos, so nothing was shipped from it (docs/log/2026-12-07-latent-refine-and-pixel-q3.md).
 """
 
 from __future__ import annotations
@@ -133,12 +135,13 @@ def train_latent_refine(cfg: LatentRefineConfig, codec=None) -> Path:
         n = x.shape[0]
         first = torch.rand(n, generator=gen) < cfg.first_step_share
         first[0] = True  # every batch trains the first step on at least one crop
+        first = first.to(device)
         with torch.no_grad():
             y_hat, _ = latent_and_rate(model, model.g_a(x))
             target = torch.zeros_like(y_hat)
-            if (~first).any():
-                target[~first] = teacher_residual(teacher, y_hat[~first], cfg.distill_steps,
-                                                  seed=int(torch.randint(2**31, (1,), generator=gen)))
+            if (~first).any():  # the teacher samples on the CPU, as the decoder does (run_sampler's generator)
+                target[~first] = teacher_residual(teacher, y_hat[~first].cpu(), cfg.distill_steps,
+                                                  seed=int(torch.randint(2**31, (1,), generator=gen))).to(device)
         noise = torch.randn(y_hat.shape, generator=gen).to(device)
         t = torch.randint(0, TRAIN_TIMESTEPS, (n,), generator=gen).to(device)
         t[first] = TRAIN_TIMESTEPS - 1
