@@ -22,6 +22,19 @@ def need(path: Path) -> Path:
     return path
 
 
+def random_photos(folder: Path, *, height: int, width: int, count: int = 2, prefix: str = "p") -> Path:
+    """`folder` holding `count` random 8-bit RGB PNGs of height × width (a training or evaluation set)."""
+    import numpy as np
+
+    from dpexplorer.io.images import save_png
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        save_png(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), folder / f"{prefix}{i}.png")
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,17 +6,12 @@ import pytest
 
 from dpexplorer.io.images import save_png
 
-from helpers import REPO
+from helpers import REPO, random_photos
 
 
 def _images(tmp_path):
     """Two random 64×96 images in a folder."""
-    data = tmp_path / "imgs"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        save_png(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), data / f"im{i}.png")
-    return data
+    return random_photos(tmp_path / "imgs", height=64, width=96, prefix="im")
 
 
 def _tiny_eval(tmp_path, tiny_weights_dir, monkeypatch):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dpexplorer.decoders.base import DecodeOptions
-from dpexplorer.io.images import save_png
+
+from helpers import random_photos
 
 
 @pytest.fixture
@@ -31,12 +32,7 @@ def weights_through_theta1(tmp_path, tiny_weights_dir, monkeypatch):
 
 
 def _photos(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        save_png(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), photos / f"p{i}.png")
-    return photos
+    return random_photos(tmp_path / "photos", height=80, width=96)
 
 
 def test_first_step_trains_from_unit_noise_resumes_and_exports(tmp_path, weights_through_theta1, photo, monkeypatch, capsys):
