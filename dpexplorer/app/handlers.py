@@ -18,6 +18,7 @@ from dpexplorer.app import compare, housekeeping, scrub, session
 from dpexplorer.app.messages import user_error
 from dpexplorer.codec.effort import DOCUMENTED_EFFORT, DOCUMENTED_GAIN
 from dpexplorer.decoders import taumap
+from dpexplorer.decoders.base import TauDecoder
 from dpexplorer.evaluation import dominance
 from dpexplorer.evaluation.curves import dp_plot, load_curves
 from dpexplorer.io.images import load_image, zoom_crop
@@ -464,16 +465,23 @@ def update_families(quality):
     return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
 
-def sampler_controls(family_key, sampler=None):
-    """Sampler, steps and seed apply only to families that sample; the sampler list is the family's own
-    (the pixel decoder withholds DDPM), keeping the current choice where the family offers it; the steps
-    start from the family's own default (the pixel decoder's: its one-step refiner)."""
-    family = session.FAMILIES.get(family_key)
-    visible = family is None or family.uses_sampler
+def sampler_setting(family, sampler=None) -> tuple[list, str | None, int]:
+    """(sampler choices, sampler, steps) a family's controls start from: its own samplers (the pixel decoder
+    withholds DDPM), keeping `sampler` where the family offers it, else its first; its own step count (the
+    pixel decoder's: its one-step refiner). `family` None: every sampler, the common step count."""
     choices = session.sampler_choices(family)
     keys = [key for _, key in choices]
     value = sampler if sampler in keys else (keys[0] if keys else None)
-    steps = gr.update(visible=visible, **({"value": family.default_steps} if family is not None else {}))
+    return choices, value, (family or TauDecoder).default_steps
+
+
+def sampler_controls(family_key, sampler=None):
+    """Sampler, steps and seed apply only to families that sample; the list and the steps are the
+    family's own (`sampler_setting`)."""
+    family = session.FAMILIES.get(family_key)
+    visible = family is None or family.uses_sampler
+    choices, value, default_steps = sampler_setting(family, sampler)
+    steps = gr.update(visible=visible, **({"value": default_steps} if family is not None else {}))
     return gr.update(visible=visible, choices=choices, value=value), steps, gr.update(visible=visible)
 
 

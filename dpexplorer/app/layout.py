@@ -52,8 +52,7 @@ def build_demo() -> gr.Blocks:
     samples = first is None or first.uses_sampler
     # the default family's own setting (the pixel decoder: DDIM 1); DDPM where offered (the latent decoder's best
     # LPIPS on Kodak), as the family switch keeps the choice where the next family offers it
-    offered = first.offered_samplers() if first is not None and first.uses_sampler else ("ddpm",)
-    first_sampler = "ddpm" if "ddpm" in offered else offered[0]
+    first_samplers, first_sampler, first_steps = handlers.sampler_setting(first, "ddpm")
     examples = session.example_images()
 
     housekeeping.sweep(force=True)  # leftovers of an earlier run
@@ -133,7 +132,7 @@ def build_demo() -> gr.Blocks:
                         if compare.unavailable_note():  # an encoder this platform lacks: hidden, and why
                             gr.Markdown(compare.unavailable_note(), elem_id="left-note")
                         sampler = gr.Dropdown(
-                            session.sampler_choices(first),
+                            first_samplers,
                             value=first_sampler,
                             label="Sampler",
                             elem_id="sampler",
@@ -142,8 +141,8 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             # up to DDPM 100, Mari & Milani's many-step setting (a progress bar shows slow ones)
                             steps = gr.Slider(
-                                1, 100, value=first.default_steps if first else 10, step=1, label="Steps", elem_id="steps",
-                                visible=samples, min_width=120
+                                1, 100, value=first_steps, step=1, label="Steps", elem_id="steps", visible=samples,
+                                min_width=120
                             )
                             seed = gr.Number(
                                 0, precision=0, label="Seed", elem_id="seed", visible=samples, min_width=80
