@@ -110,6 +110,12 @@ class TauDecoder:
             return ()
         return tuple(k for k in SAMPLERS if cls.samplers is None or k in cls.samplers)
 
+    @classmethod
+    def default_options(cls, **fields) -> DecodeOptions:
+        """The setting this family starts from (its first sampler, its own step count), with `fields` set."""
+        return DecodeOptions(**{"sampler": (cls.offered_samplers() or ("ddim",))[0], "steps": cls.default_steps,
+                                **fields})
+
     # ---- weights -----------------------------------------------------------------------------------
     @classmethod
     def qualities(cls) -> list[int]:

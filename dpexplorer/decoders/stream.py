@@ -8,6 +8,7 @@ the `Stream` (the app keeps one per encoded image) hashes nothing again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import numpy as np
@@ -27,6 +28,10 @@ class Stream:
         self.codec = codec
         self.bitstream: Bitstream = codec.parse(self.data)  # header, weights id and string lengths checked
         self.sha256 = hashlib.sha256(self.data).hexdigest()
+        # what ŷ's decodes are cached under: the file without its τ hint, so that a hinted file and its plain twin
+        # (the bytes the sender decoded to compute the hint) share them
+        self.content_sha256 = self.sha256 if self.bitstream.hint is None else hashlib.sha256(
+            dataclasses.replace(self.bitstream, hint=None).to_bytes()).hexdigest()
         self._lock, self._plain_lock = threading.Lock(), threading.Lock()
         self._y_hat: torch.Tensor | None = None
         self._plain: np.ndarray | None = None

@@ -103,11 +103,11 @@ class SynthesisDecoder(TauDecoder):
     def full(self, stream: Stream) -> np.ndarray:
         """θ₁'s image x̂₁ of a stream (cached: the τ maps, the grain guard and τ = 1 share it)."""
         with self._lock:
-            cached = self._full.get(stream.sha256)
+            cached = self._full.get(stream.content_sha256)
         if cached is None:
             cached = stream.synthesize(g_s=self.synthesis.at(1.0))
             with self._lock:
-                self._full.get_or(stream.sha256, lambda: cached)
+                self._full.get_or(stream.content_sha256, lambda: cached)
         return cached
 
 

@@ -18,7 +18,7 @@ The defaults were chosen on train_photos by `tools/hint_choice.py` (log: docs/lo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ CELL = 32  # px (64 and 96 gave 2-3 points less LPIPS gain, for 10 instead of 25
 LEVELS = 3  # τ ∈ {0, ½, 1} (4 levels: as good with the weights receiver, 30 bytes)
 SIGMA = 16  # px, the receiver's smoothing of the upsampled map (8 and 24: within 0.3 points)
 GRAIN_MAX = 1.5  # a level whose smooth-area grain over a cell exceeds this is not chosen there (never bound on train_photos)
+# ... in the perceptual synthesis's decode and in the app's default τ decoder's (`grain_receivers`): one map serves
+# every family, and the pixel decoder's DDIM 1 keeps grain on some smooth areas where θ₁ does not (Kodak's kodim20
+# hinted, q2: 2.37 with θ₁'s check alone, 1.37 with both; the same LPIPS on train_photos, docs/log)
 MAX_SHARE = 0.01  # the hint makes a file at most 1 % larger (else coarser cells, else no hint)
 PSNR_BUDGET = 0.4  # dB: the image's PSNR may fall this much below τ = 0's (`choose_levels_budget`)
 
@@ -152,6 +155,8 @@ class LevelScores:
     lpips_px: np.ndarray
     energies: np.ndarray
     sq_err: np.ndarray  # H×W squared error against the original, mean over RGB (the PSNR cap's MSE)
+    # the patch energies of the same level through other receivers: a cell's grain is the largest of them all
+    also_energies: tuple[np.ndarray, ...] = ()
 
 
 def squared_error(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
@@ -169,7 +174,8 @@ def hint_from_scores(scores: list[LevelScores], e_original: np.ndarray, height: 
     """The hint from each level's scores: `psnr_budget` (dB, image-level; `choose_levels_budget`), else the
     LPIPS-and-grain rule with an optional per-cell `psnr_drop` cap (`choose_levels`)."""
     lp = np.stack([cell_means(s.lpips_px, cell) for s in scores])
-    gr = np.stack([grain_cells(e_original, s.energies, cell, height=height, width=width) for s in scores])
+    gr = np.stack([np.max([grain_cells(e_original, e, cell, height=height, width=width)
+                           for e in (s.energies, *s.also_energies)], axis=0) for s in scores])
     mse = np.stack([cell_means(s.sq_err, cell) for s in scores])
     if psnr_budget is not None:
         rows, cols = np.arange(0, height, cell), np.arange(0, width, cell)
@@ -182,21 +188,27 @@ def hint_from_scores(scores: list[LevelScores], e_original: np.ndarray, height: 
 
 def compute_hint(original: np.ndarray, decode_at: Callable[[float], np.ndarray], *, cell: int = CELL,
                  levels: int = LEVELS, sigma: int = SIGMA, grain_max: float = GRAIN_MAX,
-                 psnr_budget: float | None = PSNR_BUDGET, max_bytes: int | None = None) -> TauHint | None:
+                 psnr_budget: float | None = PSNR_BUDGET, max_bytes: int | None = None,
+                 grain_receivers: Sequence[Callable[[float], np.ndarray]] = ()) -> TauHint | None:
     """The τ hint of `original` (H×W×3 uint8), given `decode_at(tau)`, the receiver's decode at τ as an
-    H×W×3 uint8 image (any decoder family); called once per level, τ = i / (levels − 1).
+    H×W×3 uint8 image (any decoder family); called once per level, τ = i / (levels − 1). Each of
+    `grain_receivers` (other receivers' decodes at τ) bounds the grain too: a level is chosen in a cell only
+    where none of them exceeds `grain_max` there; LPIPS and PSNR are `decode_at`'s.
 
     With `max_bytes`, the hint must fit: the cells double (`cell`, 2·`cell`, 4·`cell`: coarser, fewer
     bytes, the same scores) until its section does, else None (a small file carries no hint)."""
     h, w = original.shape[:2]
     e_original = patch_energies(original, patch=PATCH)
     decodes = []
+    also = []
     for tau in level_taus(levels):
         decodes.append(decode_at(tau))
+        also.append(tuple(patch_energies(receiver(tau), patch=PATCH) for receiver in grain_receivers))
         if decodes[-1].shape != original.shape:
             raise ValueError(f"decode at τ = {tau} is {decodes[-1].shape}, the original {original.shape}")
     maps = lpips_maps_tiled(original, decodes)  # the original's features once for all levels
-    scores = [LevelScores(m, patch_energies(d, patch=PATCH), squared_error(original, d)) for m, d in zip(maps, decodes)]
+    scores = [LevelScores(m, patch_energies(d, patch=PATCH), squared_error(original, d), e)
+              for m, d, e in zip(maps, decodes, also)]
     for size in (cell, 2 * cell, 4 * cell) if max_bytes is not None else (cell,):
         hint = hint_from_scores(scores, e_original, h, w, cell=size, sigma=sigma, grain_max=grain_max,
                                 psnr_budget=psnr_budget)
@@ -220,26 +232,49 @@ def pixel_receiver(plain: np.ndarray, full: np.ndarray) -> Callable[[float], np.
 def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, levels: int = LEVELS,
                      sigma: int = SIGMA, grain_max: float = GRAIN_MAX, psnr_budget: float | None = PSNR_BUDGET,
                      max_share: float | None = MAX_SHARE, effort: int = 0,
-                     progress: Callable[[int, int], None] | None = None) -> bytes:
+                     progress: Callable[[int, int], None] | None = None,
+                     also_checked: Sequence[Callable[[bytes], np.ndarray]] = ()) -> bytes:
     """Encode `image` and add the τ hint computed with the perceptual `synthesis`
     (`InterpolatedSynthesis`: `synthesis.at(tau)` is the g_s at τ): a format-version-2 `.dpx`.
 
     The decodes are the receiver's: ŷ comes from entropy-decoding the very bytes written, x̂₀ and x̂₁ are
     g_s(ŷ; θ₀) and g_s(ŷ; θ₁) through `codec.synthesize`, and a level's image their pixel blend
-    (`pixel_receiver`). `effort` and `progress` go to `Codec.encode` (the hint is computed on the refined
-    bitstream, since that is what the receiver decodes)."""
+    (`pixel_receiver`). Each of `also_checked` maps the file without a hint to another family's τ = 1
+    decode, whose blend with x̂₀ bounds the grain as well (`compute_hint`'s `grain_receivers`). `effort` and
+    `progress` go to `Codec.encode` (the hint is computed on the refined bitstream, since that is what the
+    receiver decodes)."""
     img = load_image(image)
     h, w = img.shape[:2]
     bitstream = codec.parse(codec.encode(img, effort=effort, progress=progress))
     y_hat, _ = codec.decode_latent(bitstream)
     plain, full = synthesis_decodes(codec, y_hat, h, w, synthesis=synthesis, taus=[0.0, 1.0])
     plain_bytes = bitstream.to_bytes()
+    others = [pixel_receiver(plain, decode(plain_bytes)) for decode in also_checked]
     # the hint may make the file at most MAX_SHARE larger than without it: a section of s bytes on a file of
     # n is a share s / n, so s ≤ MAX_SHARE · n
     hint = compute_hint(img, pixel_receiver(plain, full), cell=cell, levels=levels, sigma=sigma,
                         grain_max=grain_max, psnr_budget=psnr_budget,
-                        max_bytes=None if max_share is None else int(max_share * len(plain_bytes)))
+                        max_bytes=None if max_share is None else int(max_share * len(plain_bytes)),
+                        grain_receivers=others)
     return plain_bytes if hint is None else dataclasses.replace(bitstream, hint=hint).to_bytes()
+
+
+def default_decoder_check(codec) -> list[Callable[[bytes], np.ndarray]]:
+    """The app's default τ decoder (`registry.default_family`) at its own setting, raw τ = 1, as a function
+    of the file, where it is not the synthesis (whose decode the hint is computed on) and its weights were
+    trained on this codec's ŷ; else nothing."""
+    from dpexplorer.decoders.registry import FAMILIES, default_family
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
+
+    q = codec.cfg.quality
+    family = FAMILIES[default_family(q)]
+    if family is SynthesisDecoder or q not in family.qualities():
+        return []
+    decoder = family.load(q, codec.cfg.arch)
+    if decoder.codec.latent_sha256 != codec.latent_sha256:
+        return []
+    options = family.default_options(use_hint=False, use_guard=False)
+    return [lambda data: decoder.reconstruct(data, 1.0, options=options)]
 
 
 def encode(codec, image: ImageSource, *, hint: bool = True, effort: int = 0,
@@ -247,12 +282,14 @@ def encode(codec, image: ImageSource, *, hint: bool = True, effort: int = 0,
     """The project's encoder (the CLI's and the app's): the codec's bitstream with the sender's τ hint
     (format version 2) when `hint` is set and this codec's quality has a shipped perceptual synthesis
     trained for its ŷ to compute it with; else the plain version-1 file (`--no-hint`, CompressAI's
-    published weights, a quality without a synthesis). `effort` > 0 refines the latents first
+    published weights, a quality without a synthesis). The hint's grain rule also checks the app's default
+    τ decoder (`default_decoder_check`). `effort` > 0 refines the latents first
     (`dpexplorer.codec.effort`; `progress(done, total)` follows it)."""
     from dpexplorer.decoders.synthesis import SynthesisDecoder
 
     if hint and codec.cfg.quality in SynthesisDecoder.qualities():
         decoder = SynthesisDecoder.load(codec.cfg.quality, codec.cfg.arch)
         if decoder.codec.latent_sha256 == codec.latent_sha256:
-            return encode_with_hint(codec, image, synthesis=decoder.synthesis, effort=effort, progress=progress)
+            return encode_with_hint(codec, image, synthesis=decoder.synthesis, effort=effort, progress=progress,
+                                    also_checked=default_decoder_check(codec))
     return codec.encode(image, effort=effort, progress=progress)

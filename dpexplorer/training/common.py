@@ -11,7 +11,7 @@ import time
 import tomllib
 import typing
 from typing import ClassVar
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -97,7 +97,7 @@ class RunConfig:
 
     run_kind: ClassVar[str] = "run"  # the run folder's prefix
     data: str
-    quality: int
+    quality: int = field(metadata={"aliases": ["-q"]})  # as `dpexplorer encode -q`
     run_name: str = "main"
     arch: str | None = None
     workdir: str = "~/.cache/dpexplorer/train"

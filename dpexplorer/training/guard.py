@@ -33,7 +33,7 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 @dataclasses.dataclass
 class GuardTrainConfig:
-    quality: int
+    quality: int = dataclasses.field(metadata={"aliases": ["-q"]})
     arch: str | None = None  # None: the shipped codec's
     data: str = "../shared/train_photos"
     out: str = "runs/guard"

@@ -206,6 +206,8 @@ def test_cli_train_and_eval_pixel_parse():
     a = build_parser().parse_args(["train", "pixel", "--data", "d", "--quality", "1", "--minutes", "2"])
     [cfg] = configs_from_args(a, PixelTrainConfig)  # flags given only; the dataclass holds the defaults
     assert cfg.minutes == 2.0 and cfg.prediction_type == "sample" and a.func.__name__ == "cmd_train_pixel"
+    for kind in ("pixel", "latent", "latent-refine", "guard"):  # -q as in `dpexplorer encode -q`
+        assert build_parser().parse_args(["train", kind, "--data", "d", "-q", "3"]).quality == 3
     a = build_parser().parse_args(["eval", "pixel", "--set", "k=d", "--settings", "ddim:10", "ddpm:100"])
     assert a.func.__name__ == "cmd_eval_pixel" and a.settings == ["ddim:10", "ddpm:100"]
 
@@ -228,6 +230,25 @@ def test_a_decode_without_decoder_takes_the_first_family_with_weights(tiny_weigh
     assert next(iter(FAMILIES)) == "pixel"
     monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))  # a codec, θ₁ and a latent module at q1
     assert default_family(1) == "synthesis" and default_family(2) == "pixel"  # q2: none has, the first's error
+
+
+def test_the_hint_checks_the_default_decoders_grain(tiny_weights_dir, monkeypatch, photo):
+    """The sender's grain rule also looks at the app's default τ decoder, at its own setting (the pixel
+    decoder's DDIM 1, raw τ = 1), where it is not the synthesis; with the tiny weights (no pixel decoder) the
+    synthesis alone is checked."""
+    from dpexplorer.decoders.pixel.decoder import PixelDecoder
+    from dpexplorer.decoders.registry import reconstruct_file
+    from dpexplorer.hint.sender import default_decoder_check
+    from dpexplorer.hub.loading import get_codec
+
+    options = PixelDecoder.default_options(use_hint=False, use_guard=False)
+    assert (options.sampler, options.steps, options.use_guard) == ("ddim", 1, False)
+    codec = get_codec(1)
+    [check] = default_decoder_check(codec)
+    data = codec.encode(photo[:64, :96])
+    assert np.array_equal(check(data), reconstruct_file(data, 1.0, decoder="pixel", options=options))
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    assert default_decoder_check(get_codec(1)) == []
 
 
 def test_the_app_opens_on_the_default_familys_own_setting():

@@ -133,6 +133,16 @@ def test_files_without_a_hint_are_version_1_byte_for_byte(codec, image, files):
     assert Bitstream(bs.arch, bs.quality, bs.weights_id, bs.height, bs.width, bs.z_shape, bs.strings).to_bytes() == plain
 
 
+def test_a_hinted_file_shares_its_plain_twins_cached_decodes(codec, files):
+    """Decodes of ŷ are cached by the file without its hint: the sender's check decode of the plain bytes
+    serves the receiver's first decode of the hinted file."""
+    from dpexplorer.decoders.stream import Stream
+
+    plain, hinted = files
+    assert Stream(hinted, codec).sha256 != Stream(plain, codec).sha256
+    assert Stream(hinted, codec).content_sha256 == Stream(plain, codec).sha256 == Stream(plain, codec).content_sha256
+
+
 def test_version_2_round_trip(codec, image, files):
     plain, hinted = files
     bs = Bitstream.from_bytes(hinted)
@@ -265,6 +275,29 @@ def test_compute_hint_on_a_synthetic_photo():
     grid = hint.array()
     assert grid.shape == (2, 6) and hint.sigma == 8
     assert np.all(grid[:, :2] == 0) and np.all(grid[:, 4:] == 2)  # away from the boundary
+
+
+def test_another_receivers_grain_bounds_the_levels_too():
+    """Right half: texture that τ = 1 keeps, so the hint takes τ = 1 there. A second receiver whose τ = 1 lays
+    strong noise over that texture (five times its energy) makes τ = 1 grainy there: with it checked, those cells
+    step down; LPIPS and PSNR stay the first receiver's."""
+    rng = np.random.default_rng(8)
+    h, w = 64, 192
+    original = np.full((h, w, 3), 120.0)
+    original[:, 96:] += rng.normal(0, 30, (h, 96, 3))
+    original = np.clip(np.rint(original), 0, 255).astype(np.uint8)
+    smooth = original.copy()
+    smooth[:, 96:] = 120
+    noisy = original.astype(np.float64)
+    noisy[:, 96:] += rng.normal(0, 60, (h, 96, 3))
+    noisy = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    first = {0.0: smooth, 0.5: blend(smooth, original, np.full((h, w), 0.5, np.float32)), 1.0: original}
+    second = {tau: blend(smooth, noisy, np.full((h, w), tau, np.float32)) for tau in (0.0, 0.5, 1.0)}
+    alone = sender.compute_hint(original, first.__getitem__, cell=32, levels=3, sigma=8).array()
+    both = sender.compute_hint(original, first.__getitem__, cell=32, levels=3, sigma=8,
+                               grain_receivers=[second.__getitem__]).array()
+    assert np.all(alone[:, 4:] == 2) and np.all(both[:, 4:] < 2)
+    assert np.array_equal(alone[:, :2], both[:, :2])  # the flat cells, where both receivers agree
 
 
 def test_grain_cells_sees_only_its_cell():

@@ -76,7 +76,7 @@ class LatentDecoder(DenoisingDecoder):
     def cached_sample(self, stream: Stream | bytes, options: DecodeOptions) -> torch.Tensor:
         """r̃ of this stream and sampler setting, drawn once."""
         stream = self.open(stream)
-        key = (stream.sha256, options.sampler, int(options.steps), int(options.seed))
+        key = (stream.content_sha256, options.sampler, int(options.steps), int(options.seed))
         y_hat = stream.y_hat
         with self._lock:
             return self._samples.get_or(key, lambda: self.sample(

@@ -113,7 +113,7 @@ class PixelDecoder(DenoisingDecoder):
         stream = self.open(stream)
         y_hat = stream.y_hat
         with self._lock:
-            return self._bases.get_or(stream.sha256, lambda: self.codec.synthesize(
+            return self._bases.get_or(stream.content_sha256, lambda: self.codec.synthesize(
                 y_hat, *(CELL * s for s in y_hat.shape[-2:]), g_s=self._base_g_s))
 
     # ---- sampling ----------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ class PixelDecoder(DenoisingDecoder):
     def cached_sample(self, stream: Stream | bytes, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
         """x̃ of this stream and sampler setting, drawn once."""
         stream = self.open(stream)
-        key = (stream.sha256, options.sampler, int(options.steps), int(options.seed),
+        key = (stream.content_sha256, options.sampler, int(options.steps), int(options.seed),
                self.noise_scale(options.noise_scale))
         with self._lock:
             return self._samples.get_or(key, lambda: self.sample(stream, options))
