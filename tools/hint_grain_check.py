@@ -5,6 +5,7 @@ decoder ("pixmax"); each hint applied to both decoders' τ = 1 decodes, against 
     python tools/hint_grain_check.py 2 choice results/hint-check/choice-q2.jsonl   # 12 photos (seed 36)
     python tools/hint_grain_check.py 2 check results/hint-check/check-q2.jsonl     # 12 others (seed 3636)
     python tools/hint_grain_check.py 2 kodak:kodim20.png out.jsonl                 # a diagnosis, not a choice
+    python tools/hint_grain_check.py 2 dir:FOLDER out.jsonl                        # every image of a folder
 
 Log: docs/log/2026-12-07-hint-checks-the-default-decoder.md.
 """
@@ -31,6 +32,8 @@ from dpexplorer.metrics.image import lpips, patch_energies, psnr, smooth_area_gr
 def photos(which: str) -> list[Path]:
     if which.startswith("kodak:"):
         return [Path("../shared/kodak") / name for name in which[6:].split(",")]
+    if which.startswith("dir:"):
+        return list_images(Path(which[4:]))
     pool = [p for p in list_images(Path("../shared/train_photos")) if p.name != "sun-0003.png"]
     choice = random.Random(36).sample(pool, 12)
     return choice if which == "choice" else random.Random(3636).sample([p for p in pool if p not in choice], 12)

@@ -22,8 +22,8 @@ from dpexplorer.io.bitstream import Bitstream
 # The τ decoder families, the app's default first. The pixel decoder's DDIM 1 (its default setting) refines the
 # perceptual synthesis's image. On the same files, Kodak and val_photos, it beats the synthesis at every
 # quality: through the grain guard, more PSNR and lower LPIPS; with the sender's hint, as much or more PSNR and
-# the same or lower LPIPS, except Kodak q1 (0.6 points). Its worst photo on Kodak keeps more grain
-# (docs/log/2026-12-07-latent-refine-and-pixel-q3.md).
+# the same or lower LPIPS, except Kodak q1 (0.5 points); the sender's hint checks its grain too
+# (docs/log/2026-12-07-latent-refine-and-pixel-q3.md, docs/log/2026-12-07-hint-checks-the-default-decoder.md).
 FAMILIES: dict[str, type[TauDecoder]] = {cls.key: cls for cls in (PixelDecoder, SynthesisDecoder, LatentDecoder)}
 # Every family, the codec decoder (τ = 0 of all of them) first.
 DECODERS: dict[str, type[TauDecoder]] = {PlainDecoder.key: PlainDecoder, **FAMILIES}
