@@ -258,15 +258,21 @@ def choose_list(lpips, grain, thr):
     return sender.choose_levels(lpips, grain, thr)[0].tolist()
 
 
+def half_textured(rng, h: int = 64, w: int = 192):
+    """A 'photo' flat on the left and textured on the right, and its τ = 0 decode, which loses the texture."""
+    original = np.full((h, w, 3), 120.0)
+    original[:, w // 2:] += rng.normal(0, 30, (h, w - w // 2, 3))
+    original = np.clip(np.rint(original), 0, 255).astype(np.uint8)
+    smooth = original.copy()
+    smooth[:, w // 2:] = 120
+    return original, smooth
+
+
 def test_compute_hint_on_a_synthetic_photo():
     """Left: flat, where τ = 1 paints grain; right: texture, which only τ = 1 keeps."""
     rng = np.random.default_rng(5)
-    h, w = 64, 192
-    original = np.full((h, w, 3), 120.0)
-    original[:, 96:] += rng.normal(0, 30, (h, 96, 3))
-    original = np.clip(np.rint(original), 0, 255).astype(np.uint8)
-    smooth = original.copy()
-    smooth[:, 96:] = 120  # τ = 0: the texture is lost
+    original, smooth = half_textured(rng)
+    h, w = original.shape[:2]
     grainy = original.astype(np.float64)
     grainy[:, :96] += rng.normal(0, 12, (h, 96, 3))  # τ = 1: the texture is right, the flat area is grainy
     grainy = np.clip(np.rint(grainy), 0, 255).astype(np.uint8)
@@ -282,12 +288,8 @@ def test_another_receivers_grain_bounds_the_levels_too():
     strong noise over that texture (five times its energy) makes τ = 1 grainy there: with it checked, those cells
     step down; LPIPS and PSNR stay the first receiver's."""
     rng = np.random.default_rng(8)
-    h, w = 64, 192
-    original = np.full((h, w, 3), 120.0)
-    original[:, 96:] += rng.normal(0, 30, (h, 96, 3))
-    original = np.clip(np.rint(original), 0, 255).astype(np.uint8)
-    smooth = original.copy()
-    smooth[:, 96:] = 120
+    original, smooth = half_textured(rng)
+    h, w = original.shape[:2]
     noisy = original.astype(np.float64)
     noisy[:, 96:] += rng.normal(0, 60, (h, 96, 3))
     noisy = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
