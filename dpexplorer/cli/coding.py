@@ -34,7 +34,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from dpexplorer.decoders.registry import default_family, open_file, reconstruct_file
+    from dpexplorer.decoders.registry import open_file, reconstruct_file
     from dpexplorer.io.images import save_png
 
     files, batch = expand_inputs(args.inputs, {".dpx"})
@@ -48,9 +48,8 @@ def cmd_decode(args) -> int:
 
             tau_map = load_tau_map(args.tau_map, stream.height, stream.width)
         with _step_bar(src.name) as progress:
-            decoder = args.decoder or default_family(stream.quality)
-            image = reconstruct_file(stream, args.tau, decoder=decoder, pretrained=args.pretrained,
-                                     options=decode_options(args, decoder, tau_map=tau_map, progress=progress))
+            decoder, options = family_and_options(args, stream, tau_map=tau_map, progress=progress)
+            image = reconstruct_file(stream, args.tau, decoder=decoder, pretrained=args.pretrained, options=options)
         dt = time.perf_counter() - t0
         write_output(dst, lambda tmp: save_png(image, tmp), args.force)
         return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {dt:.2f} s"
@@ -81,7 +80,7 @@ class _step_bar:
 
 
 def cmd_metrics(args) -> int:
-    from dpexplorer.decoders.registry import default_family, open_file, reconstruct_file
+    from dpexplorer.decoders.registry import open_file, reconstruct_file
     from dpexplorer.io.images import load_image
     from dpexplorer.metrics import image as metrics
 
@@ -91,9 +90,8 @@ def cmd_metrics(args) -> int:
     bitstream = Path(args.bitstream) if args.bitstream else (test_path if test_path.suffix == ".dpx" else None)
     if test_path.suffix == ".dpx":
         stream = open_file(test_path.read_bytes(), args.pretrained)
-        decoder = args.decoder or default_family(stream.quality)
-        test = reconstruct_file(stream, args.tau, decoder=decoder, pretrained=args.pretrained,
-                                options=decode_options(args, decoder))
+        decoder, options = family_and_options(args, stream)
+        test = reconstruct_file(stream, args.tau, decoder=decoder, pretrained=args.pretrained, options=options)
     else:
         test = load_image(test_path)
     if bitstream is not None:
@@ -127,6 +125,15 @@ def codec_options(sp):
     sp.add_argument("--arch", default=None, help="codec architecture (default: the shipped one)")
     sp.add_argument("--pretrained", action="store_true",
                     help="use CompressAI's published weights (needs internet once) instead of weights/")
+
+
+def family_and_options(args, stream, **kwargs):
+    """The family that decodes `stream` (`--decoder`, else the first with weights for its quality,
+    `registry.default_family`) and its decode options (`decode_options`)."""
+    from dpexplorer.decoders.registry import default_family
+
+    decoder = args.decoder or default_family(stream.quality)
+    return decoder, decode_options(args, decoder, **kwargs)
 
 
 def decode_options(args, decoder: str, *, tau_map=None, progress=None):

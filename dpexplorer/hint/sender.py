@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from dpexplorer.decoders.stream import Stream, open_stream
 from dpexplorer.decoders.taumap import blend
 from dpexplorer.io.bitstream import hint_section_bytes
 from dpexplorer.io.images import ImageSource, load_image
@@ -233,23 +234,23 @@ def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, 
                      sigma: int = SIGMA, grain_max: float = GRAIN_MAX, psnr_budget: float | None = PSNR_BUDGET,
                      max_share: float | None = MAX_SHARE, effort: int = 0,
                      progress: Callable[[int, int], None] | None = None,
-                     also_checked: Sequence[Callable[[bytes], np.ndarray]] = ()) -> bytes:
+                     also_checked: Sequence[Callable[[Stream], np.ndarray]] = ()) -> bytes:
     """Encode `image` and add the τ hint computed with the perceptual `synthesis`
     (`InterpolatedSynthesis`: `synthesis.at(tau)` is the g_s at τ): a format-version-2 `.dpx`.
 
-    The decodes are the receiver's: ŷ comes from entropy-decoding the very bytes written, x̂₀ and x̂₁ are
-    g_s(ŷ; θ₀) and g_s(ŷ; θ₁) through `codec.synthesize`, and a level's image their pixel blend
-    (`pixel_receiver`). Each of `also_checked` maps the file without a hint to another family's τ = 1
+    The decodes are the receiver's: ŷ comes from entropy-decoding the very bytes written (the `Stream` of the
+    file without a hint), x̂₀ and x̂₁ are g_s(ŷ; θ₀) and g_s(ŷ; θ₁), and a level's image their pixel blend
+    (`pixel_receiver`). Each of `also_checked` maps that stream to another family's τ = 1
     decode, whose blend with x̂₀ bounds the grain as well (`compute_hint`'s `grain_receivers`). `effort` and
     `progress` go to `Codec.encode` (the hint is computed on the refined bitstream, since that is what the
     receiver decodes)."""
     img = load_image(image)
-    h, w = img.shape[:2]
     bitstream = codec.parse(codec.encode(img, effort=effort, progress=progress))
-    y_hat, _ = codec.decode_latent(bitstream)
-    plain, full = synthesis_decodes(codec, y_hat, h, w, synthesis=synthesis, taus=[0.0, 1.0])
     plain_bytes = bitstream.to_bytes()
-    others = [pixel_receiver(plain, decode(plain_bytes)) for decode in also_checked]
+    # the file as the receiver opens it: ŷ and x̂₀ decoded once, for θ₁'s decode and for every other check
+    stream = open_stream(plain_bytes, codec)
+    plain, full = stream.plain(), stream.synthesize(g_s=synthesis.at(1.0))
+    others = [pixel_receiver(plain, decode(stream)) for decode in also_checked]
     # the hint may make the file at most MAX_SHARE larger than without it: a section of s bytes on a file of
     # n is a share s / n, so s ≤ MAX_SHARE · n
     hint = compute_hint(img, pixel_receiver(plain, full), cell=cell, levels=levels, sigma=sigma,
@@ -259,9 +260,9 @@ def encode_with_hint(codec, image: ImageSource, *, synthesis, cell: int = CELL, 
     return plain_bytes if hint is None else dataclasses.replace(bitstream, hint=hint).to_bytes()
 
 
-def default_decoder_check(codec) -> list[Callable[[bytes], np.ndarray]]:
+def default_decoder_check(codec) -> list[Callable[[Stream | bytes], np.ndarray]]:
     """The app's default τ decoder (`registry.default_family`) at its own setting, raw τ = 1, as a function
-    of the file, where it is not the synthesis (whose decode the hint is computed on) and its weights were
+    of the file (or its opened `Stream`), where it is not the synthesis (whose decode the hint is computed on) and its weights were
     trained on this codec's ŷ; else nothing."""
     from dpexplorer.decoders.registry import FAMILIES, default_family
     from dpexplorer.decoders.synthesis import SynthesisDecoder

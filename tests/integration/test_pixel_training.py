@@ -14,7 +14,7 @@ from dpexplorer.decoders.base import DecodeOptions
 from dpexplorer.errors import WeightsError
 from dpexplorer.io.images import save_png
 
-from helpers import tiny_pixel_denoiser
+from helpers import random_photos, tiny_pixel_denoiser
 
 
 def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tiny_weights_dir, photo, monkeypatch):
@@ -23,11 +23,7 @@ def test_training_resumes_exports_and_the_registry_decodes_with_it(tmp_path, tin
     from dpexplorer.training.common import add_config_arguments, configs_from_args
     from dpexplorer.training.pixel import PixelTrainConfig, export_pixel, initial_weights, train_pixel
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        save_png(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), photos / f"p{i}.png")
+    photos = random_photos(tmp_path / "photos", height=80, width=96)
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights_dir, weights)
     codec = load_codec(1, None, weights)

@@ -6,6 +6,8 @@ import torch
 
 from dpexplorer.io.images import save_png
 
+from helpers import random_photos
+
 
 def _theta1(g_s, seed=1):
     gen = torch.Generator().manual_seed(seed)
@@ -47,11 +49,7 @@ def test_synthesis_training_writes_and_resumes(tmp_path, tiny_codec, latent):
     from dpexplorer.training.synthesis import (SynthesisTrainConfig, add_arguments, configs_from, load_theta1,
                                                train_synthesis)
 
-    data = tmp_path / "photos"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        save_png(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), data / f"p{i}.png")
+    data = random_photos(tmp_path / "photos", height=96, width=96)
 
     import argparse
 

@@ -9,15 +9,12 @@ import pytest
 import torch
 
 from dpexplorer.decoders.base import DecodeOptions
-from dpexplorer.io.images import save_png
+
+from helpers import random_photos
 
 
 def _photos(folder, n=3, size=(80, 96)):
-    rng = np.random.default_rng(0)
-    folder.mkdir()
-    for i in range(n):
-        save_png(rng.integers(0, 256, (*size, 3), dtype=np.uint8), folder / f"p{i}.png")
-    return folder
+    return random_photos(folder, height=size[0], width=size[1], count=n)
 
 
 def test_codec_training_resumes_and_exports(tmp_path, monkeypatch):
