@@ -4,12 +4,14 @@ on Kodak and val_photos, into the curves file the app and the README figure read
     python tools/peer_curves.py [--set kodak=../shared/kodak --set val_photos=../shared/val_photos]
                                 [--curves assets/kodak_curves.json] [--threads 1] [--figure-only]
                                 [--eval val_photos=results/val/results.json]
+                                [--eval-hinted kodak=results/kodak/results.json]
 
 Writes the top-level key "peers": {set name: peers.peer_curves_on(folder)} and leaves every other key
 as it is; then redraws the README figure (assets/kodak_dp_curves.png) from the file. Per-image cells are
 kept in results/peers/<set>.jsonl, so an interrupted run resumes. Prints the BD-rates of the codec
 decoder and of each τ decoder at τ = 1 against the peers: from the curves file's series (Kodak's), and
-from the `dpexplorer eval` runs named with --eval (e.g. val_photos).
+from the `dpexplorer eval` runs named with --eval (e.g. val_photos), and of their hinted τ = 1 decodes
+(the files with the sender's hint; the curves leave those out) with --eval-hinted.
 """
 
 import argparse
@@ -35,6 +37,8 @@ def main() -> None:
     ap.add_argument("--figure-only", action="store_true", help="only redraw the figure and print the BD-rates")
     ap.add_argument("--eval", action="append", default=[], metavar="NAME=RESULTS_JSON",
                     help="also print the BD-rates of a `dpexplorer eval` run on set NAME (its results.json)")
+    ap.add_argument("--eval-hinted", action="append", default=[], metavar="NAME=RESULTS_JSON",
+                    help="the same for the run's hinted τ = 1 decodes")
     args = ap.parse_args()
     # one thread: the machine is shared, and these numbers do not depend on the thread count
     torch.set_num_threads(args.threads)
@@ -68,16 +72,21 @@ def main() -> None:
     figure = Path(args.figure) if args.figure else curves_path.parent / "kodak_dp_curves.png"
     readme_figure(curves, figure)
     print(f"figure → {figure}")
-    runs = [(curves.get("data"), curves)]
-    for item in args.eval:  # another set's decoders: the series of its eval run, as the curves file has them
-        from dpexplorer.evaluation.full_eval import curve_series
+    runs = [(curves.get("data"), curves, curves.get("data"))]  # (label, source of the series, peer set)
+    from dpexplorer.evaluation.full_eval import curve_series
 
+    for item in args.eval:  # another set's decoders: the series of its eval run, as the curves file has them
         name, path = item.split("=", 1)
-        runs.append((name, {"series": curve_series(json.loads(Path(path).read_text()))}))
-    for name, source in runs:
+        runs.append((name, {"series": curve_series(json.loads(Path(path).read_text()))}, name))
+    for item in args.eval_hinted:  # the hinted rows as the families' series (curve_series skips hinted rows)
+        name, path = item.split("=", 1)
+        means = [dict(m, hint=False, guard=False) for m in json.loads(Path(path).read_text())["means"]
+                 if m["decoder"] == "plain" or m.get("hint")]
+        runs.append((f"{name}, hinted", {"series": curve_series({"means": means})}, name))
+    for name, source, peer_set in runs:
         series = peers.decoder_series_at_tau(source, 1.0)
-        if name in curves.get("peers", {}) and series:
-            bd = {label: peers.bd_rates_against_peers(pts, curves["peers"][name]) for label, pts in series.items()}
+        if peer_set in curves.get("peers", {}) and series:
+            bd = {label: peers.bd_rates_against_peers(pts, curves["peers"][peer_set]) for label, pts in series.items()}
             print(peers.format_bd_table(bd, f"BD-rate (%) on {name} against the peers (negative = fewer bits):"))
 
 
