@@ -368,6 +368,7 @@ def configure_threads() -> None:
 
 
 def launch(demo: gr.Blocks, **kwargs):
+    session.warm_effort_estimates()  # while nothing else runs: the "Smaller file" time is measured, not guessed
     kwargs.setdefault("css", _static("app.css"))
     kwargs.setdefault("max_file_size", MAX_UPLOAD)
     kwargs.setdefault("state_session_capacity", MAX_SESSIONS)

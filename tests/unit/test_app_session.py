@@ -31,3 +31,28 @@ def test_the_grain_guard_switch_decides_what_weights_tau_and_keys_the_frames(pho
     assert not np.array_equal(guarded, uniform)
     keys = {scrub.setting_key(SynthesisDecoder, "ddim", 10, 0, way=way) for way in ("guard", None, "hint")}
     assert len(keys) == 3
+
+
+def test_launch_calibrates_the_smaller_file_estimate_before_serving(monkeypatch):
+    """Calibrated on demand, the estimate ran beside the upload's own encode and kept a figure several times
+    too slow; the app measures it for every shipped quality before it takes a request."""
+    from dpexplorer.app import layout
+    from dpexplorer.codec import effort
+    from dpexplorer.hub.loading import shipped_qualities
+
+    effort._seconds_per_megapixel_iteration.cache_clear()
+    session.warm_effort_estimates()
+    assert effort._seconds_per_megapixel_iteration.cache_info().currsize == len(shipped_qualities())
+    hits = effort._seconds_per_megapixel_iteration.cache_info().hits
+    assert session.effort_estimate(300, 451, shipped_qualities()[0], 400) > 0
+    assert effort._seconds_per_megapixel_iteration.cache_info().hits == hits + 1  # no new calibration
+
+    calls = []
+    monkeypatch.setattr(session, "warm_effort_estimates", lambda: calls.append("calibrate"))
+
+    class Demo:
+        def launch(self, **kwargs):
+            calls.append("serve")
+
+    layout.launch(Demo())
+    assert calls == ["calibrate", "serve"]

@@ -74,3 +74,18 @@ def test_estimate_scales_with_pixels_and_iterations(tiny_codec):
     small = effort.estimate_seconds(tiny_codec.model, 64, 64, 10)
     assert small > 0 and effort.estimate_seconds(tiny_codec.model, 64, 64, 0) == 0
     assert effort.estimate_seconds(tiny_codec.model, 128, 128, 20) == pytest.approx(8 * small)
+
+
+def test_estimate_keeps_the_fastest_calibration_run(tiny_codec, monkeypatch):
+    """Another request's encode can only slow a calibration run down: the estimate takes the fastest."""
+    import time
+
+    durations = iter([0.0, 0.3, 0.02, 0.3])  # warm-up, then a run slowed by other work, a quiet one, a slow one
+    monkeypatch.setattr(effort, "refine_latents", lambda *a, **k: time.sleep(next(durations)))
+    effort._seconds_per_megapixel_iteration.cache_clear()
+    try:
+        per_mp = effort._seconds_per_megapixel_iteration(tiny_codec.model)
+    finally:
+        effort._seconds_per_megapixel_iteration.cache_clear()
+    quiet = 0.02 / 2 / (256 * 256 / 1e6)
+    assert quiet <= per_mp < 3 * quiet  # the 0.3-s runs would give 15× this
