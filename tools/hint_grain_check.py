@@ -39,6 +39,20 @@ def photos(which: str) -> list[Path]:
     return choice if which == "choice" else random.Random(3636).sample([p for p in pool if p not in choice], 12)
 
 
+def decodes(codec, synth, pix, img):
+    """The file without a hint and its decodes at raw τ: x̂₀, θ₁'s τ = 1 and the pixel decoder's DDIM 1 τ = 1."""
+    raw = PixelDecoder.default_options(use_hint=False, use_guard=False)
+    data = codec.encode(img)
+    stream = synth.open(data)
+    return data, stream.plain(), synth.reconstruct(stream, 1.0, options=raw), pix.reconstruct(pix.open(data), 1.0,
+                                                                                                options=raw)
+
+
+def measures(img, x) -> list[float]:
+    """PSNR, LPIPS and the smooth-area grain of `x` against `img`."""
+    return [psnr(img, x), lpips(img, x), smooth_area_grain(img, x)]
+
+
 def levels(img, lpips_receiver, grain_receivers) -> np.ndarray:
     """The shipped rule (`choose_levels_budget`), LPIPS and MSE from one receiver, grain the largest of several."""
     h, w = img.shape[:2]
@@ -60,17 +74,13 @@ def main() -> None:
     torch.set_num_threads(1)
     out.parent.mkdir(parents=True, exist_ok=True)
     codec, synth, pix = get_codec(q), SynthesisDecoder.load(q), PixelDecoder.load(q)
-    raw = PixelDecoder.default_options(use_hint=False, use_guard=False)
     for path in photos(which):
         img = load_image(path)
         h, w = img.shape[:2]
-        data = codec.encode(img)
-        stream = synth.open(data)
-        x0, xs = stream.plain(), synth.reconstruct(stream, 1.0, options=raw)
-        xp = pix.reconstruct(pix.open(data), 1.0, options=raw)
+        _, x0, xs, xp = decodes(codec, synth, pix, img)
 
         def measure(x):
-            return [psnr(img, x), lpips(img, x), smooth_area_grain(img, x)]
+            return measures(img, x)
 
         row = {"image": path.name, "q": q, "set": which, "tau0": measure(x0), "synth": measure(xs), "pixel": measure(xp)}
         on_synth, on_pixel = sender.pixel_receiver(x0, xs), sender.pixel_receiver(x0, xp)

@@ -12,13 +12,13 @@ Log: docs/log/2026-12-07-hint-levels.md.
 """
 
 import json
-import random
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from hint_grain_check import decodes, measures, photos  # the same photos and decodes (tools/ is on the path)
 
 from dpexplorer.decoders.pixel.decoder import PixelDecoder
 from dpexplorer.decoders.synthesis import SynthesisDecoder
@@ -26,8 +26,7 @@ from dpexplorer.decoders.taumap import blend, hint_tau_map
 from dpexplorer.hint import sender
 from dpexplorer.hub.loading import get_codec
 from dpexplorer.io.bitstream import hint_section_bytes
-from dpexplorer.io.images import list_images, load_image
-from dpexplorer.metrics.image import lpips, psnr, smooth_area_grain
+from dpexplorer.io.images import load_image
 
 SETTINGS = [(levels, budget) for levels in (3, 4, 5) for budget in (0.4, 0.45)]
 RULE = ("every quality, the synthesis's hinted decode against τ = 0: PSNR drop ≤ 0.45 dB on average and ≤ 0.48 on "
@@ -36,33 +35,20 @@ RULE = ("every quality, the synthesis's hinted decode against τ = 0: PSNR drop 
         "synthesis over the qualities, within 0.2 pp the fewest hint bytes")
 
 
-def photos(which: str) -> list[Path]:
-    """The photos of `tools/hint_choice.py`'s stages ("choice": seed 36) and of its check ("check": seed 3636)."""
-    if which.startswith("dir:"):
-        return list_images(Path(which[4:]))
-    pool = [p for p in list_images(Path("../shared/train_photos")) if p.name != "sun-0003.png"]
-    choice = random.Random(36).sample(pool, 12)
-    return choice if which == "choice" else random.Random(3636).sample([p for p in pool if p not in choice], 12)
-
-
 def run(q: int, which: str, out: Path) -> None:
     torch.set_num_threads(1)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["image"] for line in out.open()} if out.exists() else set()
     codec, synth, pix = get_codec(q), SynthesisDecoder.load(q), PixelDecoder.load(q)
-    raw = PixelDecoder.default_options(use_hint=False, use_guard=False)
     for path in photos(which):
         if path.name in done:
             continue
         img = load_image(path)
         h, w = img.shape[:2]
-        data = codec.encode(img)
-        stream = synth.open(data)
-        x0, xs = stream.plain(), synth.reconstruct(stream, 1.0, options=raw)
-        xp = pix.reconstruct(pix.open(data), 1.0, options=raw)
+        data, x0, xs, xp = decodes(codec, synth, pix, img)
 
         def measure(x):
-            return [psnr(img, x), lpips(img, x), smooth_area_grain(img, x)]
+            return measures(img, x)
 
         row = {"image": path.name, "q": q, "set": which, "bytes": len(data),
                "tau0": measure(x0), "synth": measure(xs), "pixel": measure(xp)}
