@@ -180,7 +180,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     e.add_argument("--no-hint", action="store_true",
                    help="leave out the sender's τ hint (where the perceptual decode helps, computed against the "
-                        "original; about 30–70 bytes, and a few seconds per image); the file is then format version 1")
+                        "original; about 30–140 bytes, and a few seconds per image); the file is then format version 1")
     e.add_argument("--effort", type=effort_iterations, default=0, metavar="N",
                    help="refine the latents for N iterations before coding (Stochastic Gumbel Annealing): a "
                         "smaller file at the same quality, for the same decoders; slow (about 3 s per "

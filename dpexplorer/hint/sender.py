@@ -12,8 +12,8 @@ gave up too much LPIPS; both stay for the record (docs/log/hint-choice.txt, stag
 The receiver smooths the map (σ px, `receiver.hint_tau_map`) and blends its τ = 0 and τ = 1 decodes in
 pixel space with it (`pixel_receiver`; level i of L is x̂₀ + i/(L − 1)·(x̂₁ − x̂₀)).
 
-The defaults were chosen on train_photos by `tools/hint_choice.py` (log: docs/log/hint-choice.txt), the number of
-levels since by `tools/hint_levels_choice.py` (docs/log/2026-12-07-hint-levels.md).
+The defaults were chosen on train_photos by `tools/hint_choice.py` (log: docs/log/hint-choice.txt), the levels,
+cell size and σ since by `tools/hint_levels_choice.py` (docs/log/2026-12-07-hint-levels.md).
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from dpexplorer.io.images import ImageSource, load_image
 from dpexplorer.io.tauhint import TauHint, hint_grid
 from dpexplorer.metrics.image import grain_ratio, lpips_maps, patch_energies
 
-# Chosen on train_photos by tools/hint_choice.py (docs/log/hint-choice.txt); see that log for the table.
-CELL = 32  # px (64 and 96 gave 2-3 points less LPIPS gain, for 10 instead of 25 bytes)
+# Chosen on train_photos by tools/hint_choice.py (docs/log/hint-choice.txt) and tools/hint_levels_choice.py (stages 4
+# and 5, docs/log/2026-12-07-hint-levels.md).
+CELL = 16  # px, where the 1 % cap allows (else 32, 64, 128): with σ 8, 0.4 points more LPIPS gain than 32 px
+# with σ 16 on the choice photos, 0.2 on the check photos (stage 5); 64 and 96: 2-3 points less than 32 (stage 1)
 LEVELS = 4  # τ ∈ {0, ⅓, ⅔, 1}: 0.2-0.7 points more LPIPS gain than {0, ½, 1} on train_photos (stage 4);
 # 5 levels gained 0.1 point more for 6-18 % more bytes
-SIGMA = 16  # px, the receiver's smoothing of the upsampled map (8 and 24: within 0.3 points)
+SIGMA = 8  # px, the receiver's smoothing of the upsampled map (16 with 16-px cells: 0.3 points less, stage 5)
 GRAIN_MAX = 1.5  # a level whose smooth-area grain over a cell exceeds this is not chosen there (never bound on train_photos)
 # ... in the perceptual synthesis's decode and in the app's default τ decoder's (`grain_receivers`): one map serves
 # every family, and the pixel decoder's DDIM 1 keeps grain on some smooth areas where θ₁ does not (Kodak's kodim20
@@ -199,8 +201,8 @@ def compute_hint(original: np.ndarray, decode_at: Callable[[float], np.ndarray],
     `grain_receivers` (other receivers' decodes at τ) bounds the grain too: a level is chosen in a cell only
     where none of them exceeds `grain_max` there; LPIPS and PSNR are `decode_at`'s.
 
-    With `max_bytes`, the hint must fit: the cells double (`cell`, 2·`cell`, 4·`cell`: coarser, fewer
-    bytes, the same scores) until its section does, else None (a small file carries no hint)."""
+    With `max_bytes`, the hint must fit: the cells double (`cell`, 2·`cell`, 4·`cell`, 8·`cell`: coarser,
+    fewer bytes, the same scores) until its section does, else None (a small file carries no hint)."""
     h, w = original.shape[:2]
     e_original = patch_energies(original, patch=PATCH)
     decodes = []
@@ -213,7 +215,7 @@ def compute_hint(original: np.ndarray, decode_at: Callable[[float], np.ndarray],
     maps = lpips_maps_tiled(original, decodes)  # the original's features once for all levels
     scores = [LevelScores(m, patch_energies(d, patch=PATCH), squared_error(original, d), e)
               for m, d, e in zip(maps, decodes, also)]
-    for size in (cell, 2 * cell, 4 * cell) if max_bytes is not None else (cell,):
+    for size in (cell, 2 * cell, 4 * cell, 8 * cell) if max_bytes is not None else (cell,):
         hint = hint_from_scores(scores, e_original, h, w, cell=size, sigma=sigma, grain_max=grain_max,
                                 psnr_budget=psnr_budget)
         if max_bytes is None or hint_section_bytes(hint) <= max_bytes:
