@@ -13,6 +13,7 @@ Log: docs/log/2026-12-07-hint-checks-the-default-decoder.md.
 import json
 import random
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,7 @@ def main() -> None:
         h, w = img.shape[:2]
         _, x0, xs, xp = decodes(codec, synth, pix, img)
 
-        def measure(x):
-            return measures(img, x)
+        measure = partial(measures, img)
 
         row = {"image": path.name, "q": q, "set": which, "tau0": measure(x0), "synth": measure(xs), "pixel": measure(xp)}
         on_synth, on_pixel = sender.pixel_receiver(x0, xs), sender.pixel_receiver(x0, xp)

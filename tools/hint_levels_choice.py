@@ -16,6 +16,7 @@ Log: docs/log/2026-12-07-hint-levels.md.
 import json
 import sys
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,7 @@ def run(q: int, which: str, out: Path, stage: int = 4) -> None:
         h, w = img.shape[:2]
         data, x0, xs, xp = decodes(codec, synth, pix, img)
 
-        def measure(x):
-            return measures(img, x)
+        measure = partial(measures, img)
 
         row = {"image": path.name, "q": q, "set": which, "bytes": len(data),
                "tau0": measure(x0), "synth": measure(xs), "pixel": measure(xp)}

@@ -78,11 +78,10 @@ def main() -> None:
     for item in args.eval:  # another set's decoders: the series of its eval run, as the curves file has them
         name, path = item.split("=", 1)
         runs.append((name, {"series": curve_series(json.loads(Path(path).read_text()))}, name))
-    for item in args.eval_hinted:  # the hinted rows as the families' series (curve_series skips hinted rows)
+    for item in args.eval_hinted:
         name, path = item.split("=", 1)
-        means = [dict(m, hint=False, guard=False) for m in json.loads(Path(path).read_text())["means"]
-                 if m["decoder"] == "plain" or m.get("hint")]
-        runs.append((f"{name}, hinted", {"series": curve_series({"means": means})}, name))
+        runs.append((f"{name}, hinted", {"series": curve_series(json.loads(Path(path).read_text()), hinted=True)},
+                     name))
     for name, source, peer_set in runs:
         series = peers.decoder_series_at_tau(source, 1.0)
         if peer_set in curves.get("peers", {}) and series:

@@ -450,8 +450,10 @@ def write_csv(cells: list[dict], path: Path) -> None:
             w.writerow(c)
 
 
-def curve_series(result: dict) -> list[dict]:
-    """The series the app draws: plain decoder over qualities, τ sweep per (quality, sampler), baselines."""
+def curve_series(result: dict, *, hinted: bool = False) -> list[dict]:
+    """The series the app draws: plain decoder over qualities, τ sweep per (quality, sampler), baselines.
+    `hinted`: the families' decodes of the files with the sender's hint instead of the raw sweep (what
+    `tools/peer_curves.py --eval-hinted` compares with the peers)."""
     means = result["means"]
     series = []
     plain = sorted((m for m in means if m["decoder"] == "plain"), key=lambda m: m["bpp"])
@@ -460,8 +462,8 @@ def curve_series(result: dict) -> list[dict]:
                        "kind": "plain", "style": "ko-", "points": [_point(m) for m in plain]})
     for q in sorted({m["quality"] for m in means}):
         for key, cls in FAMILIES.items():
-            ours = [m for m in means if m["decoder"] == key and m["quality"] == q and not m.get("hint")]
-            if any(m.get("guard") for m in ours):  # the raw sweep users get: through the guard where measured
+            ours = [m for m in means if m["decoder"] == key and m["quality"] == q and bool(m.get("hint")) == hinted]
+            if not hinted and any(m.get("guard") for m in ours):  # the raw sweep users get: through the guard
                 ours = [m for m in ours if m.get("guard")]
             for smp, steps in sorted({(m["sampler"], m["steps"]) for m in ours}, key=str):
                 pts = sorted((m for m in ours if (m["sampler"], m["steps"]) == (smp, steps)), key=lambda m: m["tau"])

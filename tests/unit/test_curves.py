@@ -30,3 +30,20 @@ def test_dp_plot_highlights_the_quality_and_keeps_the_legend_outside():
     assert legend.x0 >= axes.x1  # outside the axes: never over the curves
     title = ax.title.get_window_extent()
     assert title.x0 >= 0 and title.x1 <= fig.bbox.width  # not clipped
+
+
+def test_curve_series_draws_the_raw_sweep_through_the_guard_or_the_hinted_decodes():
+    from dpexplorer.evaluation.full_eval import curve_series
+
+    def row(tau, lpips, **flags):
+        return {"decoder": "synthesis", "quality": 1, "sampler": None, "steps": None, "tau": tau, "n": 2,
+                "bpp": 0.2, "psnr": 27.0, "ms_ssim": 0.9, "lpips": lpips, **flags}
+
+    plain = {"decoder": "plain", "quality": 1, "bpp": 0.2, "psnr": 27.0, "ms_ssim": 0.9, "lpips": 0.4}
+    means = [plain, row(0.0, 0.4, guard=True), row(1.0, 0.3, guard=True), row(0.0, 0.4, hint=True),
+             row(1.0, 0.25, hint=True)]
+    raw = {s["kind"]: s for s in curve_series({"means": means})}
+    hinted = {s["kind"]: s for s in curve_series({"means": means}, hinted=True)}
+    assert [p["lpips"] for p in raw["synthesis"]["points"]] == [0.4, 0.3]
+    assert [p["lpips"] for p in hinted["synthesis"]["points"]] == [0.4, 0.25]
+    assert raw["plain"] == hinted["plain"]
