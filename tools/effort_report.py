@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dpexplorer.codec import effort as effort_module
+from dpexplorer.codec.precision import bf16_is_fast
 from dpexplorer.hub.loading import get_codec
 from dpexplorer.io.images import list_images, load_image
 from dpexplorer.metrics.bd import bd_rate
@@ -114,10 +115,13 @@ def main() -> None:
     ap.add_argument("--tau-check", action="store_true",
                     help="also decode each file with the perceptual synthesis at τ = 1 (raw τ) and record LPIPS at "
                          "τ = 0 and 1: whether the τ decoders' gain holds on refined bitstreams")
+    ap.add_argument("--fp32-synthesis", action="store_true",
+                    help="search with the plain fp32 g_s (EffortSchedule.fast_synthesis=False): the A/B of the fast one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     defaults = effort_module.EffortSchedule()
-    schedule = effort_module.EffortSchedule(lr=args.lr or defaults.lr, tau_start=args.tau_start or defaults.tau_start)
+    schedule = effort_module.EffortSchedule(lr=args.lr or defaults.lr, tau_start=args.tau_start or defaults.tau_start,
+                                            fast_synthesis=not args.fp32_synthesis)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -154,7 +158,8 @@ def main() -> None:
                 row = {"image": path.name, "quality": q, "effort": n, "bytes": len(data),
                        "bpp": len(data) * 8 / (img.shape[0] * img.shape[1]), "psnr": psnr(img, decoded),
                        "seconds": seconds, "lr": schedule.lr, "tau_start": schedule.tau_start,
-                       "size": list(img.shape[:2])}
+                       "size": list(img.shape[:2]), "fast_synthesis": schedule.fast_synthesis,
+                       "bf16": schedule.fast_synthesis and bf16_is_fast(torch.device("cpu"))}
                 if args.tau_check:  # the perceptual synthesis on the same file: does its LPIPS gain hold?
                     from dpexplorer.decoders.base import DecodeOptions
                     from dpexplorer.decoders.registry import reconstruct_file

@@ -183,9 +183,9 @@ def add_parsers(sub) -> None:
                         "original; about 30–140 bytes, and a few seconds per image); the file is then format version 1")
     e.add_argument("--effort", type=effort_iterations, default=0, metavar="N",
                    help="refine the latents for N iterations before coding (Stochastic Gumbel Annealing): a "
-                        "smaller file at the same quality, for the same decoders; slow (about 3 s per "
-                        "iteration per megapixel on two cores), images up to 2.5 MP; 0 = the fast encoder "
-                        "(default); docs/cli.md has the bits saved per N")
+                        "smaller file at the same quality, for the same decoders; slow (about 1 s per "
+                        "iteration per megapixel on a CPU with AMX, 3 s without), images up to 2.5 MP; 0 = the "
+                        "fast encoder (default); docs/cli.md has the bits saved per N")
     codec_options(e)
     e.set_defaults(func=cmd_encode)
 

@@ -14,6 +14,7 @@ seconds and the bits saved per N). `Codec.encode(image, effort=N)` runs it; N = 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from dpexplorer.codec.config import PAD_MULTIPLE
 from dpexplorer.codec.hyperprior import hyper_analysis, hyper_likelihoods, latent_likelihoods, scales_and_means
+from dpexplorer.codec.precision import fast_autocast
 
 # Refinement runs untiled (backward through g_s at full size): peak RSS 1.15 GB at 0.26 MP and 2.0 GB at
 # 1.05 MP (q3, one thread; 0.94 GB without effort), so about 3.5 GB here. Larger images are refused with
@@ -51,6 +53,11 @@ class EffortSchedule:
     lr: float = 1e-2
     tau_start: float = 0.5
     tau_end: float = 0.05
+    # g_s's passes in channels-last and, where the CPU has AMX tiles, under bf16 autocast (codec/precision.py):
+    # about 4× faster per iteration. Only the search runs this way; the refined latents are coded and decoded
+    # exactly as before, and the bits saved match the fp32 search's on the same images
+    # (docs/log/2026-12-07-bf16-on-amx.md). False: the fp32 search.
+    fast_synthesis: bool = True
 
     def temperature(self, step: int, iterations: int) -> float:
         if iterations <= 1:
@@ -72,12 +79,27 @@ def sga_round(v: torch.Tensor, tau: float, generator: torch.Generator | None = N
     return floor + up
 
 
+@lru_cache(maxsize=8)
+def _channels_last_synthesis(model) -> torch.nn.Module:
+    """A channels-last copy of g_s for the search; the model itself keeps its layout for the decoders."""
+    return copy.deepcopy(model.g_s).to(memory_format=torch.channels_last)
+
+
+def synthesize(model, y_tilde: torch.Tensor, *, fast: bool) -> torch.Tensor:
+    """g_s(ỹ) in fp32, computed the fast way (`EffortSchedule.fast_synthesis`) or the plain one."""
+    if not fast:
+        return model.g_s(y_tilde)
+    with fast_autocast(y_tilde.device):
+        return _channels_last_synthesis(model)(y_tilde.contiguous(memory_format=torch.channels_last)).float()
+
+
 def rate_distortion(model, x: torch.Tensor, y_tilde: torch.Tensor, z_tilde: torch.Tensor, *,
-                    scales: torch.Tensor, means: torch.Tensor | None, lmbda: float) -> tuple[torch.Tensor, ...]:
+                    scales: torch.Tensor, means: torch.Tensor | None, lmbda: float,
+                    fast_synthesis: bool = False) -> tuple[torch.Tensor, ...]:
     """(loss, bits per pixel, MSE on the 0..1 scale) of soft-rounded latents against the image `x` (its
     unpadded size: padding is never shown, so it costs nothing)."""
     h, w = x.shape[-2:]
-    x_tilde = model.g_s(y_tilde)[..., :h, :w]
+    x_tilde = synthesize(model, y_tilde, fast=fast_synthesis)[..., :h, :w]
     bits = -(torch.log2(latent_likelihoods(model, y_tilde, scales, means)).sum()
              + torch.log2(hyper_likelihoods(model, z_tilde)).sum())
     bpp = bits / (h * w)
@@ -103,7 +125,8 @@ def refine_latents(model, x: torch.Tensor, y: torch.Tensor, *, iterations: int, 
             scales, means = scales_and_means(model, z_tilde)
             y_tilde = sga_round(y if means is None else y - means, tau, generator)
             y_tilde = y_tilde if means is None else y_tilde + means
-            loss, _, _ = rate_distortion(model, x, y_tilde, z_tilde, scales=scales, means=means, lmbda=lmbda)
+            loss, _, _ = rate_distortion(model, x, y_tilde, z_tilde, scales=scales, means=means, lmbda=lmbda,
+                                         fast_synthesis=schedule.fast_synthesis)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

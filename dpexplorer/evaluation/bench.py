@@ -1,6 +1,7 @@
 """`dpexplorer bench`: speed and memory on this machine, measured side by side in one run.
 
-Prints, for one 768×512 image: encode, entropy decoding, one g_s pass, a τ change with a cached
+Prints, for one 768×512 image: encode, entropy decoding, an iteration of the encoder effort's search (fp32
+and fast, side by side), one g_s pass, a τ change with a cached
 sample, a fresh latent sample (10 steps), a τ change of the perceptual synthesis (weights blended, then
 one g_s pass) — each also as a ratio to the g_s pass — the pixel diffusion decoder's τ change, fresh
 sample and seconds per denoiser step beside the networks of Mari & Milani (2024) and of CDC (Yang & Mandt, 2023), plus the app's cold start
@@ -92,6 +93,27 @@ def _hinted_encode_time(codec, img: np.ndarray) -> float:
     start = time.perf_counter()
     encode(codec, img)
     return time.perf_counter() - start
+
+
+def _effort_iteration_times(codec, img: np.ndarray, repeat: int) -> dict:
+    """Seconds per iteration of the encoder's latent refinement (`--effort`) at this size, the fp32 search
+    and the fast one (channels-last g_s, bf16 where the CPU has AMX) side by side, after a warm-up each."""
+    from dpexplorer.codec.effort import EffortSchedule, refine_latents
+    from dpexplorer.codec.precision import bf16_is_fast
+    from dpexplorer.io.images import to_tensor
+
+    x = to_tensor(img)
+    y = codec.analyze(img)
+    out = {"bf16": bf16_is_fast(torch.device("cpu"))}
+    for name, fast in (("fp32", False), ("fast", True)):
+        schedule = EffortSchedule(fast_synthesis=fast)
+
+        def iteration():
+            refine_latents(codec.model, x, y, iterations=1, lmbda=codec.cfg.lmbda, schedule=schedule)
+
+        iteration()
+        out[name] = _median_time(iteration, repeat)
+    return out
 
 
 def _cold_start() -> float:
@@ -214,6 +236,7 @@ def run_bench(image: str | None = None, quality: int | None = None, repeat: int 
     r["encode_s"] = _median_time(lambda: codec.encode(img), repeat)
     r["encode_hinted_s"] = _hinted_encode_time(codec, img)
     r["entropy_decode_s"] = _median_time(lambda: codec.decode_latent(data), repeat)
+    r["effort_iteration_s"] = _effort_iteration_times(codec, img, repeat)
     r["g_s_s"] = _median_time(lambda: codec.synthesize(y_hat, bs.height, bs.width), repeat)
     ddim = DecodeOptions(sampler="ddim", steps=steps)
     pipeline.reconstruct(data, 1.0, options=ddim)  # fills the cache
@@ -258,6 +281,12 @@ def format_bench(r: dict, steps: int = 10) -> str:
              f"latent model: {r['latent_model']}, synthesis model: {r['synthesis_model']}",
              f"{'what':42s} {'seconds':>8s} {'× g_s':>7s}"]
     lines += [f"{name:42s} {t:8.3f} {t / g:7.2f}" for name, t in rows]
+    e = r["effort_iteration_s"]
+    lines.append(f"{'encoder effort, one iteration':42s}")
+    lines.append(f"{'  fp32 search':42s} {e['fp32']:8.3f} {e['fp32'] / g:7.2f}")
+    how = "channels-last, bf16 on AMX" if e["bf16"] else "channels-last (no AMX: fp32)"
+    lines.append(f"{'  fast search (' + how + ')':42s} {e['fast']:8.3f} {e['fast'] / g:7.2f}  "
+                 f"{e['fp32'] / e['fast']:.1f}× faster")
     if "pixel_step_s" in r:
         lines.append(f"{'pixel decoder (' + r['pixel_model'] + ')':42s}")
         lines.append(f"{'  τ change, cached sample':42s} {r['pixel_tau_change_cached_s']:8.3f} "

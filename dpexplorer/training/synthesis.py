@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dpexplorer.codec.precision import bf16_is_fast, fast_autocast
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import MultiScaleCropSampler
@@ -69,6 +70,10 @@ class SynthesisTrainConfig(RunConfig):
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
+    # θ₁ and D in channels-last under bf16 autocast where the CPU has AMX (codec/precision.py): 2× faster
+    # steps on this project's CPU (docs/log/2026-12-07-bf16-on-amx.md); ŷ and the losses stay fp32.
+    # Elsewhere (no AMX, a GPU) it changes nothing.
+    bf16: bool = False
 
 
 def hf_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
@@ -123,6 +128,12 @@ def conditional_discriminator(cond: bool) -> nn.Module:
     return disc
 
 
+def contiguous_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's weights in the plain layout (a `--bf16` run trains channels-last; safetensors and the
+    decoders take contiguous tensors)."""
+    return {k: v.contiguous() for k, v in module.state_dict().items()}
+
+
 def _describe(r: dict) -> str:
     """A log line's loss means."""
     return f"psnr {psnr_of(r['mse']):.2f} lpips {r['lpips']:.4f} adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f}"
@@ -165,31 +176,42 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
         atomic_save({"g_s1": g_s1.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
                      "opt_d": opt_d.state_dict(), "step": step, "wall_s": time.time() - t0,
                      "config": asdict(cfg), **keys}, ckpt)
-        atomic_save({"g_s": g_s1.state_dict(), "step": step, "config": asdict(cfg), **keys}, out)
+        atomic_save({"g_s": contiguous_state(g_s1), "step": step, "config": asdict(cfg), **keys}, out)
+
+    fast = cfg.bf16 and bf16_is_fast(device)
+    if fast:
+        g_s1.to(memory_format=torch.channels_last)
+        disc.to(memory_format=torch.channels_last)
+    elif cfg.bf16:
+        log("bf16: not faster on this device (no AMX); training in fp32")
+    layout = torch.channels_last if fast else torch.contiguous_format
 
     t0, session = time.time() - wall, time.time()
     means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
     snapshots = Every(cfg.snapshot_every_s or float("inf"),
-                      lambda: atomic_save({"g_s": g_s1.state_dict(), "step": step}, run_dir / f"theta1-{step}.pt"))
+                      lambda: atomic_save({"g_s": contiguous_state(g_s1), "step": step}, run_dir / f"theta1-{step}.pt"))
     while cfg.within_budget(step, session):
         x = sampler.batch(cfg.batch).to(device)
-        with torch.no_grad():  # ŷ exactly as the decoder gets it, and the plain decode g_s0(ŷ)
+        with torch.no_grad():  # ŷ exactly as the decoder gets it (fp32), and the plain decode g_s0(ŷ)
             y_hat, _ = latent_and_rate(model, model.g_a(x))
             base = model.g_s(y_hat).clamp(0, 1) if cfg.disc_cond else None
-        x1 = g_s1(y_hat)
+        with fast_autocast(device, fast):
+            x1 = g_s1(y_hat.contiguous(memory_format=layout)).float()
         fake = x1.clamp(0, 1)
 
         zero = torch.zeros((), device=device)
         d_loss = zero
         if cfg.w_adv:
-            d_loss = discriminator_step(disc, opt_d, d_in(x, base), d_in(fake, base))
+            with fast_autocast(device, fast):
+                d_loss = discriminator_step(disc, opt_d, d_in(x, base), d_in(fake, base))
 
         opt.zero_grad(set_to_none=True)
         mse = F.mse_loss(x1, x)
         # a zero weight skips its network: w_mse alone is the plain decoder's refit on rounded ŷ
-        lp = lpips_tensor(fake, x).mean() if cfg.w_lpips else zero
-        adv = generator_loss(disc, d_in(fake, base)) if cfg.w_adv else zero
+        with fast_autocast(device, fast):
+            lp = lpips_tensor(fake, x).float().mean() if cfg.w_lpips else zero
+            adv = generator_loss(disc, d_in(fake, base)).float() if cfg.w_adv else zero
         hf = hf_overshoot(fake, x, cfg.hf_tile) if cfg.w_hf else zero
         loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
         loss.backward()

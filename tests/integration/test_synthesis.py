@@ -87,6 +87,27 @@ def test_conditioned_discriminator_trains(tmp_path, tiny_codec):
     assert state["step"] == 1 and state["config"]["disc_cond"] is True
 
 
+def test_bf16_training_runs_resumes_and_writes_plain_weights(tmp_path, tiny_codec):
+    """`--bf16` (channels-last and bf16 autocast where the CPU has AMX, fp32 elsewhere): the steps run, the
+    run resumes, and θ₁ comes out fp32 and contiguous, as the decoders and safetensors take it."""
+    from dpexplorer.codec.precision import bf16_is_fast
+    from dpexplorer.training.synthesis import SynthesisTrainConfig, load_theta1, train_synthesis
+
+    data = random_photos(tmp_path / "photos", height=96, width=96)
+    cfg = SynthesisTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "w"), steps=2, batch=2, crop=64,
+                               threads=1, bf16=True)
+    out = train_synthesis(cfg, codec=tiny_codec)
+    cfg.steps = 3
+    train_synthesis(cfg, codec=tiny_codec)
+    state = torch.load(out, weights_only=True)
+    assert state["step"] == 3 and state["config"]["bf16"] is True
+    theta1 = load_theta1(out)
+    assert all(v.is_contiguous() and v.dtype == torch.float32 for v in theta1.values())
+    assert any(not torch.equal(v, tiny_codec.model.g_s.state_dict()[k]) for k, v in theta1.items())  # it trained
+    log = (cfg.run_dir() / "train.log").read_text()
+    assert ("no AMX" in log) != bf16_is_fast(torch.device("cpu"))  # says so where bf16 would not be faster
+
+
 def test_hf_hinges_match_the_metric_and_penalise_one_side_each():
     from dpexplorer.io.images import to_tensor
     from dpexplorer.metrics.image import hf_energy_ratio

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dpexplorer.codec import effort
+from dpexplorer.codec.precision import bf16_is_fast
 from dpexplorer.errors import ImageError
 
 
@@ -25,6 +26,29 @@ def test_schedule_anneals_from_start_to_end():
     temps = [s.temperature(i, 10) for i in range(10)]
     assert temps[0] == pytest.approx(0.5) and temps[-1] == pytest.approx(0.05)
     assert all(a > b for a, b in zip(temps, temps[1:]))
+
+
+def test_fast_synthesis_matches_g_s_and_leaves_the_model_as_it_was(tiny_codec):
+    """The search's fast g_s (channels-last; bf16 where the CPU has AMX) computes the same image within bf16's
+    precision, gives gradients, and does not change the layout of the model the decoders use."""
+    model = tiny_codec.model
+    y = torch.randn(1, model.g_s[0].in_channels, 6, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model.g_s(y)
+        fast = effort.synthesize(model, y, fast=True)
+    assert fast.dtype == torch.float32 and fast.shape == plain.shape
+    tolerance = 0.05 if bf16_is_fast(y.device) else 1e-4  # bf16 keeps 8 bits of mantissa
+    assert (fast - plain).abs().max() <= tolerance * plain.abs().max()
+    y.requires_grad_(True)
+    effort.synthesize(model, y, fast=True).square().mean().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert all(p.is_contiguous() for p in model.g_s.parameters())  # the decoders' copy keeps its layout
+
+
+def test_fp32_search_still_lowers_the_cost(tiny_codec, photo):
+    """EffortSchedule(fast_synthesis=False), the A/B arm: the plain fp32 path runs and refines."""
+    data = tiny_codec.encode(photo, effort=3, schedule=effort.EffortSchedule(fast_synthesis=False))
+    assert tiny_codec.decode(data).x_hat.shape == photo.shape
 
 
 def _rd_cost(codec, img, data) -> float:
