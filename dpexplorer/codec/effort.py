@@ -32,12 +32,12 @@ from dpexplorer.codec.precision import fast_autocast
 # 1.05 MP (q3, one thread; 0.94 GB without effort), so about 3.5 GB here. Larger images are refused with
 # a clear message rather than swapping.
 MAX_EFFORT_PIXELS = 2_500_000
-# A bound on one request's time: 2000 iterations are about 40 minutes at 768×512 on two cores.
+# A bound on one request's time: 2000 iterations are about 12 minutes at 768×512 on one core with AMX (50 without).
 MAX_EFFORT = 2000
-# The setting the README reports and the app's "smaller file (slow)" uses, and what it measured
-# (docs/log/2026-12-07-effort-and-samplers.md).
+# The setting the README reports and the app's "smaller file (slow)" uses, and what it measured at q2 on
+# every image: Kodak 12.4 %, val_photos 17.0 % on average (docs/log/2026-12-07-bf16-on-amx.md).
 DOCUMENTED_EFFORT = 400
-DOCUMENTED_GAIN = "about 13–17 % fewer bits at the same PSNR"
+DOCUMENTED_GAIN = "about 12–17 % fewer bits at the same PSNR"
 # The time estimate's calibration runs (`estimate_seconds`): one measured while the app's first encode ran
 # beside it said 10 min for a photo that takes under 2.
 TIMING_REPEATS = 3
