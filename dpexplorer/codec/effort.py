@@ -95,9 +95,10 @@ def synthesize(model, y_tilde: torch.Tensor, *, fast: bool) -> torch.Tensor:
 
 def rate_distortion(model, x: torch.Tensor, y_tilde: torch.Tensor, z_tilde: torch.Tensor, *,
                     scales: torch.Tensor, means: torch.Tensor | None, lmbda: float,
-                    fast_synthesis: bool = False) -> tuple[torch.Tensor, ...]:
+                    fast_synthesis: bool) -> tuple[torch.Tensor, ...]:
     """(loss, bits per pixel, MSE on the 0..1 scale) of soft-rounded latents against the image `x` (its
-    unpadded size: padding is never shown, so it costs nothing)."""
+    unpadded size: padding is never shown, so it costs nothing); `fast_synthesis` as the schedule's, which
+    the caller passes (no default of its own to disagree with `EffortSchedule`'s)."""
     h, w = x.shape[-2:]
     x_tilde = synthesize(model, y_tilde, fast=fast_synthesis)[..., :h, :w]
     bits = -(torch.log2(latent_likelihoods(model, y_tilde, scales, means)).sum()
