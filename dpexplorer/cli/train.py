@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from dpexplorer.cli import EXIT_OK
 
@@ -60,6 +61,11 @@ def cmd_train_export(args) -> int:
         from dpexplorer.training.export import export_refit_run
 
         print(json.dumps(export_refit_run(args.checkpoint, notes=args.notes), indent=2))
+        return EXIT_OK
+    if args.kind == "synthesis" and Path(args.checkpoint).expanduser().is_dir():
+        from dpexplorer.training.export import export_synthesis
+
+        print(json.dumps(export_synthesis(args.checkpoint, notes=args.notes, snapshot=args.snapshot), indent=2))
         return EXIT_OK
     if args.kind == "synthesis":
         from dpexplorer.training.export import export_synthesis_bundle
@@ -135,7 +141,10 @@ def add_parsers(sub) -> None:
     tx.add_argument("--kind", choices=["codec", "latent-refine", "pixel", "refit", "synthesis"], default="codec",
                     help="what the checkpoint holds; latent-refine: a `train latent-refine` run's last.pt; refit: a "
                          "synthesis run folder trained with MSE alone, which replaces the shipped codec's g_s (the plain "
-                         "decoder); synthesis: a synthesis burst's bundle (θ₁ from its arms, --blend)")
+                         "decoder); synthesis: a synthesis run folder (its θ₁, or --snapshot's) or a synthesis burst's "
+                         "bundle (θ₁ from its arms, --blend)")
+    tx.add_argument("--snapshot", type=int, default=None, metavar="STEP",
+                    help="synthesis run folder: the θ₁ it kept at this step (theta1-STEP.pt) instead of its latest")
     tx.add_argument("--blend", action="append", metavar="ARM=WEIGHT",
                     help="synthesis: an arm of the bundle and its weight (repeat to average arms; weights sum "
                          "to 1; default A=1)")

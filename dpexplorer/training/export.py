@@ -4,6 +4,7 @@ then regenerates the model card)."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 from datetime import date
 from pathlib import Path
@@ -81,14 +82,47 @@ def export_codec(checkpoint: str | Path, notes: str = "", directory: Path | None
     return entry  # the model card: python tools/model_card.py
 
 
-def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | None = None) -> dict:
-    """A perceptual synthesis run (training/synthesis.py) → `synthesis-{arch}-q{q}.safetensors` + entry."""
+def export_synthesis(run_dir: str | Path, notes: str = "", directory: Path | None = None, *,
+                     snapshot: int | None = None) -> dict:
+    """A perceptual synthesis run (training/synthesis.py) → `synthesis-{arch}-q{q}.safetensors` + entry: its
+    latest θ₁, or the one it kept at step `snapshot` (`theta1-{step}.pt`, `--snapshot-every-s`)."""
     from dpexplorer.hub.loading import load_codec
 
-    state = load_checkpoint(Path(run_dir).expanduser() / "last.pt")
+    run = Path(run_dir).expanduser()
+    state = load_checkpoint(run / "last.pt")
+    theta1 = state["g_s1"]
+    if snapshot is not None:
+        path = run / f"theta1-{snapshot}.pt"
+        if not path.exists():
+            kept = sorted(int(p.stem.split("-")[1]) for p in run.glob("theta1-*.pt"))
+            raise ValueError(f"{run.name} kept no θ₁ at step {snapshot} (it has {kept})")
+        snap = load_checkpoint(path)
+        # snapshots written before they carried their wall time: the run's, in proportion to the steps
+        wall = snap.get("wall_s", state["wall_s"] * snap["step"] / max(1, state["step"]))
+        theta1, state = snap["g_s"], {**state, "step": snap["step"], "wall_s": wall}
     cfg = state["config"]
     codec = load_codec(int(cfg["quality"]), cfg.get("arch"), directory)
-    return _save_theta1(state["g_s1"], codec, state, training_record(state, notes), directory=directory)
+    return _save_theta1(theta1, codec, state, {**training_record(state, notes), **_earlier_theta1(cfg, directory)},
+                        directory=directory)
+
+
+def _earlier_theta1(cfg: dict, directory: Path | None) -> dict:
+    """A run fine-tuned from the shipped θ₁'s file (`init_from`): that θ₁'s own training record, kept as
+    `earlier`, so the manifest still says how the weights began (e.g. a GPU burst)."""
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.hub.files import sha256_file
+    from dpexplorer.hub.manifest import find_entry
+
+    start = Path(os.path.expanduser(cfg.get("init_from") or ""))
+    if start.suffix != ".safetensors" or not start.exists():
+        return {}
+    try:
+        _, shipped = find_entry("synthesis", cfg.get("arch"), int(cfg["quality"]), directory)
+    except WeightsError:  # no shipped θ₁ of this quality: nothing to keep
+        return {}
+    if shipped["sha256"] != sha256_file(start):
+        return {}
+    return {"earlier": {"sha256": shipped["sha256"], **shipped.get("training", {})}}
 
 
 def export_synthesis_bundle(bundle: str | Path, blend: dict[str, float], notes: str = "",

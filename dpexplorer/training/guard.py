@@ -107,13 +107,17 @@ def photo_order(folder: str, count: int, seed: int) -> list[Path]:
     return [files[i] for i in np.random.default_rng(seed).permutation(len(files))[:count]]
 
 
-def build_cache(cfg: GuardTrainConfig, cache: Path) -> list[Path]:
-    """Encode and decode each photo once (resumable: one .npz per photo)."""
+def build_cache(cfg: GuardTrainConfig, folder: Path) -> list[Path]:
+    """Encode and decode each photo once (resumable: one .npz per photo), in a subfolder of `folder` named
+    after the codec and θ₁ they were decoded with, so that a new θ₁ never trains on the old one's images."""
     from dpexplorer.decoders.synthesis import SynthesisDecoder
+    from dpexplorer.hub.manifest import find_entry
     from dpexplorer.io.images import load_image
 
     decoder = SynthesisDecoder.load(cfg.quality, cfg.arch)
     codec = decoder.codec
+    theta1 = find_entry("synthesis", codec.cfg.arch, codec.cfg.quality)[1]["sha256"]
+    cache = folder / f"codec-{codec.weights_sha256[:12]}-theta1-{theta1[:12]}"
     cache.mkdir(parents=True, exist_ok=True)
     out = []
     for path in photo_order(cfg.data, cfg.images, cfg.seed):

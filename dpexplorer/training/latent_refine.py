@@ -14,7 +14,10 @@ batch keeps the later steps what they were: x₀-prediction at t uniform over 0 
 the starting weights sample (DDIM, `distill_steps`) for the same ŷ — self-distillation, so no auxiliary
 encoder (stage 1 of `training/latent.py`, never shipped) is needed to fine-tune shipped weights.
 
-Codec and θ₁ are frozen; the run starts from the shipped latent weights of the quality (or `init_from`).
+Codec and θ₁ are frozen; the run starts from the shipped latent weights of the quality (or `init_from`). It
+trains through the θ₁ shipped now: where that is a newer θ₁ than the one the latent weights were trained
+through, this is how the module moves to it (as the pixel decoder's `init_from` does; the export is keyed
+on the new θ₁).
 Its first A/B (q2, 30 CPU-minutes, 2026-12-07) gained 0.7 % LPIPS on training crops but lost 1 % on whole
 photos, so nothing was shipped from it (docs/log/2026-12-07-latent-refine-and-pixel-q3.md).
 """
@@ -83,8 +86,9 @@ def teacher_residual(teacher, y_hat: torch.Tensor, steps: int, seed: int) -> tor
 def train_latent_refine(cfg: LatentRefineConfig, codec=None) -> Path:
     """Fine-tune (resuming from the run folder's checkpoint); returns the checkpoint's path."""
     from dpexplorer.decoders.schedulers import TRAIN_TIMESTEPS, training_scheduler
-    from dpexplorer.decoders.synthesis import trained_synthesis
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
     from dpexplorer.hub.loading import load_codec
+    from dpexplorer.hub.manifest import find_entry
     from dpexplorer.metrics.image import lpips_tensor
 
     if cfg.crop % 64:
@@ -98,7 +102,10 @@ def train_latent_refine(cfg: LatentRefineConfig, codec=None) -> Path:
     den, entry = shipped_denoiser(codec)
     if not entry.get("synthesis_sha256"):
         raise ValueError("the shipped latent module decodes through the codec's g_s, not θ₁: nothing to refine here")
-    theta1 = trained_synthesis(entry).endpoint().to(device)  # checked: the θ₁ the module decodes through
+    # the θ₁ shipped now (hash-checked by the loader), which may be newer than the one the weights were trained
+    # through: the run then moves them to it
+    synthesis_sha256 = find_entry("synthesis", codec.cfg.arch, codec.cfg.quality)[1]["sha256"]
+    theta1 = SynthesisDecoder.load(codec.cfg.quality, codec.cfg.arch).synthesis.endpoint().to(device)
     if cfg.init_from:
         den.load_state_dict(load_checkpoint(Path(cfg.init_from).expanduser())["denoiser"])
     teacher = copy.deepcopy(den).eval().requires_grad_(False)
@@ -112,7 +119,9 @@ def train_latent_refine(cfg: LatentRefineConfig, codec=None) -> Path:
         teacher.load_state_dict(load_checkpoint(ckpt)["teacher"])
     sampler = MultiScaleCropSampler(cfg.data, cfg.crop, cfg.min_scale, seed=cfg.seed * 1000 + step)
     log(f"{'resumed at step ' + str(step) if step else 'started'}: config {asdict(cfg)} codec {codec.weights_sha256[:12]} "
-        f"from {cfg.init_from or entry['file']} (strength κ {den.strength})")
+        f"from {cfg.init_from or entry['file']} (strength κ {den.strength}) through θ₁ {synthesis_sha256[:12]}"
+        + ("" if synthesis_sha256 == entry["synthesis_sha256"] else
+           f" (the weights were trained through θ₁ {entry['synthesis_sha256'][:12]}: moving them)"))
     sched = training_scheduler()
     scale = den.residual_scale[None, :, None, None] * den.strength
     lmbda = codec.cfg.lmbda
@@ -122,7 +131,7 @@ def train_latent_refine(cfg: LatentRefineConfig, codec=None) -> Path:
         atomic_save({"denoiser": den.state_dict(), "teacher": teacher.state_dict(), "opt": opt.state_dict(),
                      "step": step, "wall_s": time.time() - t0, "config": asdict(cfg), "denoiser_config": den.config(),
                      "codec_sha256": codec.weights_sha256, "latent_sha256": codec.latent_sha256,
-                     "synthesis_sha256": entry.get("synthesis_sha256"), "start": entry["sha256"],
+                     "synthesis_sha256": synthesis_sha256, "start": entry["sha256"],
                      "quality": codec.cfg.quality, "arch": codec.cfg.arch}, ckpt)
 
     t0, session, first_step = time.time() - wall, time.time(), step
@@ -196,6 +205,6 @@ def export_latent_refine(checkpoint: str | Path, *, notes: str | None = None, di
               **({"notes": notes} if notes else {})}
     meta = {k: v for k, v in previous.items() if k not in ("file", "sha256", "bytes", "recipe")}
     meta |= {"config": state["denoiser_config"], "codec_sha256": state["codec_sha256"],
-             "latent_sha256": state["latent_sha256"]}
+             "latent_sha256": state["latent_sha256"], "synthesis_sha256": state["synthesis_sha256"]}
     meta["training"] = {**previous.get("training", {}), "refine": refine}
     return save_weights(state["denoiser"], name, meta, fp16=lambda k: k.endswith(".weight"), directory=directory)

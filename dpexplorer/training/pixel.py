@@ -35,6 +35,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from dpexplorer.codec.precision import bf16_is_fast, fast_autocast
 from dpexplorer.decoders.pixel.denoiser import BASES, check_noise_scale
 from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLogger, add_config_arguments, atomic_save,
                                         configs_from_args, conv_kernels, cosine_lr, load_checkpoint, psnr_of, resume,
@@ -90,6 +91,9 @@ class PixelTrainConfig(RunConfig):
     checkpoint_every_s: float = 300.0
     seed: int = 0
     threads: int | None = None
+    bf16: bool = field(default=False, metadata={
+        "help": "the denoiser, LPIPS and D channels-last under bf16 autocast where the CPU has AMX "
+                "(codec/precision.py; the synthesis trainer's --bf16); ŷ, the base image and the losses stay fp32"})
 
     def denoiser_config(self, latent_channels: int) -> dict:
         return dict(latent_channels=latent_channels, space_to_depth=self.space_to_depth, width=self.width,
@@ -182,6 +186,14 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
                      **({"latent_sha256": codec.latent_sha256} if synthesis_sha256 else {}),
                      "quality": codec.cfg.quality, "arch": arch}, ckpt)
 
+    fast = cfg.bf16 and bf16_is_fast(device)
+    if fast:
+        den.to(memory_format=torch.channels_last)
+        if cfg.w_adv:
+            disc.to(memory_format=torch.channels_last)
+    elif cfg.bf16:
+        log("bf16: not faster on this device (no AMX); training in fp32")
+
     t0, session, first_step = time.time() - wall, time.time(), step
     means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
@@ -201,7 +213,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
         if cfg.first_step_noise != 1.0:  # the sampler's first input: x_T = scale·z (run_sampler), nothing of r₀
             first = (t == TRAIN_TIMESTEPS - 1)[:, None, None, None]
             r_t = torch.where(first, cfg.first_step_noise * noise, r_t)
-        pred = den(r_t, t, base, y_hat)
+        with fast_autocast(device, fast):
+            pred = den(r_t, t, base, y_hat).float()
         diffusion = F.mse_loss(pred, r0 if cfg.prediction_type == "sample" else noise)
         if cfg.prediction_type == "sample":
             r0_hat = pred
@@ -209,7 +222,8 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
             a = alphas[t][:, None, None, None]
             r0_hat = (r_t - (1 - a).sqrt() * pred) / a.sqrt()
         x0_hat = (base + s * r0_hat).clamp(0, 1)
-        lp_each = lpips_tensor(x0_hat, x) if cfg.rho else torch.zeros(x.shape[0], device=device)
+        with fast_autocast(device, fast):
+            lp_each = lpips_tensor(x0_hat, x).float() if cfg.rho else torch.zeros(x.shape[0], device=device)
         lp = lp_each.mean()
         if cfg.prediction_type == "epsilon":  # an ε's implied x̂₀ carries 1/√ᾱ_t (20,000 at t = 999): weighted
             lp_loss = (lp_each * alphas[t]).mean()  # by ᾱ_t, or LPIPS shapes ε̂ at high noise (docs/pixel-decoder.md)
@@ -217,8 +231,9 @@ def train_pixel(cfg: PixelTrainConfig, codec=None) -> Path:
             lp_loss = lp
         adv = torch.zeros((), device=device)
         if cfg.w_adv:
-            discriminator_step(disc, opt_d, x, x0_hat)
-            adv = generator_loss(disc, x0_hat)
+            with fast_autocast(device, fast):
+                discriminator_step(disc, opt_d, x, x0_hat)
+                adv = generator_loss(disc, x0_hat).float()
         hf = hf_shortfall(x0_hat, x) if cfg.w_hf_floor else torch.zeros((), device=device)
         grain = (grain_hinge(x0_hat * 255, x * 255, cap=cfg.grain_cap, share=0.5) if cfg.w_grain
                  else torch.zeros((), device=device))

@@ -19,6 +19,10 @@ hinge `w_hf` is what worked, the conditioned D made things worse (off by default
   does with ŷ: grain on a region that ŷ says is flat is easy to call fake;
 - `w_hf`: a hinge on each crop's high-frequency energy above the original's (`hf_overshoot`).
 
+A fourth, `w_grain`, is the smooth-area grain itself as a loss (the grain guard's hinge, on each crop's
+smoother half of 16-px patches): from the shipped θ₁ it removed the grain on every set while keeping
+most of the LPIPS gain (docs/log/2026-12-08-theta1-against-grain.md).
+
 With `w_lpips`, `w_adv` and `w_hf` at 0 (their networks are then skipped) the same loop refits the
 *plain* decoder to the rounded ŷ: the shipped codecs' g_s was trained on the noise relaxation and is
 not MSE-optimal for what it decodes (docs/synthesis.md, "PSNR monotonicity").
@@ -50,6 +54,7 @@ from dpexplorer.training.common import (Every, RunConfig, RunningMeans, TrainLog
                                         configs_from_args, load_checkpoint, psnr_of, resume, setup_device)
 from dpexplorer.training.data import MultiScaleCropSampler
 from dpexplorer.training.discriminator import PatchDiscriminator, discriminator_step, generator_loss
+from dpexplorer.training.guard import grain_hinge
 from dpexplorer.training.latent import latent_and_rate
 
 
@@ -65,6 +70,12 @@ class SynthesisTrainConfig(RunConfig):
     disc_cond: bool = False  # D also sees g_s0(ŷ); hurt in the probe (docs/log/synthesis-probe.md)
     w_hf: float = 0.3  # hinge on high-frequency energy above the original's (log ratio, per crop)
     hf_tile: int = 0  # > 0: the hinge per tile of this many px (grain on a flat patch of a busy crop), 0: per crop
+    # the grain guard's hinge (`training.guard.grain_hinge`): patch energy above grain_cap × the original's on the
+    # crop's `grain_share` of 16-px patches where the original is smoothest — the smooth-area grain as a loss,
+    # which leaves texture alone where the original has it (the tile hinge held it back: docs/synthesis.md)
+    w_grain: float = 0.0
+    grain_cap: float = 1.2
+    grain_share: float = 0.5
     init_from: str | None = None  # a θ (theta1.pt, or g_s safetensors) to start a fresh run from, not θ₀
     snapshot_every_s: float = 0.0  # > 0: also keep θ as theta1-{step}.pt this often (to pick a checkpoint later)
     checkpoint_every_s: float = 300.0
@@ -136,7 +147,8 @@ def contiguous_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def _describe(r: dict) -> str:
     """A log line's loss means."""
-    return f"psnr {psnr_of(r['mse']):.2f} lpips {r['lpips']:.4f} adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f}"
+    return (f"psnr {psnr_of(r['mse']):.2f} lpips {r['lpips']:.4f} adv {r['adv']:.3f} d {r['d']:.3f} hf+ {r['hf']:.3f}"
+            f" grain {r['grain']:.3f}")
 
 
 def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
@@ -144,6 +156,8 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     from dpexplorer.hub.loading import load_codec
     from dpexplorer.metrics.image import lpips_tensor
 
+    if cfg.w_grain and cfg.crop % 16:
+        raise ValueError(f"the grain hinge works on 16-px patches: crop must be a multiple of 16, got {cfg.crop}")
     device, _, _ = setup_device(cfg.threads)
     torch.manual_seed(cfg.seed)
     codec = codec or load_codec(cfg.quality, cfg.arch)
@@ -190,7 +204,8 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
     means = RunningMeans(log, _describe, t0)
     checkpoints = Every(cfg.checkpoint_every_s, save)
     snapshots = Every(cfg.snapshot_every_s or float("inf"),
-                      lambda: atomic_save({"g_s": contiguous_state(g_s1), "step": step}, run_dir / f"theta1-{step}.pt"))
+                      lambda: atomic_save({"g_s": contiguous_state(g_s1), "step": step, "wall_s": time.time() - t0},
+                                          run_dir / f"theta1-{step}.pt"))
     while cfg.within_budget(step, session):
         x = sampler.batch(cfg.batch).to(device)
         with torch.no_grad():  # ŷ exactly as the decoder gets it (fp32), and the plain decode g_s0(ŷ)
@@ -213,12 +228,15 @@ def train_synthesis(cfg: SynthesisTrainConfig, codec=None) -> Path:
             lp = lpips_tensor(fake, x).float().mean() if cfg.w_lpips else zero
             adv = generator_loss(disc, d_in(fake, base)).float() if cfg.w_adv else zero
         hf = hf_overshoot(fake, x, cfg.hf_tile) if cfg.w_hf else zero
-        loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf
+        grain = (grain_hinge(fake * 255, x * 255, cap=cfg.grain_cap, share=cfg.grain_share) if cfg.w_grain
+                 else zero)
+        loss = k_mse * mse + cfg.w_lpips * lp + cfg.w_adv * adv + cfg.w_hf * hf + cfg.w_grain * grain
         loss.backward()
         torch.nn.utils.clip_grad_norm_(g_s1.parameters(), 1.0)
         opt.step()
         step += 1
-        means.add(step, mse=mse.detach(), lpips=lp.detach(), adv=adv.detach(), d=d_loss.detach(), hf=hf.detach())
+        means.add(step, mse=mse.detach(), lpips=lp.detach(), adv=adv.detach(), d=d_loss.detach(), hf=hf.detach(),
+                  grain=grain.detach())
         checkpoints.tick()
         snapshots.tick()
     means.flush(step)

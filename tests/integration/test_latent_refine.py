@@ -98,3 +98,32 @@ def test_a_latent_module_over_the_codec_g_s_is_refused(tmp_path, tiny_weights_di
                              crop=64, threads=1)
     with pytest.raises(ValueError, match="not θ₁"):
         train_latent_refine(cfg)
+
+
+def test_weights_over_an_earlier_theta1_move_to_the_shipped_one(tmp_path, weights_through_theta1):
+    """A new θ₁ shipped: the latent module, trained through the earlier one, no longer loads; a refine run trains
+    through the θ₁ shipped now, says so, and its export is keyed on it, so the module decodes again."""
+    from dpexplorer.cli import main
+    from dpexplorer.decoders.base import unload_all
+    from dpexplorer.decoders.latent.decoder import LatentDecoder
+    from dpexplorer.errors import WeightsError
+    from dpexplorer.hub.manifest import find_entry
+
+    manifest = json.loads((weights_through_theta1 / "manifest.json").read_text())
+    latent_name, _ = find_entry("latent", None, 1, weights_through_theta1)
+    manifest["models"][latent_name]["synthesis_sha256"] = "1" * 64  # trained through an earlier θ₁
+    (weights_through_theta1 / "manifest.json").write_text(json.dumps(manifest))
+    unload_all()
+    with pytest.raises(WeightsError, match="other synthesis weights"):
+        LatentDecoder.load(1)
+    theta1 = find_entry("synthesis", None, 1, weights_through_theta1)[1]["sha256"]
+    args = ["train", "latent-refine", "--data", str(_photos(tmp_path)), "--quality", "1", "--workdir", str(tmp_path / "w"),
+            "--batch", "2", "--crop", "64", "--threads", "1", "--run-name", "move", "--distill-steps", "2", "--steps", "1"]
+    assert main(args) == 0
+    run = tmp_path / "w" / "latent-refine-q1-move"
+    assert torch.load(run / "last.pt", weights_only=True)["synthesis_sha256"] == theta1
+    assert f"through θ₁ {theta1[:12]}" in (run / "train.log").read_text() and "moving them" in (run / "train.log").read_text()
+    assert main(["train", "export", "--kind", "latent-refine", str(run / "last.pt")]) == 0
+    assert find_entry("latent", None, 1, weights_through_theta1)[1]["synthesis_sha256"] == theta1
+    unload_all()
+    assert LatentDecoder.load(1) is not None

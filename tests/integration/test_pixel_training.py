@@ -155,6 +155,26 @@ def test_a_one_step_fine_tune_sees_what_the_first_sampler_step_sees(tmp_path, ti
         train_pixel(dataclasses.replace(cfg, first_step_share=1.5, run_name="bad"), codec=tiny_codec)
 
 
+def test_bf16_pixel_training_runs_and_resumes(tmp_path, tiny_codec):
+    """`--bf16` (the denoiser, LPIPS and D channels-last under bf16 autocast where the CPU has AMX, fp32 elsewhere):
+    the steps run with the adversary on, the run resumes, and the checkpoint's denoiser is fp32."""
+    from dpexplorer.codec.precision import bf16_is_fast
+    from dpexplorer.training.pixel import PixelTrainConfig, train_pixel
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(np.random.default_rng(3).integers(0, 256, (128, 128, 3), dtype=np.uint8), photos / "p.png")
+    cfg = PixelTrainConfig(data=str(photos), quality=1, workdir=str(tmp_path / "w"), steps=1, batch=2, crop=64,
+                           threads=1, width=16, mults="1,2", base="plain", run_name="bf16", w_adv=0.1, bf16=True)
+    train_pixel(cfg, codec=tiny_codec)
+    ckpt = train_pixel(dataclasses.replace(cfg, steps=2), codec=tiny_codec)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 2 and state["config"]["bf16"] is True
+    assert all(v.dtype == torch.float32 for v in state["denoiser"].values() if v.is_floating_point())
+    log = (tmp_path / "w" / "pixel-q1-bf16" / "train.log").read_text()
+    assert "resumed" in log and ("no AMX" in log) != bf16_is_fast(torch.device("cpu"))
+
+
 def test_the_pixel_family_is_offered_only_with_weights(tiny_weights_dir, monkeypatch, photo):
     from dpexplorer.app.session import FAMILIES
     from dpexplorer.decoders.registry import decode_file, reconstruct_file

@@ -1,5 +1,7 @@
 """Interpolated synthesis (θ_τ) and its fine-tuning, on a tiny untrained codec."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +108,31 @@ def test_bf16_training_runs_resumes_and_writes_plain_weights(tmp_path, tiny_code
     assert any(not torch.equal(v, tiny_codec.model.g_s.state_dict()[k]) for k, v in theta1.items())  # it trained
     log = (cfg.run_dir() / "train.log").read_text()
     assert ("no AMX" in log) != bf16_is_fast(torch.device("cpu"))  # says so where bf16 would not be faster
+
+
+def test_the_grain_hinge_takes_its_cap_and_share_from_the_config(tmp_path, tiny_codec, monkeypatch):
+    """`--w-grain`: the grain guard's hinge on θ₁'s crops (0…255) with the run's cap and share, logged; off by
+    default (no call)."""
+    import dpexplorer.training.synthesis as synthesis
+
+    calls = []
+    hinge = synthesis.grain_hinge
+
+    def spy(out, original, *, cap, share):
+        calls.append((float(out.max()), cap, share))
+        return hinge(out, original, cap=cap, share=share)
+
+    monkeypatch.setattr(synthesis, "grain_hinge", spy)
+    data = random_photos(tmp_path / "photos", height=96, width=96)
+    cfg = synthesis.SynthesisTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "w"), steps=1, batch=2,
+                                         crop=64, threads=1, run_name="off")
+    synthesis.train_synthesis(cfg, codec=tiny_codec)
+    assert not calls
+    cfg = dataclasses.replace(cfg, run_name="on", steps=2, w_grain=1.0, grain_cap=1.5, grain_share=0.3)
+    synthesis.train_synthesis(cfg, codec=tiny_codec)
+    assert [(cap, share) for _, cap, share in calls] == [(1.5, 0.3)] * 2
+    assert all(1.0 < top <= 255.0 for top, _, _ in calls)  # pixels, as the metric's energies
+    assert " grain " in (cfg.run_dir() / "train.log").read_text()
 
 
 def test_hf_hinges_match_the_metric_and_penalise_one_side_each():
@@ -306,3 +333,43 @@ def test_an_arm_starts_from_a_refit_with_a_tile_hinge_and_keeps_snapshots(tmp_pa
     assert f"initialised from {tmp_path / 'refit.pt'}" in log
     snapshots = sorted(p.name for p in cfg.run_dir().glob("theta1-*.pt"))
     assert snapshots and set(snapshots) <= {"theta1-1.pt", "theta1-2.pt"}
+
+
+def test_export_takes_a_synthesis_runs_snapshot(tmp_path, tiny_weights_dir, monkeypatch, capsys):
+    """`train export --kind synthesis RUN_DIR [--snapshot STEP]`: θ₁ of a run folder, or the one it kept at a step,
+    into weights/ with that step in its training record; a step it did not keep is a one-line error."""
+    import json
+    import shutil
+
+    from dpexplorer.cli import main
+    from dpexplorer.decoders.base import unload_all
+    from dpexplorer.decoders.synthesis import SynthesisDecoder
+    from dpexplorer.hub.loading import load_codec
+    from dpexplorer.hub.manifest import find_entry
+    from dpexplorer.training.synthesis import SynthesisTrainConfig, train_synthesis
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(weights))
+    data = random_photos(tmp_path / "photos", height=80, width=80)
+    shipped_name, shipped = find_entry("synthesis", None, 1, weights)
+    cfg = SynthesisTrainConfig(data=str(data), quality=1, workdir=str(tmp_path / "w"), steps=2, batch=1, crop=64,
+                               threads=1, w_adv=0.0, snapshot_every_s=1e-9, init_from=str(weights / shipped["file"]))
+    train_synthesis(cfg, codec=load_codec(1, None, weights))
+    run = cfg.run_dir()
+    kept = torch.load(run / "theta1-1.pt", weights_only=True)
+    assert kept["step"] == 1 and kept["wall_s"] >= 0
+    assert main(["train", "export", "--kind", "synthesis", str(run), "--snapshot", "1", "--notes", "n"]) == 0
+    _, entry = find_entry("synthesis", None, 1, weights)
+    assert entry["training"]["steps"] == 1 and entry["training"]["notes"] == "n"
+    assert entry["training"]["earlier"]["sha256"] == shipped["sha256"]  # fine-tuned from the shipped θ₁: kept
+    unload_all()
+    exported = SynthesisDecoder.load(1).synthesis.theta1
+    assert all(torch.allclose(exported[k], kept["g_s"][k], atol=1e-3) for k in exported)
+    assert main(["train", "export", "--kind", "synthesis", str(run)]) == 0  # the latest
+    assert find_entry("synthesis", None, 1, weights)[1]["training"]["steps"] == 2
+    capsys.readouterr()
+    assert main(["train", "export", "--kind", "synthesis", str(run), "--snapshot", "7"]) != 0
+    err = capsys.readouterr().err
+    assert "no θ₁ at step 7" in err and len(err.strip().splitlines()) == 1
+    json.loads((weights / "manifest.json").read_text())  # still a valid manifest

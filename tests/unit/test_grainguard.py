@@ -75,3 +75,23 @@ def test_the_grain_hinge_is_zero_when_smooth_areas_stay_smooth_and_averages_over
     both = grain_hinge(grainy, smooth, cap=1.2, share=0.5)
     each = [grain_hinge(grainy[i:i + 1], smooth[i:i + 1], cap=1.2, share=0.5) for i in range(2)]
     assert both > 0.5 and torch.isclose(both, (each[0] + each[1]) / 2)
+
+
+def test_the_training_cache_is_keyed_on_the_codec_and_theta1(tiny_weights_dir, monkeypatch, tmp_path):
+    """The guard's decoded photos are cached per codec and θ₁: after a new θ₁ the training decodes afresh instead
+    of learning from the old θ₁'s images."""
+    from dpexplorer.hub.manifest import find_entry
+    from dpexplorer.io.images import save_png
+    from dpexplorer.training.guard import GuardTrainConfig, build_cache
+
+    monkeypatch.setenv("DPEXPLORER_WEIGHTS", str(tiny_weights_dir))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        save_png(np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8), photos / f"p{i}.png")
+    cfg = GuardTrainConfig(data=str(photos), quality=1, images=2, out=str(tmp_path / "runs"))
+    cached = build_cache(cfg, tmp_path / "cache")
+    codec = find_entry("codec", None, 1, tiny_weights_dir)[1]["sha256"]
+    theta1 = find_entry("synthesis", None, 1, tiny_weights_dir)[1]["sha256"]
+    assert len(cached) == 2
+    assert {p.parent.name for p in cached} == {f"codec-{codec[:12]}-theta1-{theta1[:12]}"}
